@@ -1,0 +1,314 @@
+//! `BackupPlan`: what is backed up where and when, how many generations are kept (R8, R9, R16).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::*;
+
+/// Sources, repositories, full and differential rules on the calendar, generations kept,
+/// write-protected snapshots and media labels for the selected servers.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "unyo.dev",
+    version = "v1alpha1",
+    kind = "BackupPlan",
+    namespaced,
+    status = "BackupPlanStatus",
+    shortname = "bp",
+    category = "unyo",
+    doc = "Backup sources, repositories, full/differential rules, generations and media labels for selected servers.",
+    printcolumn(name = "Generations", type_ = "integer", json_path = ".spec.retention.generations", description = "Generations kept"),
+    printcolumn(name = "Class", type_ = "string", json_path = ".spec.media.informationClass", description = "Information class of the media"),
+    printcolumn(name = "Healthy", type_ = "integer", json_path = ".status.healthyServers", description = "Servers whose last runs succeeded"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Settings are valid"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.rules.exists(r, r.type == 'Full')").message("at least one rule must be of type Full (a differential needs a full to refer to)").field_path(".rules").reason(Reason::FieldValueRequired))]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPlanSpec {
+    /// Servers (in this namespace) the plan applies to, by label.
+    #[serde(default)]
+    pub selector: LabelSelector,
+    /// What is backed up.
+    #[schemars(length(min = 1, max = 50), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub sources: Vec<BackupSource>,
+    /// Where backups go: a primary repository and a secondary copy (二重化媒体).
+    pub repositories: BackupRepositories,
+    /// Full and differential rules, each on its own schedule.
+    #[schemars(length(min = 1, max = 20), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub rules: Vec<BackupRule>,
+    /// How many generations are kept (a generation is a full backup with its differentials).
+    #[serde(default)]
+    pub retention: Retention,
+    /// Write-protected snapshots taken at times the union names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_snapshot: Option<ProtectedSnapshot>,
+    /// Take a full backup when a Server is annotated `unyo.dev/backup-now` (e.g. before and
+    /// after a version-up); default true.
+    #[serde(default = "default_true")]
+    pub full_on_request: bool,
+    /// Label of the media, with the information class of the data they hold (R16).
+    pub media: MediaLabel,
+    /// Verification after runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<BackupVerification>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A backup source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSource {
+    /// Name of the source, e.g. `db-data` or `report-data`.
+    #[schemars(length(min = 1, max = 63), pattern(NAME_PATTERN))]
+    pub name: String,
+    /// Absolute paths backed up.
+    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 1024), pattern(r"^/")))]
+    pub paths: Vec<String>,
+    /// Glob patterns excluded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 1024)))]
+    pub excludes: Vec<String>,
+    /// Command run before the backup (e.g. a database dump or putting the DB in backup mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
+    pub pre_command: Vec<String>,
+    /// Command run after the backup, whatever its result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
+    pub post_command: Vec<String>,
+}
+
+/// Primary and secondary repositories.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.secondary) || self.secondary.location != self.primary.location").message("the secondary repository must differ from the primary").field_path(".secondary.location").reason(Reason::FieldValueInvalid))]
+pub struct BackupRepositories {
+    /// Primary repository.
+    pub primary: BackupRepository,
+    /// Secondary repository every run is copied to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<BackupRepository>,
+}
+
+/// A backup repository.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRepository {
+    /// Repository location as restic understands it, e.g. `/backup/primary` or `sftp:backup01:/srv/restic`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub location: String,
+    /// Path of a file on the host that holds the repository password. The password itself never
+    /// appears in a custom resource.
+    #[schemars(length(min = 1, max = 1024), pattern(r"^/"))]
+    pub password_file: String,
+    /// Whether this repository is kept off site (遠隔地保管).
+    #[serde(default)]
+    pub offsite: bool,
+}
+
+/// A backup rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRule {
+    /// Name of the rule, e.g. `weekly-full`.
+    #[schemars(length(min = 1, max = 63), pattern(NAME_PATTERN))]
+    pub name: String,
+    /// Full or Differential (changes since the last full).
+    #[serde(rename = "type")]
+    pub backup_type: BackupType,
+    /// When the rule runs.
+    pub schedule: Schedule,
+    /// Sources the rule covers (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), extend("x-kubernetes-list-type" = "set"))]
+    pub sources: Vec<String>,
+}
+
+/// Full or differential.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum BackupType {
+    Full,
+    Differential,
+}
+
+/// Retention by generations.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// Generations kept (at least 1, default 5). The newest good generation is never deleted.
+    #[serde(default = "default_generations")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub generations: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            generations: default_generations(),
+        }
+    }
+}
+
+fn default_generations() -> u32 {
+    5
+}
+
+/// Write-protected snapshots.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtectedSnapshot {
+    /// When a protected snapshot is taken.
+    pub schedule: Schedule,
+    /// How long each protected snapshot is kept locked, e.g. `30d`.
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub keep_for: String,
+}
+
+/// Label of backup media.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaLabel {
+    /// Information class of the data (情報資産分類): ClassI (personal data), ClassII, ClassIII or ClassIV.
+    pub information_class: InformationClass,
+    /// Free label written to each snapshot's tags and the media ledger, e.g. `DB-週次`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub label: Option<String>,
+}
+
+/// Information class of an information asset.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum InformationClass {
+    ClassI,
+    ClassII,
+    ClassIII,
+    ClassIV,
+}
+
+/// Verification of backups.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupVerification {
+    /// Run a repository check after each run (default true).
+    #[serde(default = "default_true")]
+    pub check_after_run: bool,
+    /// When a sample is test-restored and compared byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_restore: Option<Schedule>,
+}
+
+/// Backup health of the selected servers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPlanStatus {
+    /// Servers whose last runs succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_servers: Option<u32>,
+    /// Per server: last full, last differential, generations held, next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["server"]))]
+    pub servers: Vec<ServerBackupSummary>,
+    /// The metadata.generation the controller last evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (false with a reason for an invalid setting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Backup state of one server under a plan.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerBackupSummary {
+    /// Server name.
+    pub server: String,
+    /// Last full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full: Option<BackupRun>,
+    /// Last differential backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_differential: Option<BackupRun>,
+    /// Generations held in the primary repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generations: Option<u32>,
+    /// Next scheduled run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<Time>,
+}
+
+/// One backup run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRun {
+    /// Rule that ran.
+    pub rule: String,
+    /// Full or Differential.
+    #[serde(rename = "type")]
+    pub backup_type: BackupType,
+    /// Succeeded or Failed.
+    pub result: RunResult,
+    /// When it started.
+    pub started_at: Time,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Snapshot ID in the primary repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Whether the copy to the secondary repository succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied: Option<bool>,
+    /// Bytes added to the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_added: Option<u64>,
+    /// What went wrong, for a failed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Result of a run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum RunResult {
+    Succeeded,
+    Failed,
+}
+
+/// Backup state of one host under one plan, written by its agent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostBackup {
+    /// BackupPlan name.
+    pub plan: String,
+    /// Last full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full: Option<BackupRun>,
+    /// Last differential backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_differential: Option<BackupRun>,
+    /// Generations held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generations: Option<u32>,
+    /// Last verification (repository check or test restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verification: Option<Verification>,
+}
+
+/// Result of a verification.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// When it ran.
+    pub at: Time,
+    /// Succeeded or Failed.
+    pub result: RunResult,
+    /// Details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

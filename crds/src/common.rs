@@ -1,0 +1,124 @@
+//! Types shared by several kinds: schedules, conditions, selectors, severities and the small
+//! string formats (durations, times of day, dates) every kind uses.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+pub use kube::core::{Reason, Rule};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every unyo kind.
+pub const GROUP: &str = "unyo.dev";
+/// The API version of every unyo kind.
+pub const VERSION: &str = "v1alpha1";
+/// The kubectl category all unyo kinds belong to (`kubectl get unyo`).
+pub const CATEGORY: &str = "unyo";
+
+/// Pattern of a duration: one or more `<number><unit>` with unit ms, s, m, h or d (e.g. `90s`, `1h30m`, `7d`).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
+/// Pattern of a time of day, 24-hour clock, `HH:MM` (00:00–23:59).
+pub const TIME_OF_DAY_PATTERN: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
+/// Pattern of the end of a time range: `HH:MM` or `24:00` for the end of the day.
+pub const TIME_OF_DAY_END_PATTERN: &str = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$";
+/// Pattern of a calendar date, `YYYY-MM-DD`.
+pub const DATE_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+/// Pattern of a recurring month-day, `MM-DD`.
+pub const MONTH_DAY_PATTERN: &str = r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+/// Pattern of a five-field cron expression (minute hour day-of-month month day-of-week).
+pub const CRON_PATTERN: &str = r"^\s*\S+(\s+\S+){4}\s*$";
+/// Pattern of a Kubernetes object name (RFC 1123 subdomain).
+pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// Pattern of a MAC address, six colon-separated hex pairs.
+pub const MAC_PATTERN: &str = r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$";
+
+/// When an operation runs, evaluated in the time zone of the named OperationCalendar.
+///
+/// Exactly one of `at` and `cron` is set. `on` narrows the days: `at: "19:30"` with
+/// `on: BusinessDays` fires at 19:30 on every business day of the calendar.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.at) != has(self.cron)").message("exactly one of at or cron must be set").reason(Reason::FieldValueInvalid))]
+pub struct Schedule {
+    /// Name of the OperationCalendar (same namespace) whose time zone, holidays and closures apply.
+    #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
+    pub calendar: String,
+    /// Time of day to fire, `HH:MM` in the calendar's time zone (e.g. `19:30`). Exclusive with `cron`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 5), pattern(TIME_OF_DAY_PATTERN))]
+    pub at: Option<String>,
+    /// Five-field cron expression (minute hour day-of-month month day-of-week) in the calendar's
+    /// time zone, further narrowed by `on`. Exclusive with `at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128), pattern(CRON_PATTERN))]
+    pub cron: Option<String>,
+    /// Which days the schedule may fire on: AllDays, BusinessDays, NonBusinessDays,
+    /// FirstBusinessDayOfWeek, LastBusinessDayOfWeek, FirstBusinessDayOfMonth or LastBusinessDayOfMonth.
+    #[serde(default)]
+    pub on: DaySelector,
+}
+
+/// Which days of the calendar a schedule fires on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum DaySelector {
+    #[default]
+    AllDays,
+    BusinessDays,
+    NonBusinessDays,
+    FirstBusinessDayOfWeek,
+    LastBusinessDayOfWeek,
+    FirstBusinessDayOfMonth,
+    LastBusinessDayOfMonth,
+}
+
+/// A maintenance window: it opens at each fire time of `schedule` and stays open for `duration`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceWindow {
+    /// When the window opens.
+    pub schedule: Schedule,
+    /// How long the window stays open, e.g. `3h`.
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub duration: String,
+}
+
+/// Severity of a check result or of an Incident.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// Day of the week.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Weekday {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+/// Production or staging (検証環境).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Environment {
+    #[default]
+    Production,
+    Staging,
+}
+
+/// Schema of a `conditions` list: standard metav1.Condition entries, merged by `type` under
+/// server-side apply so that several field managers can each own their own conditions.
+pub fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = <Vec<Condition>>::json_schema(generator);
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema.insert(
+        "description".into(),
+        "Current state of the object, one entry per condition type (type, status, reason, message, lastTransitionTime, observedGeneration)."
+            .into(),
+    );
+    schema
+}

@@ -1,0 +1,27 @@
+//! The unyo.dev API: the custom resource types of every kind, their validation, and the logic both
+//! sides of the API must agree on.
+//!
+//! Every kind is namespaced, in group `unyo.dev`, version `v1alpha1`, category `unyo`.
+
+pub mod backup;
+pub mod calendar;
+pub mod change;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod common;
+pub mod crdgen;
+pub mod incident;
+pub mod monitoring;
+pub mod patch;
+pub mod server;
+pub mod virusscan;
+
+pub use backup::{BackupPlan, BackupPlanSpec, BackupPlanStatus};
+pub use calendar::{OperationCalendar, OperationCalendarSpec, OperationCalendarStatus};
+pub use change::{ChangeRecord, ChangeRecordSpec, ChangeRecordStatus};
+pub use common::{GROUP, Schedule, VERSION};
+pub use incident::{Incident, IncidentSpec, IncidentStatus};
+pub use monitoring::{MonitoringPolicy, MonitoringPolicySpec, MonitoringPolicyStatus};
+pub use patch::{PatchBaseline, PatchBaselineSpec, PatchBaselineStatus};
+pub use server::{Server, ServerSpec, ServerStatus};
+pub use virusscan::{VirusScanSchedule, VirusScanScheduleSpec, VirusScanScheduleStatus};
