@@ -137,7 +137,7 @@ pub struct BusinessHours {
     /// Weekdays that are business days unless a holiday or closure falls on them.
     #[serde(default = "default_weekdays")]
     #[schemars(length(min = 1, max = 7), extend("x-kubernetes-list-type" = "set"))]
-    pub days: Vec<Weekday>,
+    pub weekdays: Vec<Weekday>,
     /// Start of online hours, `HH:MM`, e.g. `08:00`.
     #[schemars(length(max = 5), pattern(TIME_OF_DAY_PATTERN))]
     pub start: String,
@@ -156,7 +156,7 @@ fn default_weekdays() -> Vec<Weekday> {
     ]
 }
 
-/// A named window of time that recurs on the days `on` selects. A window whose end is not after
+/// A named window of time that recurs on the days `days` selects. A window whose end is not after
 /// its start runs past midnight into the next day.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -167,7 +167,7 @@ pub struct NamedWindow {
     pub name: String,
     /// Days the window opens on.
     #[serde(default)]
-    pub on: DaySelector,
+    pub days: DaySelector,
     /// Opening time, `HH:MM`.
     #[schemars(length(max = 5), pattern(TIME_OF_DAY_PATTERN))]
     pub start: String,

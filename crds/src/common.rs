@@ -33,8 +33,11 @@ pub const MAC_PATTERN: &str = r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$";
 
 /// When an operation runs, evaluated in the time zone of the named OperationCalendar.
 ///
-/// Exactly one of `at` and `cron` is set. `on` narrows the days: `at: "19:30"` with
-/// `on: BusinessDays` fires at 19:30 on every business day of the calendar.
+/// Exactly one of `at` and `cron` is set. `days` narrows the days: `at: "19:30"` with
+/// `days: BusinessDays` fires at 19:30 on every business day of the calendar.
+///
+/// (The field is `days`, not `on`: YAML 1.1 parsers such as kubectl's read an unquoted `on:` key
+/// as the boolean `true`.)
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.at) != has(self.cron)").message("exactly one of at or cron must be set").reason(Reason::FieldValueInvalid))]
@@ -47,14 +50,14 @@ pub struct Schedule {
     #[schemars(length(max = 5), pattern(TIME_OF_DAY_PATTERN))]
     pub at: Option<String>,
     /// Five-field cron expression (minute hour day-of-month month day-of-week) in the calendar's
-    /// time zone, further narrowed by `on`. Exclusive with `at`.
+    /// time zone, further narrowed by `days`. Exclusive with `at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128), pattern(CRON_PATTERN))]
     pub cron: Option<String>,
     /// Which days the schedule may fire on: AllDays, BusinessDays, NonBusinessDays,
     /// FirstBusinessDayOfWeek, LastBusinessDayOfWeek, FirstBusinessDayOfMonth or LastBusinessDayOfMonth.
     #[serde(default)]
-    pub on: DaySelector,
+    pub days: DaySelector,
 }
 
 /// Which days of the calendar a schedule fires on.

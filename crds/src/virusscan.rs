@@ -27,7 +27,7 @@ use crate::common::*;
     printcolumn(name = "Detections", type_ = "integer", json_path = ".status.detectionCount", description = "Detections recorded"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = Rule::new("has(self.schedule.at) ? self.schedule.on == 'AllDays' : self.schedule.cron.matches('^\\\\s*\\\\S+\\\\s+\\\\S+\\\\s+\\\\*\\\\s+\\\\*\\\\s+\\\\*\\\\s*$')").message("scans must run at least daily: use on: AllDays with at, or a cron whose day-of-month, month and day-of-week are all *").field_path(".schedule").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("has(self.schedule.at) ? self.schedule.days == 'AllDays' : self.schedule.cron.matches('^\\\\s*\\\\S+\\\\s+\\\\S+\\\\s+\\\\*\\\\s+\\\\*\\\\s+\\\\*\\\\s*$')").message("scans must run at least daily: use days: AllDays with at, or a cron whose day-of-month, month and day-of-week are all *").field_path(".schedule").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("!('Quarantine' in self.actions) || has(self.quarantineDir)").message("the Quarantine action needs quarantineDir").field_path(".quarantineDir").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("!('Delete' in self.actions) || self.actions.all(a, a == 'Delete' || a == 'Notify' || self.actions.indexOf(a) < self.actions.indexOf('Delete'))").message("Delete removes the file, so Quarantine and Rename must come before it").field_path(".actions").reason(Reason::FieldValueInvalid))]
 #[serde(rename_all = "camelCase")]
@@ -38,7 +38,7 @@ pub struct VirusScanScheduleSpec {
     /// Scan engine: ClamAV.
     #[serde(default)]
     pub engine: ScanEngine,
-    /// When scans run; at least daily (on: AllDays with `at`, or a daily cron).
+    /// When scans run; at least daily (days: AllDays with `at`, or a daily cron).
     pub schedule: Schedule,
     /// Absolute paths scanned.
     #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 1024), pattern(r"^/")))]

@@ -1,1 +1,243 @@
+//! Test harness: one real control plane (etcd + kube-apiserver, built from Go modules by
+//! `hack/envtest/build.sh`) per test binary, the unyo.dev CRDs installed with real `kubectl`
+//! server-side apply, and a fresh namespace per test.
+//!
+//! The control plane is started by `hack/control-plane.sh up --owner-pid <this process>`, whose
+//! watchdog stops etcd and kube-apiserver when the test process ends, however it ends.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+/// A running control plane with the unyo.dev CRDs installed.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The kubectl built with the control plane (same minor version as the server).
+    pub kubectl: PathBuf,
+    /// The repository root.
+    pub repo: PathBuf,
+}
+
+static CONTROL_PLANE: OnceLock<std::result::Result<ControlPlane, String>> = OnceLock::new();
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn start() -> Result<ControlPlane> {
+    let repo = repo_root();
+    let build = Command::new(repo.join("hack/envtest/build.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running hack/envtest/build.sh")?;
+    if !build.status.success() {
+        bail!("building the control plane failed: {}", output_text(&build));
+    }
+    let bin = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
+    let up = Command::new(repo.join("hack/control-plane.sh"))
+        .args(["up", "--owner-pid", &std::process::id().to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running hack/control-plane.sh up")?;
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    let Some(kubeconfig) = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("export KUBECONFIG="))
+    else {
+        bail!("control-plane.sh up did not print the kubeconfig: {stdout}");
+    };
+    let cp = ControlPlane {
+        kubeconfig: PathBuf::from(kubeconfig),
+        kubectl: bin.join("kubectl"),
+        repo,
+    };
+    let crds = cp.repo.join("manifests/crds");
+    let crds = crds.to_string_lossy();
+    cp.kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=unyo-tests",
+            "-f",
+            &crds,
+        ],
+        None,
+    )?;
+    cp.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            &crds,
+        ],
+        None,
+    )?;
+    Ok(cp)
+}
+
+/// The control plane of this test binary, started on first use.
+pub fn control_plane() -> Result<&'static ControlPlane> {
+    CONTROL_PLANE
+        .get_or_init(|| start().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("control plane unavailable: {e}"))
+}
+
+impl ControlPlane {
+    /// A kubectl command against this control plane.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// Runs kubectl with `args`, feeding `stdin` when given.
+    pub fn run_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        use std::io::Write;
+        let mut cmd = self.kubectl();
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting kubectl")?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .context("writing kubectl's stdin")?;
+        }
+        child.wait_with_output().context("waiting for kubectl")
+    }
+
+    /// Runs kubectl and fails unless it succeeds; returns its standard output.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let out = self.run_kubectl(args, stdin)?;
+        if !out.status.success() {
+            bail!("kubectl {} failed: {}", args.join(" "), output_text(&out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs kubectl, expects it to fail, and returns its combined output.
+    pub fn kubectl_err(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let out = self.run_kubectl(args, stdin)?;
+        if out.status.success() {
+            bail!(
+                "kubectl {} succeeded but should have failed: {}",
+                args.join(" "),
+                output_text(&out)
+            );
+        }
+        Ok(output_text(&out))
+    }
+
+    /// A kube client with admin rights.
+    pub async fn client(&self) -> Result<kube::Client> {
+        Ok(unyo_crds::client::connect(Some(&self.kubeconfig)).await?)
+    }
+
+    /// Creates a namespace of its own for one test, named `<prefix>-<unique suffix>`.
+    pub async fn namespace(&self, prefix: &str) -> Result<String> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!(
+            "{prefix}-{:x}{:x}",
+            nanos & 0xfffff,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let api: Api<Namespace> = Api::all(self.client().await?);
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("unyo.dev/test".to_string(), prefix.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        Ok(name)
+    }
+}
+
+/// Whether every field of `expected` is present in `actual` with an equal value (objects are
+/// compared key by key, recursively; arrays and scalars must be equal element by element).
+/// Returns the path of the first difference.
+pub fn subset_mismatch(
+    expected: &serde_json::Value,
+    actual: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => e.iter().find_map(|(k, ev)| match a.get(k) {
+            Some(av) => subset_mismatch(ev, av, &format!("{path}.{k}")),
+            None => Some(format!("{path}.{k}: missing")),
+        }),
+        (Value::Array(e), Value::Array(a)) => {
+            if e.len() != a.len() {
+                return Some(format!("{path}: {} items, read back {}", e.len(), a.len()));
+            }
+            e.iter()
+                .zip(a)
+                .enumerate()
+                .find_map(|(i, (ev, av))| subset_mismatch(ev, av, &format!("{path}[{i}]")))
+        }
+        (Value::Number(e), Value::Number(a)) if e.as_f64() == a.as_f64() => None,
+        (e, a) if e == a => None,
+        (e, a) => Some(format!("{path}: expected {e}, read back {a}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subset_mismatch;
+    use serde_json::json;
+
+    #[test]
+    fn subset_reports_first_difference() {
+        let a = json!({"spec": {"a": 1, "b": [1, 2], "extra": true}});
+        assert_eq!(
+            subset_mismatch(&json!({"spec": {"a": 1, "b": [1, 2]}}), &a, ""),
+            None
+        );
+        assert_eq!(
+            subset_mismatch(&json!({"spec": {"a": 2}}), &a, "").as_deref(),
+            Some(".spec.a: expected 2, read back 1")
+        );
+        assert_eq!(
+            subset_mismatch(&json!({"spec": {"c": 1}}), &a, "").as_deref(),
+            Some(".spec.c: missing")
+        );
+        assert!(subset_mismatch(&json!({"spec": {"b": [1]}}), &a, "").is_some());
+        assert_eq!(subset_mismatch(&json!(1.0), &json!(1), ""), None);
+    }
+}
