@@ -57,3 +57,17 @@ async fn main() -> anyhow::Result<()> {
         .context("waiting for the shutdown signal")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn server_and_namespace_are_required() {
+        Args::command().debug_assert();
+        assert!(Args::try_parse_from(["unyo-agent"]).is_err());
+        let args = Args::parse_from(["unyo-agent", "--server", "db01", "-n", "mie"]);
+        assert_eq!((args.server.as_str(), args.namespace.as_str()), ("db01", "mie"));
+    }
+}

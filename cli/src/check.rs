@@ -232,8 +232,9 @@ mod tests {
             Outcome::Invalid(label, problems) => {
                 assert_eq!(label, "OperationCalendar/ops");
                 assert!(
-                    problems.iter().any(|p| p.contains("businessHours")
-                        && p.contains("end must be after")),
+                    problems
+                        .iter()
+                        .any(|p| p.contains("businessHours") && p.contains("end must be after")),
                     "{problems:?}"
                 );
             }
@@ -261,7 +262,9 @@ mod tests {
     fn missing_required_field_and_unknown_kind() {
         let crds = crdgen::all_crds();
         let mut doc = calendar();
-        doc["spec"].as_object_mut().map(|s| s.remove("businessHours"));
+        doc["spec"]
+            .as_object_mut()
+            .map(|s| s.remove("businessHours"));
         match check_document(&doc, &crds) {
             Outcome::Invalid(_, problems) => {
                 assert!(problems[0].contains("businessHours"), "{problems:?}")
@@ -270,10 +273,16 @@ mod tests {
         }
         let mut doc = calendar();
         doc["kind"] = json!("Widget");
-        assert!(matches!(check_document(&doc, &crds), Outcome::Invalid(_, _)));
+        assert!(matches!(
+            check_document(&doc, &crds),
+            Outcome::Invalid(_, _)
+        ));
         let mut doc = calendar();
         doc["apiVersion"] = json!("unyo.dev/v1");
-        assert!(matches!(check_document(&doc, &crds), Outcome::Invalid(_, _)));
+        assert!(matches!(
+            check_document(&doc, &crds),
+            Outcome::Invalid(_, _)
+        ));
     }
 
     #[test]

@@ -39,10 +39,26 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(namespace = ?args.namespace, "starting unyo-controller");
     let client = unyo_crds::client::connect(args.kubeconfig.as_deref()).await?;
     unyo_crds::client::check_served(&client, args.namespace.as_deref()).await?;
-    tracing::info!("all unyo.dev kinds are served; no reconcilers in this build, waiting for shutdown");
+    tracing::info!(
+        "all unyo.dev kinds are served; no reconcilers in this build, waiting for shutdown"
+    );
     tokio::signal::ctrl_c()
         .await
         .context("waiting for the shutdown signal")?;
     tracing::info!("shutting down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_parse_and_validate() {
+        Args::command().debug_assert();
+        let args = Args::parse_from(["unyo-controller", "-n", "mie", "--log-format", "json"]);
+        assert_eq!(args.namespace.as_deref(), Some("mie"));
+        assert!(Args::try_parse_from(["unyo-controller", "--log-format", "xml"]).is_err());
+    }
 }

@@ -19,11 +19,35 @@ use crate::common::*;
     shortname = "bp",
     category = "unyo",
     doc = "Backup sources, repositories, full/differential rules, generations and media labels for selected servers.",
-    printcolumn(name = "Generations", type_ = "integer", json_path = ".spec.retention.generations", description = "Generations kept"),
-    printcolumn(name = "Class", type_ = "string", json_path = ".spec.media.informationClass", description = "Information class of the media"),
-    printcolumn(name = "Healthy", type_ = "integer", json_path = ".status.healthyServers", description = "Servers whose last runs succeeded"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Settings are valid"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Generations",
+        type_ = "integer",
+        json_path = ".spec.retention.generations",
+        description = "Generations kept"
+    ),
+    printcolumn(
+        name = "Class",
+        type_ = "string",
+        json_path = ".spec.media.informationClass",
+        description = "Information class of the media"
+    ),
+    printcolumn(
+        name = "Healthy",
+        type_ = "integer",
+        json_path = ".status.healthyServers",
+        description = "Servers whose last runs succeeded"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Settings are valid"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.rules.exists(r, r.type == 'Full')").message("at least one rule must be of type Full (a differential needs a full to refer to)").field_path(".rules").reason(Reason::FieldValueRequired))]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +92,10 @@ pub struct BackupSource {
     #[schemars(length(min = 1, max = 63), pattern(NAME_PATTERN))]
     pub name: String,
     /// Absolute paths backed up.
-    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 1024), pattern(r"^/")))]
+    #[schemars(
+        length(min = 1, max = 100),
+        inner(length(min = 1, max = 1024), pattern(r"^/"))
+    )]
     pub paths: Vec<String>,
     /// Glob patterns excluded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -18,17 +18,45 @@ use crate::common::*;
     shortname = "opcal",
     category = "unyo",
     doc = "A working calendar: time zone, Japanese national holidays, closures, business hours and named windows.",
-    printcolumn(name = "TimeZone", type_ = "string", json_path = ".spec.timeZone", description = "Time zone of the calendar"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state", description = "BusinessHours, AfterHours or Closed now"),
-    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextTransition", description = "When the state next changes"),
-    printcolumn(name = "NextBusinessDay", type_ = "string", json_path = ".status.nextBusinessDay", priority = "1", description = "The next business day"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "TimeZone",
+        type_ = "string",
+        json_path = ".spec.timeZone",
+        description = "Time zone of the calendar"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "BusinessHours, AfterHours or Closed now"
+    ),
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextTransition",
+        description = "When the state next changes"
+    ),
+    printcolumn(
+        name = "NextBusinessDay",
+        type_ = "string",
+        json_path = ".status.nextBusinessDay",
+        priority = "1",
+        description = "The next business day"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OperationCalendarSpec {
     /// IANA time zone every time of this calendar is read in, e.g. `Asia/Tokyo`.
     #[serde(default = "default_time_zone")]
-    #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        pattern(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
     pub time_zone: String,
     /// Which national holidays are days off: Japan (国民の祝日, built in) or None.
     #[serde(default)]

@@ -21,14 +21,57 @@ use crate::common::*;
     doc = "A change record (変更管理): drift the controller found, or a planned change or release people declared.",
     selectable = ".spec.server",
     selectable = ".spec.origin",
-    printcolumn(name = "Server", type_ = "string", json_path = ".spec.server", description = "Server the change concerns"),
-    printcolumn(name = "Origin", type_ = "string", json_path = ".spec.origin", priority = "1", description = "Drift or Planned"),
-    printcolumn(name = "Category", type_ = "string", json_path = ".spec.category", priority = "1", description = "What changed"),
-    printcolumn(name = "Class", type_ = "string", json_path = ".spec.classification", description = "Minor, Major or Emergency"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the change stands"),
-    printcolumn(name = "Resolution", type_ = "string", json_path = ".status.resolution", priority = "1", description = "How it was resolved"),
-    printcolumn(name = "Deadline", type_ = "date", json_path = ".spec.deadline", priority = "1", description = "When it must be dealt with"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Server",
+        type_ = "string",
+        json_path = ".spec.server",
+        description = "Server the change concerns"
+    ),
+    printcolumn(
+        name = "Origin",
+        type_ = "string",
+        json_path = ".spec.origin",
+        priority = "1",
+        description = "Drift or Planned"
+    ),
+    printcolumn(
+        name = "Category",
+        type_ = "string",
+        json_path = ".spec.category",
+        priority = "1",
+        description = "What changed"
+    ),
+    printcolumn(
+        name = "Class",
+        type_ = "string",
+        json_path = ".spec.classification",
+        description = "Minor, Major or Emergency"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the change stands"
+    ),
+    printcolumn(
+        name = "Resolution",
+        type_ = "string",
+        json_path = ".status.resolution",
+        priority = "1",
+        description = "How it was resolved"
+    ),
+    printcolumn(
+        name = "Deadline",
+        type_ = "date",
+        json_path = ".spec.deadline",
+        priority = "1",
+        description = "When it must be dealt with"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.origin != 'Planned' || has(self.plan)").message("a Planned change needs spec.plan").field_path(".plan").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("!has(self.deadline) || !has(self.recordedAt) || self.deadline >= self.recordedAt").message("spec.deadline must not be before spec.recordedAt").field_path(".deadline").reason(Reason::FieldValueInvalid))]
@@ -107,7 +150,9 @@ pub enum ChangeCategory {
 }
 
 /// Change classification (変更区分).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum ChangeClass {
     Minor,
     Major,

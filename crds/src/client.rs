@@ -47,7 +47,9 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
 
 /// A kind the API server does not serve, or that this client may not list.
 #[derive(Debug, thiserror::Error)]
-#[error("listing {kind}: {source} (are the unyo.dev CRDs installed, and may this identity list them?)")]
+#[error(
+    "listing {kind}: {source} (are the unyo.dev CRDs installed, and may this identity list them?)"
+)]
 pub struct NotServed {
     /// The kind.
     pub kind: String,

@@ -2,8 +2,8 @@
 //! string formats (durations, times of day, dates) every kind uses.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-pub use kube::core::{Reason, Rule};
 use kube::KubeSchema;
+pub use kube::core::{Reason, Rule};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +85,9 @@ pub struct MaintenanceWindow {
 }
 
 /// Severity of a check result or of an Incident.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum Severity {
     Info,
     Warning,
@@ -117,7 +119,10 @@ pub enum Environment {
 pub fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = <Vec<Condition>>::json_schema(generator);
     schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema.insert(
         "description".into(),
         "Current state of the object, one entry per condition type (type, status, reason, message, lastTransitionTime, observedGeneration)."

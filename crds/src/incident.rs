@@ -22,14 +22,57 @@ use crate::common::*;
     doc = "An incident (インシデント管理): an anomaly found by monitoring, an inquiry, or a change request.",
     selectable = ".spec.fingerprint",
     selectable = ".spec.state",
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", priority = "1", description = "Monitoring, Inquiry or ChangeRequest"),
-    printcolumn(name = "Severity", type_ = "string", json_path = ".spec.severity", description = "Info, Warning or Critical"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".spec.state", description = "New, InProgress, Resolved or Closed"),
-    printcolumn(name = "Server", type_ = "string", json_path = ".spec.servers[0]", description = "First affected server"),
-    printcolumn(name = "Priority", type_ = "string", json_path = ".spec.priority", priority = "1", description = "Handling priority"),
-    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner", priority = "1", description = "Who handles it"),
-    printcolumn(name = "Recovered", type_ = "date", json_path = ".status.recoveredAt", priority = "1", description = "When the cause went away"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.type",
+        priority = "1",
+        description = "Monitoring, Inquiry or ChangeRequest"
+    ),
+    printcolumn(
+        name = "Severity",
+        type_ = "string",
+        json_path = ".spec.severity",
+        description = "Info, Warning or Critical"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".spec.state",
+        description = "New, InProgress, Resolved or Closed"
+    ),
+    printcolumn(
+        name = "Server",
+        type_ = "string",
+        json_path = ".spec.servers[0]",
+        description = "First affected server"
+    ),
+    printcolumn(
+        name = "Priority",
+        type_ = "string",
+        json_path = ".spec.priority",
+        priority = "1",
+        description = "Handling priority"
+    ),
+    printcolumn(
+        name = "Owner",
+        type_ = "string",
+        json_path = ".spec.owner",
+        priority = "1",
+        description = "Who handles it"
+    ),
+    printcolumn(
+        name = "Recovered",
+        type_ = "date",
+        json_path = ".status.recoveredAt",
+        priority = "1",
+        description = "When the cause went away"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.type != 'Monitoring' || has(self.fingerprint)").message("a Monitoring incident needs spec.fingerprint").field_path(".fingerprint").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("!has(self.deadline) || !has(self.occurredAt) || self.deadline >= self.occurredAt").message("spec.deadline must not be before spec.occurredAt").field_path(".deadline").reason(Reason::FieldValueInvalid))]
@@ -114,7 +157,9 @@ pub enum IncidentType {
 }
 
 /// A three-step level.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum Level {
     Low,
     Medium,

@@ -3,6 +3,10 @@
 //!
 //! Every kind is namespaced, in group `unyo.dev`, version `v1alpha1`, category `unyo`.
 
+// Several `printcolumn(...)` entries in one `#[kube(...)]` attribute repeat keys such as `type_`,
+// which clippy's duplicated_attributes lint mistakes for a repeated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod backup;
 pub mod calendar;
 pub mod change;

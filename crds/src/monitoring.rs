@@ -19,11 +19,35 @@ use crate::common::*;
     shortname = "mp",
     category = "unyo",
     doc = "Monitoring checks for selected servers, thresholds, incident severities and notification routes.",
-    printcolumn(name = "Servers", type_ = "integer", json_path = ".status.matchedServers", description = "Servers the selector matches"),
-    printcolumn(name = "Warning", type_ = "integer", json_path = ".status.firing.warning", description = "Checks in Warning"),
-    printcolumn(name = "Critical", type_ = "integer", json_path = ".status.firing.critical", description = "Checks in Critical"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Selector and settings are valid"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Servers",
+        type_ = "integer",
+        json_path = ".status.matchedServers",
+        description = "Servers the selector matches"
+    ),
+    printcolumn(
+        name = "Warning",
+        type_ = "integer",
+        json_path = ".status.firing.warning",
+        description = "Checks in Warning"
+    ),
+    printcolumn(
+        name = "Critical",
+        type_ = "integer",
+        json_path = ".status.firing.critical",
+        description = "Checks in Critical"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Selector and settings are valid"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MonitoringPolicySpec {
@@ -197,7 +221,10 @@ pub struct WebhookTarget {
 #[serde(rename_all = "camelCase")]
 pub struct EmailTarget {
     /// Recipients.
-    #[schemars(length(min = 1, max = 50), inner(length(min = 3, max = 254), pattern(r"^[^@\s]+@[^@\s]+$")))]
+    #[schemars(
+        length(min = 1, max = 50),
+        inner(length(min = 3, max = 254), pattern(r"^[^@\s]+@[^@\s]+$"))
+    )]
     pub to: Vec<String>,
     /// Sender address.
     #[schemars(length(min = 3, max = 254), pattern(r"^[^@\s]+@[^@\s]+$"))]

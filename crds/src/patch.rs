@@ -19,12 +19,41 @@ use crate::common::*;
     shortname = "pb",
     category = "unyo",
     doc = "Patch approval rules, staging-first promotion and maintenance window for selected servers.",
-    printcolumn(name = "Operation", type_ = "string", json_path = ".spec.operation", description = "Scan or Install"),
-    printcolumn(name = "Staging", type_ = "string", json_path = ".spec.promotion.stagingBaseline", description = "Staging baseline this one waits for"),
-    printcolumn(name = "Compliant", type_ = "integer", json_path = ".status.compliantServers", description = "Servers that are compliant"),
-    printcolumn(name = "NonCompliant", type_ = "integer", json_path = ".status.nonCompliantServers", description = "Servers missing approved patches"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Settings are valid"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Operation",
+        type_ = "string",
+        json_path = ".spec.operation",
+        description = "Scan or Install"
+    ),
+    printcolumn(
+        name = "Staging",
+        type_ = "string",
+        json_path = ".spec.promotion.stagingBaseline",
+        description = "Staging baseline this one waits for"
+    ),
+    printcolumn(
+        name = "Compliant",
+        type_ = "integer",
+        json_path = ".status.compliantServers",
+        description = "Servers that are compliant"
+    ),
+    printcolumn(
+        name = "NonCompliant",
+        type_ = "integer",
+        json_path = ".status.nonCompliantServers",
+        description = "Servers missing approved patches"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Settings are valid"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.operation != 'Install' || has(self.maintenanceWindow)").message("operation Install needs a maintenanceWindow").field_path(".maintenanceWindow").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("!has(self.approvedPatches) || !has(self.rejectedPatches) || !self.approvedPatches.exists(p, p in self.rejectedPatches)").message("a patch cannot be both approved and rejected").field_path(".rejectedPatches").reason(Reason::FieldValueInvalid))]
@@ -106,7 +135,9 @@ pub enum PatchClassification {
 }
 
 /// Severity of a patch, as its source states it.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum PatchSeverity {
     Unspecified,
     Low,

@@ -23,15 +23,62 @@ use crate::common::*;
     selectable = ".spec.hostname",
     selectable = ".spec.role",
     selectable = ".spec.environment",
-    printcolumn(name = "Hostname", type_ = "string", json_path = ".spec.hostname", priority = "1", description = "Host name in the ledger"),
-    printcolumn(name = "Role", type_ = "string", json_path = ".spec.role", description = "Role of the server"),
-    printcolumn(name = "Env", type_ = "string", json_path = ".spec.environment", description = "Production or Staging"),
-    printcolumn(name = "OS", type_ = "string", json_path = ".spec.os.name", description = "Operating system in the ledger"),
-    printcolumn(name = "Version", type_ = "string", json_path = ".spec.os.version", priority = "1", description = "OS version in the ledger"),
-    printcolumn(name = "InSync", type_ = "string", json_path = ".status.conditions[?(@.type==\"InSync\")].status", description = "Ledger and observed facts agree"),
-    printcolumn(name = "Agent", type_ = "string", json_path = ".status.conditions[?(@.type==\"AgentConnected\")].status", description = "The agent's heartbeat is current"),
-    printcolumn(name = "Drift", type_ = "integer", json_path = ".status.driftCount", priority = "1", description = "Number of drifted ledger paths"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Hostname",
+        type_ = "string",
+        json_path = ".spec.hostname",
+        priority = "1",
+        description = "Host name in the ledger"
+    ),
+    printcolumn(
+        name = "Role",
+        type_ = "string",
+        json_path = ".spec.role",
+        description = "Role of the server"
+    ),
+    printcolumn(
+        name = "Env",
+        type_ = "string",
+        json_path = ".spec.environment",
+        description = "Production or Staging"
+    ),
+    printcolumn(
+        name = "OS",
+        type_ = "string",
+        json_path = ".spec.os.name",
+        description = "Operating system in the ledger"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".spec.os.version",
+        priority = "1",
+        description = "OS version in the ledger"
+    ),
+    printcolumn(
+        name = "InSync",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"InSync\")].status",
+        description = "Ledger and observed facts agree"
+    ),
+    printcolumn(
+        name = "Agent",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"AgentConnected\")].status",
+        description = "The agent's heartbeat is current"
+    ),
+    printcolumn(
+        name = "Drift",
+        type_ = "integer",
+        json_path = ".status.driftCount",
+        priority = "1",
+        description = "Number of drifted ledger paths"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSpec {

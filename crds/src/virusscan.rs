@@ -20,12 +20,41 @@ use crate::common::*;
     shortname = "vss",
     category = "unyo",
     doc = "Scheduled virus and spyware scans, signature freshness and actions on detection for selected servers.",
-    printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine", description = "Scan engine"),
-    printcolumn(name = "MaxAge", type_ = "string", json_path = ".spec.signatures.maxAge", description = "Oldest signatures allowed"),
-    printcolumn(name = "Stale", type_ = "integer", json_path = ".status.staleCount", description = "Hosts with signatures older than maxAge"),
-    printcolumn(name = "Missed", type_ = "integer", json_path = ".status.missedCount", description = "Hosts that missed a scheduled scan"),
-    printcolumn(name = "Detections", type_ = "integer", json_path = ".status.detectionCount", description = "Detections recorded"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Engine",
+        type_ = "string",
+        json_path = ".spec.engine",
+        description = "Scan engine"
+    ),
+    printcolumn(
+        name = "MaxAge",
+        type_ = "string",
+        json_path = ".spec.signatures.maxAge",
+        description = "Oldest signatures allowed"
+    ),
+    printcolumn(
+        name = "Stale",
+        type_ = "integer",
+        json_path = ".status.staleCount",
+        description = "Hosts with signatures older than maxAge"
+    ),
+    printcolumn(
+        name = "Missed",
+        type_ = "integer",
+        json_path = ".status.missedCount",
+        description = "Hosts that missed a scheduled scan"
+    ),
+    printcolumn(
+        name = "Detections",
+        type_ = "integer",
+        json_path = ".status.detectionCount",
+        description = "Detections recorded"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("has(self.schedule.at) ? self.schedule.days == 'AllDays' : self.schedule.cron.matches('^\\\\s*\\\\S+\\\\s+\\\\S+\\\\s+\\\\*\\\\s+\\\\*\\\\s+\\\\*\\\\s*$')").message("scans must run at least daily: use days: AllDays with at, or a cron whose day-of-month, month and day-of-week are all *").field_path(".schedule").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("!('Quarantine' in self.actions) || has(self.quarantineDir)").message("the Quarantine action needs quarantineDir").field_path(".quarantineDir").reason(Reason::FieldValueRequired))]
@@ -41,7 +70,10 @@ pub struct VirusScanScheduleSpec {
     /// When scans run; at least daily (days: AllDays with `at`, or a daily cron).
     pub schedule: Schedule,
     /// Absolute paths scanned.
-    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 1024), pattern(r"^/")))]
+    #[schemars(
+        length(min = 1, max = 100),
+        inner(length(min = 1, max = 1024), pattern(r"^/"))
+    )]
     pub paths: Vec<String>,
     /// Paths or patterns excluded from the scan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -91,10 +91,7 @@ async fn sample_fleet_applies_and_reads_back_equal() -> Result<()> {
     // Every sample file is in the kustomization.
     let mut on_disk = Vec::new();
     for entry in walk(&samples)? {
-        let rel = entry
-            .strip_prefix(&samples)?
-            .to_string_lossy()
-            .into_owned();
+        let rel = entry.strip_prefix(&samples)?.to_string_lossy().into_owned();
         if rel != "kustomization.yaml" {
             on_disk.push(rel);
         }
@@ -102,7 +99,10 @@ async fn sample_fleet_applies_and_reads_back_equal() -> Result<()> {
     on_disk.sort();
     let mut listed = files.clone();
     listed.sort();
-    assert_eq!(listed, on_disk, "kustomization.yaml and the sample files differ");
+    assert_eq!(
+        listed, on_disk,
+        "kustomization.yaml and the sample files differ"
+    );
 
     for file in &files {
         let path = samples.join(file).to_string_lossy().into_owned();
@@ -239,22 +239,37 @@ async fn kubectl_explain_teaches_every_kind() -> Result<()> {
         "Production or Staging",
         "drift",
     ] {
-        ensure!(server.contains(text), "explain server.spec lacks {text:?}:\n{server}");
+        ensure!(
+            server.contains(text),
+            "explain server.spec lacks {text:?}:\n{server}"
+        );
     }
     for (field, text) in [
         ("backupplan.spec.retention.generations", "Generations kept"),
         ("operationcalendar.spec.closures", "year-end closure"),
-        ("monitoringpolicy.spec.checks.warning", "Must be below critical."),
-        ("virusscanschedule.spec.signatures.maxAge", "Oldest signatures allowed"),
+        (
+            "monitoringpolicy.spec.checks.warning",
+            "Must be below critical.",
+        ),
+        (
+            "virusscanschedule.spec.signatures.maxAge",
+            "Oldest signatures allowed",
+        ),
         ("patchbaseline.spec.promotion.soakDays", "no open Incident"),
-        ("changerecord.spec.classification", "Minor, Major or Emergency"),
+        (
+            "changerecord.spec.classification",
+            "Minor, Major or Emergency",
+        ),
         ("incident.spec.state", "Owned by people"),
         ("server.status.conditions", "lastTransitionTime"),
     ] {
         // kubectl wraps descriptions; compare with whitespace runs collapsed.
         let out = cp.kubectl_ok(&["explain", field], None)?;
         let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
-        ensure!(flat.contains(text), "explain {field} lacks {text:?}:\n{out}");
+        ensure!(
+            flat.contains(text),
+            "explain {field} lacks {text:?}:\n{out}"
+        );
     }
     Ok(())
 }
@@ -333,33 +348,65 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             what: "schedule with both at and cron",
-            object: obj("BackupPlan", "bp", with(backup_spec(), "/rules/0/schedule/cron", json!("30 19 * * *"))),
-            expect: &["spec.rules[0].schedule", "exactly one of at or cron must be set"],
+            object: obj(
+                "BackupPlan",
+                "bp",
+                with(
+                    backup_spec(),
+                    "/rules/0/schedule/cron",
+                    json!("30 19 * * *"),
+                ),
+            ),
+            expect: &[
+                "spec.rules[0].schedule",
+                "exactly one of at or cron must be set",
+            ],
         },
         Case {
             what: "schedule with neither at nor cron",
-            object: obj("VirusScanSchedule", "v", with(scan_spec(), "/schedule", json!({"calendar": "ops"}))),
+            object: obj(
+                "VirusScanSchedule",
+                "v",
+                with(scan_spec(), "/schedule", json!({"calendar": "ops"})),
+            ),
             expect: &["spec.schedule", "exactly one of at or cron must be set"],
         },
         Case {
             what: "time of day out of range",
-            object: obj("BackupPlan", "bp", with(backup_spec(), "/rules/0/schedule/at", json!("25:00"))),
+            object: obj(
+                "BackupPlan",
+                "bp",
+                with(backup_spec(), "/rules/0/schedule/at", json!("25:00")),
+            ),
             expect: &["spec.rules[0].schedule.at", "should match"],
         },
         Case {
             what: "unknown day selector",
-            object: obj("BackupPlan", "bp", with(backup_spec(), "/rules/0/schedule/days", json!("Weekdays"))),
-            expect: &["spec.rules[0].schedule.days", "Unsupported value: \"Weekdays\""],
+            object: obj(
+                "BackupPlan",
+                "bp",
+                with(backup_spec(), "/rules/0/schedule/days", json!("Weekdays")),
+            ),
+            expect: &[
+                "spec.rules[0].schedule.days",
+                "Unsupported value: \"Weekdays\"",
+            ],
         },
         Case {
             what: "warning threshold not below critical",
             object: policy(json!({"name": "cpu", "kind": "Cpu", "warning": 95, "critical": 90})),
-            expect: &["spec.checks[0].warning", "the warning threshold must be below the critical threshold"],
+            expect: &[
+                "spec.checks[0].warning",
+                "the warning threshold must be below the critical threshold",
+            ],
         },
         Case {
             what: "threshold check without thresholds",
             object: policy(check("Memory")),
-            expect: &["spec.checks[0].critical", "needs a warning or critical threshold"],
+            expect: &[
+                "spec.checks[0].critical",
+                "needs a warning or critical threshold",
+            ],
         },
         Case {
             what: "percentage over 100",
@@ -388,7 +435,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "bad duration",
-            object: policy(json!({"name": "cpu", "kind": "Cpu", "critical": 90, "for": "5 minutes"})),
+            object: policy(
+                json!({"name": "cpu", "kind": "Cpu", "critical": 90, "for": "5 minutes"}),
+            ),
             expect: &["spec.checks[0].for", "should match"],
         },
         Case {
@@ -398,21 +447,42 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "route with webhook and email",
-            object: obj("MonitoringPolicy", "mp", json!({"checks": [check("Antivirus")], "notifications": [{
+            object: obj(
+                "MonitoringPolicy",
+                "mp",
+                json!({"checks": [check("Antivirus")], "notifications": [{
                 "name": "r", "webhook": {"url": "https://x.example/h"},
-                "email": {"to": ["a@example.jp"], "from": "u@example.jp", "smtp": "mail:25"}}]})),
-            expect: &["spec.notifications[0]", "set exactly one of webhook or email"],
+                "email": {"to": ["a@example.jp"], "from": "u@example.jp", "smtp": "mail:25"}}]}),
+            ),
+            expect: &[
+                "spec.notifications[0]",
+                "set exactly one of webhook or email",
+            ],
         },
         Case {
             what: "webhook url without scheme",
-            object: obj("MonitoringPolicy", "mp", json!({"checks": [check("Antivirus")], "notifications": [{
-                "name": "r", "webhook": {"url": "ftp://x.example/h"}}]})),
-            expect: &["spec.notifications[0].webhook.url", "must start with http:// or https://"],
+            object: obj(
+                "MonitoringPolicy",
+                "mp",
+                json!({"checks": [check("Antivirus")], "notifications": [{
+                "name": "r", "webhook": {"url": "ftp://x.example/h"}}]}),
+            ),
+            expect: &[
+                "spec.notifications[0].webhook.url",
+                "must start with http:// or https://",
+            ],
         },
         Case {
             what: "zero generations",
-            object: obj("BackupPlan", "bp", with(backup_spec(), "/retention", json!({"generations": 0}))),
-            expect: &["spec.retention.generations", "should be greater than or equal to 1"],
+            object: obj(
+                "BackupPlan",
+                "bp",
+                with(backup_spec(), "/retention", json!({"generations": 0})),
+            ),
+            expect: &[
+                "spec.retention.generations",
+                "should be greater than or equal to 1",
+            ],
         },
         Case {
             what: "no full rule",
@@ -421,84 +491,213 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "secondary equals primary",
-            object: obj("BackupPlan", "bp", with(backup_spec(), "/repositories/secondary",
-                json!({"location": "/backup/a", "passwordFile": "/etc/unyo/b.pass"}))),
-            expect: &["spec.repositories.secondary.location", "must differ from the primary"],
+            object: obj(
+                "BackupPlan",
+                "bp",
+                with(
+                    backup_spec(),
+                    "/repositories/secondary",
+                    json!({"location": "/backup/a", "passwordFile": "/etc/unyo/b.pass"}),
+                ),
+            ),
+            expect: &[
+                "spec.repositories.secondary.location",
+                "must differ from the primary",
+            ],
         },
         Case {
             what: "relative password file",
-            object: obj("BackupPlan", "bp", with(backup_spec(), "/repositories/primary/passwordFile", json!("a.pass"))),
+            object: obj(
+                "BackupPlan",
+                "bp",
+                with(
+                    backup_spec(),
+                    "/repositories/primary/passwordFile",
+                    json!("a.pass"),
+                ),
+            ),
             expect: &["spec.repositories.primary.passwordFile", "should match"],
         },
         Case {
             what: "missing information class",
-            object: obj("BackupPlan", "bp", with(backup_spec(), "/media", json!({"label": "x"}))),
+            object: obj(
+                "BackupPlan",
+                "bp",
+                with(backup_spec(), "/media", json!({"label": "x"})),
+            ),
             expect: &["spec.media.informationClass", "Required value"],
         },
         Case {
             what: "planned window ends before it starts",
-            object: obj("ChangeRecord", "c", with(planned_change(), "/plan/window/end", json!("2026-12-17T18:00:00+09:00"))),
+            object: obj(
+                "ChangeRecord",
+                "c",
+                with(
+                    planned_change(),
+                    "/plan/window/end",
+                    json!("2026-12-17T18:00:00+09:00"),
+                ),
+            ),
             expect: &["spec.plan.window.end", "window end must be after its start"],
         },
         Case {
             what: "planned change without plan",
-            object: obj("ChangeRecord", "c", json!({"origin": "Planned", "category": "OS", "classification": "Major"})),
+            object: obj(
+                "ChangeRecord",
+                "c",
+                json!({"origin": "Planned", "category": "OS", "classification": "Major"}),
+            ),
             expect: &["spec.plan", "a Planned change needs spec.plan"],
         },
         Case {
             what: "drift change without paths",
-            object: obj("ChangeRecord", "c", json!({"origin": "Drift", "category": "OS", "classification": "Major", "server": "db01"})),
-            expect: &["spec.paths", "a Drift change names spec.server and at least one entry in spec.paths"],
+            object: obj(
+                "ChangeRecord",
+                "c",
+                json!({"origin": "Drift", "category": "OS", "classification": "Major", "server": "db01"}),
+            ),
+            expect: &[
+                "spec.paths",
+                "a Drift change names spec.server and at least one entry in spec.paths",
+            ],
         },
         Case {
             what: "deadline before recorded time",
-            object: obj("ChangeRecord", "c", with(with(planned_change(), "/recordedAt", json!("2026-11-20T10:00:00Z")), "/deadline", json!("2026-11-19T10:00:00Z"))),
+            object: obj(
+                "ChangeRecord",
+                "c",
+                with(
+                    with(
+                        planned_change(),
+                        "/recordedAt",
+                        json!("2026-11-20T10:00:00Z"),
+                    ),
+                    "/deadline",
+                    json!("2026-11-19T10:00:00Z"),
+                ),
+            ),
             expect: &["spec.deadline", "must not be before spec.recordedAt"],
         },
         Case {
             what: "unknown classification",
-            object: obj("ChangeRecord", "c", with(planned_change(), "/classification", json!("Huge"))),
+            object: obj(
+                "ChangeRecord",
+                "c",
+                with(planned_change(), "/classification", json!("Huge")),
+            ),
             expect: &["spec.classification", "Unsupported value: \"Huge\""],
         },
         Case {
             what: "business hours ending before they start",
-            object: obj("OperationCalendar", "o", with(calendar_spec(), "/businessHours/end", json!("07:00"))),
-            expect: &["spec.businessHours.end", "businessHours.end must be after businessHours.start"],
+            object: obj(
+                "OperationCalendar",
+                "o",
+                with(calendar_spec(), "/businessHours/end", json!("07:00")),
+            ),
+            expect: &[
+                "spec.businessHours.end",
+                "businessHours.end must be after businessHours.start",
+            ],
         },
         Case {
             what: "closure with from but no to",
-            object: obj("OperationCalendar", "o", with(calendar_spec(), "/closures", json!([{"name": "ye", "from": "12-29"}]))),
+            object: obj(
+                "OperationCalendar",
+                "o",
+                with(
+                    calendar_spec(),
+                    "/closures",
+                    json!([{"name": "ye", "from": "12-29"}]),
+                ),
+            ),
             expect: &["spec.closures[0]", "from needs to"],
         },
         Case {
             what: "closure both recurring and one-off",
-            object: obj("OperationCalendar", "o", with(calendar_spec(), "/closures", json!([{"name": "ye", "from": "12-29", "to": "01-03", "startDate": "2026-05-01", "endDate": "2026-05-02"}]))),
-            expect: &["spec.closures[0]", "set either from and to (recurring) or startDate and endDate (one-off)"],
+            object: obj(
+                "OperationCalendar",
+                "o",
+                with(
+                    calendar_spec(),
+                    "/closures",
+                    json!([{"name": "ye", "from": "12-29", "to": "01-03", "startDate": "2026-05-01", "endDate": "2026-05-02"}]),
+                ),
+            ),
+            expect: &[
+                "spec.closures[0]",
+                "set either from and to (recurring) or startDate and endDate (one-off)",
+            ],
         },
         Case {
             what: "one-off closure ending before it starts",
-            object: obj("OperationCalendar", "o", with(calendar_spec(), "/closures", json!([{"name": "x", "startDate": "2026-05-02", "endDate": "2026-05-01"}]))),
-            expect: &["spec.closures[0].endDate", "endDate must not be before startDate"],
+            object: obj(
+                "OperationCalendar",
+                "o",
+                with(
+                    calendar_spec(),
+                    "/closures",
+                    json!([{"name": "x", "startDate": "2026-05-02", "endDate": "2026-05-01"}]),
+                ),
+            ),
+            expect: &[
+                "spec.closures[0].endDate",
+                "endDate must not be before startDate",
+            ],
         },
         Case {
             what: "bad month-day",
-            object: obj("OperationCalendar", "o", with(calendar_spec(), "/closures", json!([{"name": "x", "from": "13-01", "to": "01-03"}]))),
+            object: obj(
+                "OperationCalendar",
+                "o",
+                with(
+                    calendar_spec(),
+                    "/closures",
+                    json!([{"name": "x", "from": "13-01", "to": "01-03"}]),
+                ),
+            ),
             expect: &["spec.closures[0].from", "should match"],
         },
         Case {
             what: "window with equal start and end",
-            object: obj("OperationCalendar", "o", with(calendar_spec(), "/windows", json!([{"name": "w", "start": "09:00", "end": "09:00"}]))),
+            object: obj(
+                "OperationCalendar",
+                "o",
+                with(
+                    calendar_spec(),
+                    "/windows",
+                    json!([{"name": "w", "start": "09:00", "end": "09:00"}]),
+                ),
+            ),
             expect: &["spec.windows[0].end", "end must differ from its start"],
         },
         Case {
             what: "bad MAC address",
-            object: obj("Server", "s", with(server_spec(), "/hardware", json!({"nics": [{"name": "eth0", "mac": "52:54:00:zz:00:01"}]}))),
+            object: obj(
+                "Server",
+                "s",
+                with(
+                    server_spec(),
+                    "/hardware",
+                    json!({"nics": [{"name": "eth0", "mac": "52:54:00:zz:00:01"}]}),
+                ),
+            ),
             expect: &["spec.hardware.nics[0].mac", "should match"],
         },
         Case {
             what: "address that is not an IP",
-            object: obj("Server", "s", with(server_spec(), "/hardware", json!({"nics": [{"name": "eth0", "addresses": ["10.1.2.300"]}]}))),
-            expect: &["spec.hardware.nics[0].addresses", "every address must be an IP address"],
+            object: obj(
+                "Server",
+                "s",
+                with(
+                    server_spec(),
+                    "/hardware",
+                    json!({"nics": [{"name": "eth0", "addresses": ["10.1.2.300"]}]}),
+                ),
+            ),
+            expect: &[
+                "spec.hardware.nics[0].addresses",
+                "every address must be an IP address",
+            ],
         },
         Case {
             what: "unknown role",
@@ -507,7 +706,11 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "upper-case host name",
-            object: obj("Server", "s", with(server_spec(), "/hostname", json!("WEB01"))),
+            object: obj(
+                "Server",
+                "s",
+                with(server_spec(), "/hostname", json!("WEB01")),
+            ),
             expect: &["spec.hostname", "should match"],
         },
         Case {
@@ -517,57 +720,123 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "duplicate software entries",
-            object: obj("Server", "s", with(server_spec(), "/software", json!([{"name": "a", "version": "1"}, {"name": "a", "version": "2"}]))),
+            object: obj(
+                "Server",
+                "s",
+                with(
+                    server_spec(),
+                    "/software",
+                    json!([{"name": "a", "version": "1"}, {"name": "a", "version": "2"}]),
+                ),
+            ),
             expect: &["spec.software[1]", "Duplicate value"],
         },
         Case {
             what: "scan only on business days",
-            object: obj("VirusScanSchedule", "v", with(scan_spec(), "/schedule/days", json!("BusinessDays"))),
+            object: obj(
+                "VirusScanSchedule",
+                "v",
+                with(scan_spec(), "/schedule/days", json!("BusinessDays")),
+            ),
             expect: &["spec.schedule", "scans must run at least daily"],
         },
         Case {
             what: "weekly scan cron",
-            object: obj("VirusScanSchedule", "v", with(scan_spec(), "/schedule", json!({"calendar": "ops", "cron": "0 3 * * 1"}))),
+            object: obj(
+                "VirusScanSchedule",
+                "v",
+                with(
+                    scan_spec(),
+                    "/schedule",
+                    json!({"calendar": "ops", "cron": "0 3 * * 1"}),
+                ),
+            ),
             expect: &["spec.schedule", "scans must run at least daily"],
         },
         Case {
             what: "quarantine without a directory",
-            object: obj("VirusScanSchedule", "v", with(scan_spec(), "/quarantineDir", Value::Null)),
-            expect: &["spec.quarantineDir", "the Quarantine action needs quarantineDir"],
+            object: obj(
+                "VirusScanSchedule",
+                "v",
+                with(scan_spec(), "/quarantineDir", Value::Null),
+            ),
+            expect: &[
+                "spec.quarantineDir",
+                "the Quarantine action needs quarantineDir",
+            ],
         },
         Case {
             what: "delete before quarantine",
-            object: obj("VirusScanSchedule", "v", with(scan_spec(), "/actions", json!(["Delete", "Quarantine"]))),
+            object: obj(
+                "VirusScanSchedule",
+                "v",
+                with(scan_spec(), "/actions", json!(["Delete", "Quarantine"])),
+            ),
             expect: &["spec.actions", "Quarantine and Rename must come before it"],
         },
         Case {
             what: "install without a window",
             object: obj("PatchBaseline", "p", json!({"operation": "Install"})),
-            expect: &["spec.maintenanceWindow", "operation Install needs a maintenanceWindow"],
+            expect: &[
+                "spec.maintenanceWindow",
+                "operation Install needs a maintenanceWindow",
+            ],
         },
         Case {
             what: "patch approved and rejected",
-            object: obj("PatchBaseline", "p", json!({"approvedPatches": ["openssl"], "rejectedPatches": ["openssl"]})),
-            expect: &["spec.rejectedPatches", "a patch cannot be both approved and rejected"],
+            object: obj(
+                "PatchBaseline",
+                "p",
+                json!({"approvedPatches": ["openssl"], "rejectedPatches": ["openssl"]}),
+            ),
+            expect: &[
+                "spec.rejectedPatches",
+                "a patch cannot be both approved and rejected",
+            ],
         },
         Case {
             what: "zero soak days",
-            object: obj("PatchBaseline", "p", json!({"promotion": {"stagingBaseline": "staging", "soakDays": 0}})),
-            expect: &["spec.promotion.soakDays", "should be greater than or equal to 1"],
+            object: obj(
+                "PatchBaseline",
+                "p",
+                json!({"promotion": {"stagingBaseline": "staging", "soakDays": 0}}),
+            ),
+            expect: &[
+                "spec.promotion.soakDays",
+                "should be greater than or equal to 1",
+            ],
         },
         Case {
             what: "approval delay over a year",
-            object: obj("PatchBaseline", "p", json!({"approvalRules": [{"classification": "Security", "approveAfterDays": 400}]})),
-            expect: &["spec.approvalRules[0].approveAfterDays", "should be less than or equal to 365"],
+            object: obj(
+                "PatchBaseline",
+                "p",
+                json!({"approvalRules": [{"classification": "Security", "approveAfterDays": 400}]}),
+            ),
+            expect: &[
+                "spec.approvalRules[0].approveAfterDays",
+                "should be less than or equal to 365",
+            ],
         },
         Case {
             what: "monitoring incident without fingerprint",
-            object: obj("Incident", "i", json!({"type": "Monitoring", "title": "cpu", "severity": "Critical"})),
-            expect: &["spec.fingerprint", "a Monitoring incident needs spec.fingerprint"],
+            object: obj(
+                "Incident",
+                "i",
+                json!({"type": "Monitoring", "title": "cpu", "severity": "Critical"}),
+            ),
+            expect: &[
+                "spec.fingerprint",
+                "a Monitoring incident needs spec.fingerprint",
+            ],
         },
         Case {
             what: "unknown incident state",
-            object: obj("Incident", "i", json!({"type": "Inquiry", "title": "q", "severity": "Info", "state": "Parked"})),
+            object: obj(
+                "Incident",
+                "i",
+                json!({"type": "Inquiry", "title": "q", "severity": "Info", "state": "Parked"}),
+            ),
             expect: &["spec.state", "Unsupported value: \"Parked\""],
         },
     ]
