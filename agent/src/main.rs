@@ -68,6 +68,9 @@ mod tests {
         Args::command().debug_assert();
         assert!(Args::try_parse_from(["unyo-agent"]).is_err());
         let args = Args::parse_from(["unyo-agent", "--server", "db01", "-n", "mie"]);
-        assert_eq!((args.server.as_str(), args.namespace.as_str()), ("db01", "mie"));
+        assert_eq!(
+            (args.server.as_str(), args.namespace.as_str()),
+            ("db01", "mie")
+        );
     }
 }

@@ -29,7 +29,10 @@ fn samples_pass_check() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = text(&out);
     assert!(stdout.contains("Server/db01: ok"), "{stdout}");
-    assert!(stdout.contains("19 valid, 0 invalid, 2 skipped"), "{stdout}");
+    assert!(
+        stdout.contains("19 valid, 0 invalid, 2 skipped"),
+        "{stdout}"
+    );
 }
 
 #[test]

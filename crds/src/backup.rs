@@ -80,10 +80,6 @@ pub struct BackupPlanSpec {
     pub verification: Option<BackupVerification>,
 }
 
-fn default_true() -> bool {
-    true
-}
-
 /// A backup source.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -84,6 +84,11 @@ pub struct MaintenanceWindow {
     pub duration: String,
 }
 
+/// Serde default for boolean fields that are on unless switched off.
+pub fn default_true() -> bool {
+    true
+}
+
 /// Severity of a check result or of an Incident.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,

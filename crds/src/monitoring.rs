@@ -202,10 +202,6 @@ fn default_route_severities() -> Vec<Severity> {
     vec![Severity::Warning, Severity::Critical]
 }
 
-fn default_true() -> bool {
-    true
-}
-
 /// A webhook target.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -105,10 +105,6 @@ pub struct VirusScanScheduleSpec {
     pub notify_policy: Option<String>,
 }
 
-fn default_true() -> bool {
-    true
-}
-
 fn default_actions() -> Vec<DetectionAction> {
     vec![DetectionAction::Quarantine, DetectionAction::Notify]
 }

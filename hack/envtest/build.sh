@@ -23,7 +23,7 @@ done
 if [ "$need_build" = 1 ]; then
   command -v go >/dev/null || { log "go is not installed; it is needed to build the control plane"; exit 1; }
   mkdir -p "$bin"
-  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
   minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
   ldflags=""
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

@@ -342,21 +342,37 @@ fn with(mut base: Value, pointer: &str, value: Value) -> Value {
     base
 }
 
+fn backup_with(pointer: &str, value: Value) -> Value {
+    obj("BackupPlan", "bp", with(backup_spec(), pointer, value))
+}
+
+fn scan_with(pointer: &str, value: Value) -> Value {
+    obj("VirusScanSchedule", "v", with(scan_spec(), pointer, value))
+}
+
+fn calendar_with(pointer: &str, value: Value) -> Value {
+    obj(
+        "OperationCalendar",
+        "o",
+        with(calendar_spec(), pointer, value),
+    )
+}
+
+fn server_with(pointer: &str, value: Value) -> Value {
+    obj("Server", "s", with(server_spec(), pointer, value))
+}
+
+fn change_with(pointer: &str, value: Value) -> Value {
+    obj("ChangeRecord", "c", with(planned_change(), pointer, value))
+}
+
 fn cases() -> Vec<Case> {
     let mut bad_rules = backup_spec();
     bad_rules["rules"][0]["type"] = json!("Differential");
     vec![
         Case {
             what: "schedule with both at and cron",
-            object: obj(
-                "BackupPlan",
-                "bp",
-                with(
-                    backup_spec(),
-                    "/rules/0/schedule/cron",
-                    json!("30 19 * * *"),
-                ),
-            ),
+            object: backup_with("/rules/0/schedule/cron", json!("30 19 * * *")),
             expect: &[
                 "spec.rules[0].schedule",
                 "exactly one of at or cron must be set",
@@ -364,29 +380,17 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "schedule with neither at nor cron",
-            object: obj(
-                "VirusScanSchedule",
-                "v",
-                with(scan_spec(), "/schedule", json!({"calendar": "ops"})),
-            ),
+            object: scan_with("/schedule", json!({"calendar": "ops"})),
             expect: &["spec.schedule", "exactly one of at or cron must be set"],
         },
         Case {
             what: "time of day out of range",
-            object: obj(
-                "BackupPlan",
-                "bp",
-                with(backup_spec(), "/rules/0/schedule/at", json!("25:00")),
-            ),
+            object: backup_with("/rules/0/schedule/at", json!("25:00")),
             expect: &["spec.rules[0].schedule.at", "should match"],
         },
         Case {
             what: "unknown day selector",
-            object: obj(
-                "BackupPlan",
-                "bp",
-                with(backup_spec(), "/rules/0/schedule/days", json!("Weekdays")),
-            ),
+            object: backup_with("/rules/0/schedule/days", json!("Weekdays")),
             expect: &[
                 "spec.rules[0].schedule.days",
                 "Unsupported value: \"Weekdays\"",
@@ -474,11 +478,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "zero generations",
-            object: obj(
-                "BackupPlan",
-                "bp",
-                with(backup_spec(), "/retention", json!({"generations": 0})),
-            ),
+            object: backup_with("/retention", json!({"generations": 0})),
             expect: &[
                 "spec.retention.generations",
                 "should be greater than or equal to 1",
@@ -491,14 +491,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "secondary equals primary",
-            object: obj(
-                "BackupPlan",
-                "bp",
-                with(
-                    backup_spec(),
-                    "/repositories/secondary",
-                    json!({"location": "/backup/a", "passwordFile": "/etc/unyo/b.pass"}),
-                ),
+            object: backup_with(
+                "/repositories/secondary",
+                json!({"location": "/backup/a", "passwordFile": "/etc/unyo/b.pass"}),
             ),
             expect: &[
                 "spec.repositories.secondary.location",
@@ -507,37 +502,17 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "relative password file",
-            object: obj(
-                "BackupPlan",
-                "bp",
-                with(
-                    backup_spec(),
-                    "/repositories/primary/passwordFile",
-                    json!("a.pass"),
-                ),
-            ),
+            object: backup_with("/repositories/primary/passwordFile", json!("a.pass")),
             expect: &["spec.repositories.primary.passwordFile", "should match"],
         },
         Case {
             what: "missing information class",
-            object: obj(
-                "BackupPlan",
-                "bp",
-                with(backup_spec(), "/media", json!({"label": "x"})),
-            ),
+            object: backup_with("/media", json!({"label": "x"})),
             expect: &["spec.media.informationClass", "Required value"],
         },
         Case {
             what: "planned window ends before it starts",
-            object: obj(
-                "ChangeRecord",
-                "c",
-                with(
-                    planned_change(),
-                    "/plan/window/end",
-                    json!("2026-12-17T18:00:00+09:00"),
-                ),
-            ),
+            object: change_with("/plan/window/end", json!("2026-12-17T18:00:00+09:00")),
             expect: &["spec.plan.window.end", "window end must be after its start"],
         },
         Case {
@@ -580,20 +555,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "unknown classification",
-            object: obj(
-                "ChangeRecord",
-                "c",
-                with(planned_change(), "/classification", json!("Huge")),
-            ),
+            object: change_with("/classification", json!("Huge")),
             expect: &["spec.classification", "Unsupported value: \"Huge\""],
         },
         Case {
             what: "business hours ending before they start",
-            object: obj(
-                "OperationCalendar",
-                "o",
-                with(calendar_spec(), "/businessHours/end", json!("07:00")),
-            ),
+            object: calendar_with("/businessHours/end", json!("07:00")),
             expect: &[
                 "spec.businessHours.end",
                 "businessHours.end must be after businessHours.start",
@@ -601,27 +568,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "closure with from but no to",
-            object: obj(
-                "OperationCalendar",
-                "o",
-                with(
-                    calendar_spec(),
-                    "/closures",
-                    json!([{"name": "ye", "from": "12-29"}]),
-                ),
-            ),
+            object: calendar_with("/closures", json!([{"name": "ye", "from": "12-29"}])),
             expect: &["spec.closures[0]", "from needs to"],
         },
         Case {
             what: "closure both recurring and one-off",
-            object: obj(
-                "OperationCalendar",
-                "o",
-                with(
-                    calendar_spec(),
-                    "/closures",
-                    json!([{"name": "ye", "from": "12-29", "to": "01-03", "startDate": "2026-05-01", "endDate": "2026-05-02"}]),
-                ),
+            object: calendar_with(
+                "/closures",
+                json!([{"name": "ye", "from": "12-29", "to": "01-03", "startDate": "2026-05-01", "endDate": "2026-05-02"}]),
             ),
             expect: &[
                 "spec.closures[0]",
@@ -630,14 +584,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "one-off closure ending before it starts",
-            object: obj(
-                "OperationCalendar",
-                "o",
-                with(
-                    calendar_spec(),
-                    "/closures",
-                    json!([{"name": "x", "startDate": "2026-05-02", "endDate": "2026-05-01"}]),
-                ),
+            object: calendar_with(
+                "/closures",
+                json!([{"name": "x", "startDate": "2026-05-02", "endDate": "2026-05-01"}]),
             ),
             expect: &[
                 "spec.closures[0].endDate",
@@ -646,53 +595,33 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "bad month-day",
-            object: obj(
-                "OperationCalendar",
-                "o",
-                with(
-                    calendar_spec(),
-                    "/closures",
-                    json!([{"name": "x", "from": "13-01", "to": "01-03"}]),
-                ),
+            object: calendar_with(
+                "/closures",
+                json!([{"name": "x", "from": "13-01", "to": "01-03"}]),
             ),
             expect: &["spec.closures[0].from", "should match"],
         },
         Case {
             what: "window with equal start and end",
-            object: obj(
-                "OperationCalendar",
-                "o",
-                with(
-                    calendar_spec(),
-                    "/windows",
-                    json!([{"name": "w", "start": "09:00", "end": "09:00"}]),
-                ),
+            object: calendar_with(
+                "/windows",
+                json!([{"name": "w", "start": "09:00", "end": "09:00"}]),
             ),
             expect: &["spec.windows[0].end", "end must differ from its start"],
         },
         Case {
             what: "bad MAC address",
-            object: obj(
-                "Server",
-                "s",
-                with(
-                    server_spec(),
-                    "/hardware",
-                    json!({"nics": [{"name": "eth0", "mac": "52:54:00:zz:00:01"}]}),
-                ),
+            object: server_with(
+                "/hardware",
+                json!({"nics": [{"name": "eth0", "mac": "52:54:00:zz:00:01"}]}),
             ),
             expect: &["spec.hardware.nics[0].mac", "should match"],
         },
         Case {
             what: "address that is not an IP",
-            object: obj(
-                "Server",
-                "s",
-                with(
-                    server_spec(),
-                    "/hardware",
-                    json!({"nics": [{"name": "eth0", "addresses": ["10.1.2.300"]}]}),
-                ),
+            object: server_with(
+                "/hardware",
+                json!({"nics": [{"name": "eth0", "addresses": ["10.1.2.300"]}]}),
             ),
             expect: &[
                 "spec.hardware.nics[0].addresses",
@@ -701,16 +630,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "unknown role",
-            object: obj("Server", "s", with(server_spec(), "/role", json!("Mail"))),
+            object: server_with("/role", json!("Mail")),
             expect: &["spec.role", "Unsupported value: \"Mail\""],
         },
         Case {
             what: "upper-case host name",
-            object: obj(
-                "Server",
-                "s",
-                with(server_spec(), "/hostname", json!("WEB01")),
-            ),
+            object: server_with("/hostname", json!("WEB01")),
             expect: &["spec.hostname", "should match"],
         },
         Case {
@@ -720,46 +645,25 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "duplicate software entries",
-            object: obj(
-                "Server",
-                "s",
-                with(
-                    server_spec(),
-                    "/software",
-                    json!([{"name": "a", "version": "1"}, {"name": "a", "version": "2"}]),
-                ),
+            object: server_with(
+                "/software",
+                json!([{"name": "a", "version": "1"}, {"name": "a", "version": "2"}]),
             ),
             expect: &["spec.software[1]", "Duplicate value"],
         },
         Case {
             what: "scan only on business days",
-            object: obj(
-                "VirusScanSchedule",
-                "v",
-                with(scan_spec(), "/schedule/days", json!("BusinessDays")),
-            ),
+            object: scan_with("/schedule/days", json!("BusinessDays")),
             expect: &["spec.schedule", "scans must run at least daily"],
         },
         Case {
             what: "weekly scan cron",
-            object: obj(
-                "VirusScanSchedule",
-                "v",
-                with(
-                    scan_spec(),
-                    "/schedule",
-                    json!({"calendar": "ops", "cron": "0 3 * * 1"}),
-                ),
-            ),
+            object: scan_with("/schedule", json!({"calendar": "ops", "cron": "0 3 * * 1"})),
             expect: &["spec.schedule", "scans must run at least daily"],
         },
         Case {
             what: "quarantine without a directory",
-            object: obj(
-                "VirusScanSchedule",
-                "v",
-                with(scan_spec(), "/quarantineDir", Value::Null),
-            ),
+            object: scan_with("/quarantineDir", Value::Null),
             expect: &[
                 "spec.quarantineDir",
                 "the Quarantine action needs quarantineDir",
@@ -767,11 +671,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "delete before quarantine",
-            object: obj(
-                "VirusScanSchedule",
-                "v",
-                with(scan_spec(), "/actions", json!(["Delete", "Quarantine"])),
-            ),
+            object: scan_with("/actions", json!(["Delete", "Quarantine"])),
             expect: &["spec.actions", "Quarantine and Rename must come before it"],
         },
         Case {
