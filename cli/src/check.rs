@@ -1,7 +1,8 @@
 //! `unyo check`: offline validation of unyo.dev manifests.
 //!
 //! Each YAML document whose apiVersion is `unyo.dev/...` is deserialized as its kind (which names
-//! the first field that has the wrong name, type or enum value, or is missing) and then evaluated
+//! the first field that has the wrong type or enum value, or is missing, and every field the kind
+//! does not declare, such as a misspelt key) and then evaluated
 //! against the CEL rules of the kind's generated CRD schema. Bounds and patterns of the OpenAPI
 //! schema are checked by the API server (`kubectl apply --dry-run=server`), not here.
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use unyo_crds::*;
@@ -63,9 +65,12 @@ pub fn check_document(doc: &Value, crds: &[CustomResourceDefinition]) -> Outcome
         "Incident" => parse_as::<Incident>(doc),
         other => Err(format!("kind: Unsupported value: {other:?}")),
     };
-    if let Err(p) = typed {
-        problems.push(p);
-        return Outcome::Invalid(label, problems);
+    match typed {
+        Ok(unknown) => problems.extend(unknown),
+        Err(p) => {
+            problems.push(p);
+            return Outcome::Invalid(label, problems);
+        }
     }
     let schema = crds
         .iter()
@@ -89,17 +94,60 @@ pub fn check_document(doc: &Value, crds: &[CustomResourceDefinition]) -> Outcome
     }
 }
 
-fn parse_as<K: DeserializeOwned>(doc: &Value) -> Result<(), String> {
-    serde_path_to_error::deserialize::<_, K>(doc.clone())
-        .map(|_| ())
-        .map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                e.inner().to_string()
-            } else {
-                format!("{path}: {}", e.inner())
+/// Parses `doc` as `K`; returns the fields of `doc` that `K` does not declare (the API server
+/// refuses those too), or the first field that does not parse.
+fn parse_as<K: DeserializeOwned + Serialize>(doc: &Value) -> Result<Vec<String>, String> {
+    let typed: K = serde_path_to_error::deserialize(doc.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut unknown = Vec::new();
+    undeclared_fields(doc, &back, "", &mut unknown);
+    Ok(unknown
+        .into_iter()
+        .map(|p| format!("{p}: field not declared in schema"))
+        .collect())
+}
+
+/// Collects the paths of keys in `input` that the typed round trip `typed` dropped. Empty values
+/// (null, [], {}) are not reported: the types leave them out when serializing.
+fn undeclared_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(i), Value::Object(t)) => {
+            for (key, value) in i {
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match t.get(key) {
+                    Some(tv) => undeclared_fields(value, tv, &p, out),
+                    None if is_empty(value) => {}
+                    None => out.push(p),
+                }
             }
-        })
+        }
+        (Value::Array(i), Value::Array(t)) => {
+            for (n, (iv, tv)) in i.iter().zip(t).enumerate() {
+                undeclared_fields(iv, tv, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
 }
 
 /// Parses every YAML document of `text`.
@@ -283,6 +331,26 @@ mod tests {
             check_document(&doc, &crds),
             Outcome::Invalid(_, _)
         ));
+    }
+
+    #[test]
+    fn undeclared_fields_are_reported_by_path() {
+        let crds = crdgen::all_crds();
+        let mut doc = calendar();
+        doc["spec"]["windows"] =
+            json!([{"name": "w", "on": "BusinessDays", "start": "09:00", "end": "19:00"}]);
+        doc["spec"]["timezone"] = json!("Asia/Tokyo");
+        doc["spec"]["closures"] = json!([]);
+        match check_document(&doc, &crds) {
+            Outcome::Invalid(_, problems) => assert_eq!(
+                problems,
+                [
+                    "spec.timezone: field not declared in schema",
+                    "spec.windows[0].on: field not declared in schema"
+                ]
+            ),
+            other => panic!("expected invalid, got {other:?}"),
+        }
     }
 
     #[test]
