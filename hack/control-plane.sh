@@ -55,21 +55,20 @@ stop_pid() {
 
 make_certs() {
   local d=$1
-  local ossl=(openssl)
   (
     cd "$d"
-    "${ossl[@]}" req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=unyo-envtest-ca" \
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=unyo-envtest-ca" \
       -keyout ca.key -out ca.crt 2>/dev/null
-    "${ossl[@]}" req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout serving.key -out serving.csr 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout serving.key -out serving.csr 2>/dev/null
     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > serving.ext
-    "${ossl[@]}" x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    openssl x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile serving.ext -out serving.crt 2>/dev/null
-    "${ossl[@]}" req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=unyo-admin" -keyout admin.key -out admin.csr 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=unyo-admin" -keyout admin.key -out admin.csr 2>/dev/null
     printf 'extendedKeyUsage=clientAuth\n' > client.ext
-    "${ossl[@]}" x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile client.ext -out admin.crt 2>/dev/null
-    "${ossl[@]}" genrsa -out sa.key 2048 2>/dev/null
-    "${ossl[@]}" rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   )
 }
 

@@ -10,7 +10,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cache_root=${UNYO_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/unyo/envtest}
 demo_dir="${UNYO_DEMO_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/unyo/demo}"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
