@@ -14,11 +14,14 @@ pub mod change;
 pub mod client;
 pub mod common;
 pub mod crdgen;
+pub mod cron;
+pub mod holidays;
 pub mod incident;
 pub mod monitoring;
 pub mod patch;
 pub mod server;
 pub mod virusscan;
+pub mod workcalendar;
 
 pub use backup::{BackupPlan, BackupPlanSpec, BackupPlanStatus};
 pub use calendar::{OperationCalendar, OperationCalendarSpec, OperationCalendarStatus};
