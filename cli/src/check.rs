@@ -177,7 +177,8 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn read_source(path: &Path) -> std::io::Result<String> {
+/// Reads a file, or standard input for `-`.
+pub fn read_source(path: &Path) -> std::io::Result<String> {
     if path == Path::new("-") {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s)?;

@@ -1,5 +1,6 @@
 //! `unyo`: the operator's command line (also installable as `kubectl-unyo`).
 
+mod calendar;
 mod check;
 
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// unyo: check manifests offline, print the API's CRDs, and (in later releases) query calendars,
+/// unyo: check manifests offline, print the API's CRDs, query calendars, and (in later releases)
 /// diff drift, write reports and bootstrap agents.
 #[derive(Parser, Debug)]
 #[command(name = "unyo", version, about)]
@@ -34,6 +35,9 @@ enum Command {
     /// Print the CustomResourceDefinitions of every unyo.dev kind as YAML
     /// (e.g. `unyo crds | kubectl apply --server-side -f -`).
     Crds,
+    /// Ask an OperationCalendar: national holidays, business days, schedule fire times, state.
+    #[command(subcommand)]
+    Calendar(calendar::CalendarCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { paths, quiet } => check::run(&paths, quiet),
         Command::Crds => print_crds(),
+        Command::Calendar(cmd) => calendar::run(cmd),
     }
 }
 
