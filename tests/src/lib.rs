@@ -188,6 +188,48 @@ impl ControlPlane {
     }
 }
 
+/// A process a test started; it is killed (and reaped) when this is dropped, also when the test
+/// fails. Its standard output and error go to a log file.
+#[derive(Debug)]
+pub struct Running {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Starts `cmd` with its output in a log file named after `name`.
+    pub fn spawn(mut cmd: Command, name: &str) -> Result<Running> {
+        let dir = std::env::temp_dir().join("unyo-tests");
+        std::fs::create_dir_all(&dir).context("creating the log directory")?;
+        let log = dir.join(format!("{name}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).context("creating the log file")?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().context("opening the log file")?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Running { child, log })
+    }
+
+    /// What the process has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Whether every field of `expected` is present in `actual` with an equal value (objects are
 /// compared key by key, recursively; arrays and scalars must be equal element by element).
 /// Returns the path of the first difference.

@@ -1,0 +1,249 @@
+//! The OperationCalendar reconcile loop: keeps each calendar's status (state now, next
+//! transition, next business day, upcoming days off, Ready) current.
+//!
+//! It is driven by the watch of OperationCalendars and by a requeue at the next instant the
+//! status can change (the next state transition or the next local midnight, whichever comes
+//! first); it writes the status with server-side apply only when it differs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use unyo_crds::calendar::{ExtraHoliday, OperationCalendar, OperationCalendarStatus};
+use unyo_crds::workcalendar::WorkCalendar;
+
+use crate::conditions::condition;
+use crate::{Clock, FIELD_MANAGER};
+
+/// Failure of one reconcile.
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    /// Writing the status failed.
+    #[error("writing the status of OperationCalendar {name}: {source}")]
+    Write {
+        /// The calendar.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The object has no namespace (it is namespaced, so the API never sends one without).
+    #[error("OperationCalendar {0} has no namespace")]
+    NoNamespace(String),
+}
+
+/// What the reconciler needs.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The clock calendars are evaluated with.
+    pub clock: Clock,
+}
+
+/// The status a calendar should have at `now`, and when to look again.
+pub fn desired_status(
+    cal: &OperationCalendar,
+    now: Timestamp,
+) -> (OperationCalendarStatus, Option<Timestamp>) {
+    let generation = cal.meta().generation;
+    let previous = cal
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let evaluated = WorkCalendar::from_spec(&cal.spec).and_then(|w| Ok((w.snapshot(now)?, w)));
+    match evaluated {
+        Ok((snap, work)) => {
+            let next = snap.next_transition.as_ref().map(|z| z.timestamp());
+            let message = match &snap.next_transition {
+                Some(z) => format!(
+                    "{:?} until {} ({})",
+                    snap.state,
+                    z.strftime("%Y-%m-%d %H:%M %Z"),
+                    work.time_zone().iana_name().unwrap_or("local time")
+                ),
+                None => format!("{:?}, with no change within two years", snap.state),
+            };
+            let wake = match next {
+                Some(n) if n < snap.next_midnight.timestamp() => n,
+                _ => snap.next_midnight.timestamp(),
+            };
+            let status = OperationCalendarStatus {
+                state: Some(snap.state),
+                next_transition: next.map(Time),
+                next_business_day: snap.next_business_day.map(|d| d.to_string()),
+                upcoming_holidays: snap
+                    .upcoming
+                    .into_iter()
+                    .map(|(date, name)| ExtraHoliday {
+                        date: date.to_string(),
+                        name,
+                    })
+                    .collect(),
+                observed_generation: generation,
+                conditions: vec![condition(
+                    previous,
+                    "Ready",
+                    true,
+                    "Evaluated",
+                    message,
+                    generation,
+                    now,
+                )],
+            };
+            (status, Some(wake))
+        }
+        Err(e) => {
+            let status = OperationCalendarStatus {
+                observed_generation: generation,
+                conditions: vec![condition(
+                    previous,
+                    "Ready",
+                    false,
+                    e.reason(),
+                    e.to_string(),
+                    generation,
+                    now,
+                )],
+                ..Default::default()
+            };
+            // Nothing changes until the spec does (or, for a date past 2099, ever).
+            (status, None)
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(namespace = cal.namespace().unwrap_or_default(), calendar = cal.name_any()))]
+async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = cal.name_any();
+    let namespace = cal
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let now = ctx.clock.now();
+    let (status, wake) = desired_status(&cal, now);
+    if cal.status.as_ref() != Some(&status) {
+        let api: Api<OperationCalendar> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": OperationCalendar::api_version(&()),
+            "kind": OperationCalendar::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::Write {
+            name: name.clone(),
+            source,
+        })?;
+        tracing::info!(
+            state = ?status.state,
+            next_transition = ?status.next_transition.as_ref().map(|t| t.0.to_string()),
+            ready = status.conditions.first().map(|c| c.status.as_str()).unwrap_or(""),
+            "status updated"
+        );
+    }
+    Ok(match (wake, &ctx.clock) {
+        (Some(at), Clock::System) => {
+            let wait = at.as_millisecond() - now.as_millisecond() + 200;
+            Action::requeue(Duration::from_millis(wait.max(0) as u64))
+        }
+        _ => Action::await_change(),
+    })
+}
+
+fn error_policy(_cal: Arc<OperationCalendar>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed; retrying in 10s");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Runs the OperationCalendar controller until shutdown.
+pub async fn run(api: Api<OperationCalendar>, ctx: Arc<Context>) {
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "calendar reconcile");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use unyo_crds::calendar::{BusinessHours, OperationCalendarSpec};
+    use unyo_crds::common::Weekday;
+
+    fn calendar(tz: &str) -> OperationCalendar {
+        let mut cal = OperationCalendar::new(
+            "ops",
+            OperationCalendarSpec {
+                time_zone: tz.into(),
+                national_holidays: Default::default(),
+                equinox_overrides: vec![],
+                closures: vec![],
+                extra_holidays: vec![],
+                extra_workdays: vec![],
+                business_hours: BusinessHours {
+                    weekdays: vec![Weekday::Monday, Weekday::Tuesday],
+                    start: "08:00".into(),
+                    end: "19:00".into(),
+                },
+                windows: vec![],
+            },
+        );
+        cal.metadata = ObjectMeta {
+            name: Some("ops".into()),
+            namespace: Some("mie".into()),
+            generation: Some(3),
+            ..Default::default()
+        };
+        cal
+    }
+
+    #[test]
+    fn status_of_a_valid_calendar_wakes_at_the_next_change() {
+        let now: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap(); // Tue 18:00 JST
+        let (status, wake) = desired_status(&calendar("Asia/Tokyo"), now);
+        assert_eq!(
+            status.state,
+            Some(unyo_crds::calendar::CalendarState::BusinessHours)
+        );
+        assert_eq!(status.observed_generation, Some(3));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Evaluated")
+        );
+        assert_eq!(ready.observed_generation, Some(3));
+        // 19:00 JST comes before midnight.
+        assert_eq!(wake, Some("2026-11-24T10:00:00Z".parse().unwrap()));
+        assert_eq!(status.next_business_day.as_deref(), Some("2026-11-30"));
+        // The same instant gives the same status: nothing would be written.
+        let mut cal = calendar("Asia/Tokyo");
+        cal.status = Some(status.clone());
+        let later: Timestamp = "2026-11-24T09:30:00Z".parse().unwrap();
+        assert_eq!(desired_status(&cal, later).0, status);
+    }
+
+    #[test]
+    fn invalid_calendar_is_not_ready_and_does_not_requeue() {
+        let (status, wake) = desired_status(&calendar("Mars/Olympus"), Timestamp::UNIX_EPOCH);
+        assert_eq!(wake, None);
+        assert_eq!(status.state, None);
+        let ready = &status.conditions[0];
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, "UnknownTimeZone");
+        assert!(ready.message.contains("spec.timeZone"), "{}", ready.message);
+    }
+}

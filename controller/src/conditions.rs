@@ -1,0 +1,65 @@
+//! Status conditions as Kubernetes conventions want them: a transition time that moves only
+//! when the status does, and the generation they were computed for.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Builds condition `type_`, keeping the lastTransitionTime of the matching condition in
+/// `previous` when its status has not changed.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(truncate_to_seconds(now)));
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// metav1.Time keeps whole seconds; a value with a fraction would differ after a round trip.
+pub fn truncate_to_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let t0: Timestamp = "2026-11-24T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-11-24T01:00:00.5Z".parse().unwrap();
+        let first = condition(&[], "Ready", true, "Evaluated", "ok", Some(1), t0);
+        assert_eq!(first.last_transition_time.0, t0);
+        let same = condition(
+            std::slice::from_ref(&first),
+            "Ready",
+            true,
+            "Evaluated",
+            "still",
+            Some(2),
+            t1,
+        );
+        assert_eq!(same.last_transition_time.0, t0);
+        assert_eq!(same.observed_generation, Some(2));
+        let flipped = condition(&[first], "Ready", false, "InvalidSpec", "bad", Some(3), t1);
+        assert_eq!(flipped.status, "False");
+        assert_eq!(flipped.last_transition_time.0, truncate_to_seconds(t1));
+        assert_eq!(flipped.last_transition_time.0.subsec_nanosecond(), 0);
+    }
+}

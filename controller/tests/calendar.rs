@@ -1,0 +1,314 @@
+//! End to end: the unyo-controller binary keeps OperationCalendar status current on a real
+//! kube-apiserver, reports invalid calendars with Ready=False, writes only on change, and
+//! writes a state transition when it happens.
+
+// A test crate: a panic is how a failure is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use jiff::{Timestamp, ToSpan};
+use kube::Api;
+use kube::runtime::wait::await_condition;
+use unyo_crds::OperationCalendar;
+use unyo_crds::calendar::CalendarState;
+use unyo_tests::{ControlPlane, Running, control_plane};
+
+fn controller(cp: &ControlPlane, ns: &str, extra: &[&str]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-controller"));
+    cmd.arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(["-n", ns])
+        .args(extra)
+        .env("RUST_LOG", "info,unyo_controller=debug");
+    Running::spawn(cmd, &format!("controller-{ns}")).unwrap()
+}
+
+fn ready(cal: &OperationCalendar) -> Option<(String, String, String, Option<i64>)> {
+    let c = cal
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((
+        c.status.clone(),
+        c.reason.clone(),
+        c.message.clone(),
+        c.observed_generation,
+    ))
+}
+
+/// Waits (on a watch) until the calendar satisfies `cond`.
+async fn wait_for(
+    api: &Api<OperationCalendar>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    running: &Running,
+    cond: impl Fn(&OperationCalendar) -> bool,
+) -> OperationCalendar {
+    let waited = tokio::time::timeout(
+        timeout,
+        await_condition(api.clone(), name, move |c: Option<&OperationCalendar>| {
+            c.is_some_and(&cond)
+        }),
+    )
+    .await;
+    match waited {
+        Ok(Ok(Some(cal))) => cal,
+        other => {
+            let now = api.get(name).await.ok();
+            panic!(
+                "{name}: {what} did not happen ({other:?}); object now: {:?}\ncontroller log:\n{}",
+                now.and_then(|c| c.status),
+                running.log()
+            )
+        }
+    }
+}
+
+fn sample_calendar(ns: &str, name: &str) -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/calendar.yaml"
+    ))
+    .unwrap()
+    .replace("namespace: mie", &format!("namespace: {ns}"))
+    .replace("name: mie-operations", &format!("name: {name}"))
+}
+
+#[tokio::test]
+async fn status_at_a_fixed_instant_validation_and_no_needless_writes() {
+    let cp = control_plane().unwrap();
+    let ns = cp.namespace("opcal").await.unwrap();
+    let api: Api<OperationCalendar> = Api::namespaced(cp.client().await.unwrap(), &ns);
+
+    let good = sample_calendar(&ns, "mie-operations");
+    // Passes the schema (the pattern admits the name) but is no IANA zone.
+    let bad_zone = sample_calendar(&ns, "bad-zone").replace("Asia/Tokyo", "Mars/Olympus");
+    // Passes the schema's MM-DD pattern but is no day of the year.
+    let bad_closure = sample_calendar(&ns, "bad-closure").replace("\"12-29\"", "\"02-30\"");
+    for doc in [&good, &bad_zone, &bad_closure] {
+        cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(doc))
+            .unwrap();
+    }
+
+    // Monday 2026-12-28 20:00 in Tokyo: after hours on the last business day of the year.
+    let running = controller(cp, &ns, &["--now", "2026-12-28T20:00:00+09:00"]);
+    let t = Duration::from_secs(60);
+
+    let cal = wait_for(&api, "mie-operations", "Ready=True", t, &running, |c| {
+        ready(c).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    let status = cal.status.clone().unwrap();
+    assert_eq!(status.state, Some(CalendarState::AfterHours));
+    assert_eq!(
+        status.next_transition.as_ref().map(|t| t.0),
+        Some("2026-12-28T15:00:00Z".parse().unwrap()),
+        "the closure starts at local midnight"
+    );
+    assert_eq!(status.next_business_day.as_deref(), Some("2027-01-04"));
+    let upcoming: Vec<(String, String)> = status
+        .upcoming_holidays
+        .iter()
+        .map(|h| (h.date.clone(), h.name.clone()))
+        .collect();
+    assert_eq!(
+        upcoming,
+        [
+            ("2026-12-29", "year-end"),
+            ("2026-12-30", "year-end"),
+            ("2026-12-31", "year-end"),
+            ("2027-01-01", "元日 / year-end"),
+            ("2027-01-02", "year-end"),
+        ]
+        .map(|(d, n)| (d.to_string(), n.to_string()))
+    );
+    assert_eq!(status.observed_generation, Some(1));
+    let (_, reason, message, generation) = ready(&cal).unwrap();
+    assert_eq!((reason.as_str(), generation), ("Evaluated", Some(1)));
+    assert!(
+        message.contains("AfterHours until 2026-12-29 00:00"),
+        "{message}"
+    );
+    // The status belongs to the controller's field manager.
+    let managers: Vec<String> = cal
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, ["unyo-controller"]);
+
+    let zone = wait_for(&api, "bad-zone", "Ready=False", t, &running, |c| {
+        ready(c).is_some_and(|r| r.0 == "False")
+    })
+    .await;
+    let (_, reason, message, _) = ready(&zone).unwrap();
+    assert_eq!(reason, "UnknownTimeZone");
+    assert!(
+        message.contains("spec.timeZone: unknown time zone \"Mars/Olympus\""),
+        "{message}"
+    );
+    assert_eq!(zone.status.as_ref().unwrap().state, None);
+    let closure = wait_for(&api, "bad-closure", "Ready=False", t, &running, |c| {
+        ready(c).is_some_and(|r| r.0 == "False")
+    })
+    .await;
+    let (_, reason, message, _) = ready(&closure).unwrap();
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.contains("spec.closures[0].from: \"02-30\" is not a day of the year"),
+        "{message}"
+    );
+
+    // kubectl shows the state columns.
+    let table = cp
+        .kubectl_ok(&["get", "opcal", "-n", &ns, "-o", "wide"], None)
+        .unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("mie-operations"))
+        .unwrap();
+    assert!(
+        row.contains("AfterHours")
+            && row.contains("2026-12-28T15:00:00Z")
+            && row.contains("2027-01-04"),
+        "{table}"
+    );
+
+    // A metadata-only change is reconciled but writes nothing, because nothing changed.
+    cp.kubectl_ok(
+        &[
+            "annotate",
+            "opcal",
+            "mie-operations",
+            "-n",
+            &ns,
+            "unyo.dev/touched=1",
+        ],
+        None,
+    )
+    .unwrap();
+    let touched = api.get("mie-operations").await.unwrap();
+    let version = touched.metadata.resource_version.clone();
+    // Fixing the bad zone afterwards shows the controller has processed the watch events since.
+    cp.kubectl_ok(
+        &[
+            "patch",
+            "opcal",
+            "bad-zone",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"timeZone":"Asia/Tokyo"}}"#,
+        ],
+        None,
+    )
+    .unwrap();
+    let fixed = wait_for(
+        &api,
+        "bad-zone",
+        "Ready=True after the fix",
+        t,
+        &running,
+        |c| ready(c).is_some_and(|r| r.0 == "True" && r.3 == Some(2)),
+    )
+    .await;
+    let fixed_status = fixed.status.unwrap();
+    assert_eq!(fixed_status.state, Some(CalendarState::AfterHours));
+    assert_eq!(fixed_status.observed_generation, Some(2));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = api.get("mie-operations").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, version,
+        "the controller rewrote an unchanged status"
+    );
+}
+
+#[tokio::test]
+async fn a_state_transition_is_written_when_it_happens() {
+    let cp = control_plane().unwrap();
+    let ns = cp.namespace("opcal-clock").await.unwrap();
+    let api: Api<OperationCalendar> = Api::namespaced(cp.client().await.unwrap(), &ns);
+
+    // Business hours in UTC that end at the start of a minute 10–70 seconds from now.
+    let mut now = Timestamp::now();
+    let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
+    if utc(now).hour() == 23 && utc(now).minute() >= 58 {
+        // Too close to midnight for an end time on the same day; wait for the next day.
+        tokio::time::sleep(Duration::from_secs(150)).await;
+        now = Timestamp::now();
+    }
+    let end = utc(now.checked_add(70.seconds()).unwrap());
+    let end_at = end.with().second(0).subsec_nanosecond(0).build().unwrap();
+    let end_hhmm = end_at.strftime("%H:%M").to_string();
+    let doc = format!(
+        r#"apiVersion: unyo.dev/v1alpha1
+kind: OperationCalendar
+metadata: {{name: shift, namespace: {ns}}}
+spec:
+  timeZone: UTC
+  nationalHolidays: None
+  businessHours:
+    weekdays: [Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday]
+    start: "00:00"
+    end: "{end_hhmm}"
+"#
+    );
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&doc))
+        .unwrap();
+    let running = controller(cp, &ns, &[]);
+
+    let cal = wait_for(
+        &api,
+        "shift",
+        "BusinessHours",
+        Duration::from_secs(30),
+        &running,
+        |c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.state == Some(CalendarState::BusinessHours))
+        },
+    )
+    .await;
+    let next = cal.status.unwrap().next_transition.unwrap().0;
+    assert_eq!(next, end_at.timestamp());
+
+    let cal = wait_for(
+        &api,
+        "shift",
+        "AfterHours",
+        Duration::from_secs(120),
+        &running,
+        |c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.state == Some(CalendarState::AfterHours))
+        },
+    )
+    .await;
+    let seen = Timestamp::now();
+    assert!(seen >= next, "state changed before its time");
+    assert!(
+        seen.duration_since(next) < jiff::SignedDuration::from_secs(10),
+        "state changed {:?} late",
+        seen.duration_since(next)
+    );
+    let status = cal.status.unwrap();
+    // Next: midnight UTC, when the next business day starts at 00:00.
+    let midnight = end_at
+        .date()
+        .tomorrow()
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap();
+    assert_eq!(status.next_transition.unwrap().0, midnight.timestamp());
+}
