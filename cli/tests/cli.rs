@@ -243,8 +243,8 @@ fn calendar_commands_reject_a_bad_calendar_naming_the_field() {
             "spec.timeZone: unknown time zone \"Mars/Olympus\"",
         ),
         (
-            "timeZone: Asia/Tokyo\n  extraWorkdays: [\"2026-02-30\"]",
-            "spec.extraWorkdays[0]: \"2026-02-30\" is not a valid date",
+            "timeZone: Asia/Tokyo\n  extraWorkdays: [\"2026-02-29\"]",
+            "spec.extraWorkdays[0]: \"2026-02-29\" is not a valid date",
         ),
         ("timeZone: Asia/Tokyo\n  bogus: 1", "spec.bogus"),
     ] {

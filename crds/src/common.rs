@@ -20,10 +20,14 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
 pub const TIME_OF_DAY_PATTERN: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
 /// Pattern of the end of a time range: `HH:MM` or `24:00` for the end of the day.
 pub const TIME_OF_DAY_END_PATTERN: &str = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$";
-/// Pattern of a calendar date, `YYYY-MM-DD`.
-pub const DATE_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
-/// Pattern of a recurring month-day, `MM-DD`.
-pub const MONTH_DAY_PATTERN: &str = r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+/// Pattern of a calendar date, `YYYY-MM-DD`, with a day that exists in its month (February
+/// 29 is admitted in every year; the calendar rejects it in a common year with Ready=False).
+pub const DATE_PATTERN: &str =
+    r"^[0-9]{4}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)$";
+/// Pattern of a recurring month-day, `MM-DD`, with a day that exists in its month (02-29
+/// applies in leap years).
+pub const MONTH_DAY_PATTERN: &str =
+    r"^((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)$";
 /// Pattern of a five-field cron expression (minute hour day-of-month month day-of-week).
 pub const CRON_PATTERN: &str = r"^\s*\S+(\s+\S+){4}\s*$";
 /// Pattern of a Kubernetes object name (RFC 1123 subdomain).

@@ -95,6 +95,31 @@ fn holiday_rules_hold_in_every_year() {
     }
 }
 
+/// The admission patterns admit exactly the days that exist (in a leap year), so what passes the
+/// API server is what the calendar can read, except February 29 of a common year.
+#[test]
+fn date_patterns_admit_exactly_the_real_days() {
+    let date = regex::Regex::new(unyo_crds::common::DATE_PATTERN).unwrap();
+    let month_day = regex::Regex::new(unyo_crds::common::MONTH_DAY_PATTERN).unwrap();
+    for m in 0..=13 {
+        for d in 0..=32 {
+            let real = Date::new(2024, m, d).is_ok();
+            assert_eq!(
+                date.is_match(&format!("2024-{m:02}-{d:02}")),
+                real,
+                "2024-{m:02}-{d:02}"
+            );
+            assert_eq!(
+                month_day.is_match(&format!("{m:02}-{d:02}")),
+                real,
+                "{m:02}-{d:02}"
+            );
+        }
+    }
+    assert!(date.is_match("2026-02-29"));
+    assert!(!date.is_match("2026-1-01") && !month_day.is_match("1-01"));
+}
+
 fn weekdays_from(mask: u8) -> Vec<Weekday> {
     use Weekday::*;
     [

@@ -602,6 +602,19 @@ fn cases() -> Vec<Case> {
             expect: &["spec.closures[0].from", "should match"],
         },
         Case {
+            what: "month-day that does not exist",
+            object: calendar_with(
+                "/closures",
+                json!([{"name": "x", "from": "02-30", "to": "03-01"}]),
+            ),
+            expect: &["spec.closures[0].from", "should match"],
+        },
+        Case {
+            what: "date that does not exist",
+            object: calendar_with("/extraWorkdays", json!(["2026-04-31"])),
+            expect: &["spec.extraWorkdays[0]", "should match"],
+        },
+        Case {
             what: "window with equal start and end",
             object: calendar_with(
                 "/windows",
