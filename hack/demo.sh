@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # The unyo demo on a fresh machine: a real local control plane with the sample fleet of a
-# prefectural union (namespace mie).
+# prefectural union (namespace mie), and unyo-controller keeping the calendar's status current.
 #
 #   hack/demo.sh        start (or restart) the demo and show the fleet
 #   hack/demo.sh down   stop the demo's control plane
 #
-# The control plane keeps running after the script ends so that you can explore it with the
-# `export KUBECONFIG=...` line it prints.
+# The control plane and the controller keep running after the script ends so that you can
+# explore them with the `export KUBECONFIG=...` line it prints.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 demo_dir="${UNYO_DEMO_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/unyo/demo}"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
+# Stops the controller this demo started (its pid is recorded in the demo directory).
+stop_controller() {
+  if [ -e "$demo_dir/controller.pid" ]; then
+    kill "$(cat "$demo_dir/controller.pid")" 2>/dev/null || true
+    rm -f "$demo_dir/controller.pid"
+  fi
+}
+
 if [ "${1:-}" = "down" ]; then
+  stop_controller
   hack/control-plane.sh down --dir "$demo_dir"
   exit 0
 fi
@@ -25,6 +34,7 @@ unyo=target/debug/unyo
 kubectl() { "$bin/kubectl" "$@"; }
 
 step "starting etcd and kube-apiserver on 127.0.0.1"
+stop_controller
 if [ -e "$demo_dir/apiserver.pid" ]; then
   hack/control-plane.sh down --dir "$demo_dir"
 fi
@@ -44,6 +54,21 @@ kubectl apply --server-side --field-manager=unyo-demo -k manifests/samples
 
 step "kubectl get unyo -n mie"
 kubectl get unyo -n mie
+
+step "starting unyo-controller (log: $demo_dir/controller.log)"
+target/debug/unyo-controller --kubeconfig "$KUBECONFIG" >"$demo_dir/controller.log" 2>&1 &
+echo $! >"$demo_dir/controller.pid"
+kubectl wait --for=condition=Ready --timeout=60s -n mie operationcalendar/mie-operations >/dev/null
+
+step "the calendar's state now, kept current by the controller (kubectl get opcal -n mie -o wide)"
+kubectl get opcal -n mie -o wide
+kubectl get opcal -n mie mie-operations -o jsonpath='{range .status.upcomingHolidays[*]}{.date}{"\t"}{.name}{"\n"}{end}'
+
+step "unyo calendar: national holidays, business days and schedule fire times, offline"
+"$unyo" calendar holidays --year 2027
+"$unyo" calendar check -f manifests/samples/calendar.yaml --date 2027-01-01 || true
+echo "weekly full backup (days=FirstBusinessDayOfWeek,at=19:30):"
+"$unyo" calendar next -f manifests/samples/calendar.yaml -s 'days=FirstBusinessDayOfWeek,at=19:30' --from 2026-12-20 -n 4
 
 step "kubectl explain backupplan.spec.retention"
 kubectl explain backupplan.spec.retention
@@ -68,5 +93,6 @@ The demo control plane is running. To explore it:
   export PATH=$bin:\$PATH
   kubectl get servers -n mie -o wide
   kubectl explain server.spec.hardware
-Stop it with: hack/demo.sh down
+The controller (pid $(cat "$demo_dir/controller.pid")) logs to $demo_dir/controller.log.
+Stop everything with: hack/demo.sh down
 MSG
