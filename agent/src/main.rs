@@ -1,17 +1,26 @@
 //! unyo-agent: runs on one managed host and reports it into its Server object.
 //!
-//! This build connects with the host's identity, confirms that its Server exists and waits for
-//! shutdown; fact collection, heartbeats and checks arrive with the agent issue.
+//! Tasks: facts (collected every `--facts-interval`, written only when their content changes),
+//! the Lease heartbeat, the watch of its Server and its namespace's policies and calendars
+//! (what to check), one task per check, and the writer that delivers the journal of results to
+//! the API server with backoff.
+
+mod assign;
+mod checks;
+mod facts;
+mod heartbeat;
+mod metrics;
+mod report;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kube::Api;
-use unyo_crds::Server;
 
-/// unyo-agent: collects the facts of this host, runs its checks and scheduled operations, and
-/// reports them into its Server's status.
+/// unyo-agent: collects the facts of this host, runs its checks, and reports them into its
+/// Server's status.
 #[derive(Parser, Debug)]
 #[command(name = "unyo-agent", version, about)]
 struct Args {
@@ -21,17 +30,46 @@ struct Args {
     /// Namespace of the Server object (the fleet).
     #[arg(long, short = 'n')]
     namespace: String,
-    /// Kubeconfig file with this host's credentials (default: $KUBECONFIG or ~/.kube/config).
+    /// Kubeconfig file with this host's credentials (default: $KUBECONFIG or ~/.kube/config);
+    /// `unyo agent bootstrap` writes one with least privilege.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Read every fact that comes from a file beneath this directory (to simulate hosts).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Directory for the journal of results not yet reported, and the last assignment.
+    #[arg(long, default_value = "/var/lib/unyo-agent")]
+    state_dir: PathBuf,
+    /// How often the Lease is renewed, e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    heartbeat: Duration,
+    /// How often facts are collected (written only when they change), e.g. `5m`.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    facts_interval: Duration,
+    /// Serve Prometheus /metrics and /healthz on this address, e.g. `127.0.0.1:9464`.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Print the facts this host would report as JSON and exit (needs no cluster).
+    #[arg(long)]
+    print_facts: bool,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    unyo_crds::common::parse_duration(s)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.print_facts {
+        let mut f = facts::Collector::new(&args.root).collect();
+        f.hash = Some(facts::content_hash(&f));
+        println!("{}", serde_json::to_string_pretty(&f)?);
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let subscriber = tracing_subscriber::fmt()
@@ -42,21 +80,79 @@ async fn main() -> anyhow::Result<()> {
     } else {
         subscriber.init();
     }
+    tracing::info!(server = %args.server, namespace = %args.namespace, root = %args.root.display(), "starting unyo-agent");
+
+    let metrics = Arc::new(metrics::Metrics::default());
+    let reporter = report::Reporter::open(
+        args.state_dir.clone(),
+        &args.server,
+        &args.namespace,
+        metrics.clone(),
+    )
+    .with_context(|| format!("opening the state directory {}", args.state_dir.display()))?;
+    // Building the client reads the kubeconfig only; it needs no connection.
     let client = unyo_crds::client::connect(args.kubeconfig.as_deref()).await?;
-    let servers: Api<Server> = Api::namespaced(client, &args.namespace);
-    let server = servers
-        .get(&args.server)
-        .await
-        .with_context(|| format!("reading Server {}/{}", args.namespace, args.server))?;
-    tracing::info!(
-        server = %args.server,
-        namespace = %args.namespace,
-        hostname = %server.spec.hostname,
-        "found this host's Server; fact reporting is not in this build, waiting for shutdown"
-    );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for the shutdown signal")?;
+    let host = facts::Collector::new(&args.root);
+
+    let (assign_tx, assign_rx) = tokio::sync::watch::channel(assign::load_saved(&args.state_dir));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(reporter.clone().run_writer(client.clone()));
+    tasks.spawn(heartbeat::run(
+        client.clone(),
+        args.namespace.clone(),
+        args.server.clone(),
+        args.heartbeat,
+        metrics.clone(),
+    ));
+    tasks.spawn(assign::run(
+        client.clone(),
+        args.namespace.clone(),
+        args.server.clone(),
+        args.state_dir.clone(),
+        assign_tx,
+        reporter.clone(),
+    ));
+    tasks.spawn(checks::supervise(
+        assign_rx,
+        host.clone(),
+        reporter.clone(),
+        metrics.clone(),
+    ));
+    let facts_reporter = reporter.clone();
+    let every = args.facts_interval;
+    tasks.spawn(async move {
+        loop {
+            let h = host.clone();
+            match tokio::task::spawn_blocking(move || h.collect()).await {
+                Ok(f) => {
+                    let unknown = f.unknown.len();
+                    if facts_reporter.facts(f).await {
+                        tracing::info!(unknown, "facts changed");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "collecting facts failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    if let Some(addr) = args.metrics_addr {
+        let m = metrics.clone();
+        tasks.spawn(async move {
+            if let Err(e) = metrics::serve(addr, m).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = tasks.join_next() => tracing::error!("a task ended unexpectedly"),
+    }
+    tracing::info!("shutting down; unreported results stay in the journal");
+    tasks.shutdown().await;
     Ok(())
 }
 
@@ -73,6 +169,31 @@ mod tests {
         assert_eq!(
             (args.server.as_str(), args.namespace.as_str()),
             ("db01", "mie")
+        );
+        assert_eq!(args.heartbeat, Duration::from_secs(60));
+        let args = Args::parse_from([
+            "unyo-agent",
+            "--server",
+            "db01",
+            "-n",
+            "mie",
+            "--heartbeat",
+            "2s",
+            "--root",
+            "/tmp/x",
+        ]);
+        assert_eq!(args.heartbeat, Duration::from_secs(2));
+        assert!(
+            Args::try_parse_from([
+                "unyo-agent",
+                "--server",
+                "a",
+                "-n",
+                "b",
+                "--heartbeat",
+                "2x"
+            ])
+            .is_err()
         );
     }
 }

@@ -19,6 +19,7 @@ pub mod holidays;
 pub mod incident;
 pub mod monitoring;
 pub mod patch;
+pub mod selection;
 pub mod server;
 pub mod virusscan;
 pub mod workcalendar;

@@ -1,0 +1,147 @@
+//! What this host has to do: its own Server (watched by name), and the MonitoringPolicies and
+//! OperationCalendars of its namespace, turned into the list of checks it runs with the
+//! selection function the controller shares. The last assignment is kept in the state
+//! directory so that checks go on after a restart while the API server is unreachable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use unyo_crds::common::parse_duration;
+use unyo_crds::selection::monitoring_policies_for;
+use unyo_crds::{MonitoringPolicy, OperationCalendar, Server};
+
+use crate::checks::Assigned;
+use crate::report::Reporter;
+
+/// Default sampling interval of a policy that names none.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The checks of the policies that select `server`.
+pub fn assignment(server: &Server, policies: &[MonitoringPolicy]) -> Vec<Assigned> {
+    monitoring_policies_for(server, policies)
+        .into_iter()
+        .flat_map(|p| {
+            let interval = parse_duration(&p.spec.interval).unwrap_or(DEFAULT_INTERVAL);
+            let name = p.name_any();
+            p.spec.checks.iter().map(move |c| Assigned {
+                policy: name.clone(),
+                interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                check: c.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The assignment saved by an earlier run, if any.
+pub fn load_saved(dir: &std::path::Path) -> Vec<Assigned> {
+    std::fs::read_to_string(dir.join("assignment.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Watches the Server, policies and calendars, and publishes the assignment on every change.
+pub async fn run(
+    client: Client,
+    namespace: String,
+    server: String,
+    state_dir: PathBuf,
+    tx: watch::Sender<Vec<Assigned>>,
+    reporter: Reporter,
+) {
+    let servers: Api<Server> = Api::namespaced(client.clone(), &namespace);
+    let policies: Api<MonitoringPolicy> = Api::namespaced(client.clone(), &namespace);
+    let calendars: Api<OperationCalendar> = Api::namespaced(client, &namespace);
+    let (server_store, server_writer) = reflector::store::<Server>();
+    let (policy_store, policy_writer) = reflector::store::<MonitoringPolicy>();
+    let (calendar_store, calendar_writer) = reflector::store::<OperationCalendar>();
+    let own = watcher::Config::default().fields(&format!("metadata.name={server}"));
+    let streams = futures::stream::select_all([
+        watcher(servers, own)
+            .default_backoff()
+            .reflect(server_writer)
+            .map(|e| e.map(|_| ()))
+            .boxed(),
+        watcher(policies, watcher::Config::default())
+            .default_backoff()
+            .reflect(policy_writer)
+            .map(|e| e.map(|_| ()))
+            .boxed(),
+        watcher(calendars, watcher::Config::default())
+            .default_backoff()
+            .reflect(calendar_writer)
+            .map(|e| e.map(|_| ()))
+            .boxed(),
+    ]);
+    let mut reported_facts_adopted = false;
+    futures::pin_mut!(streams);
+    while let Some(event) = streams.next().await {
+        if let Err(e) = event {
+            tracing::warn!(error = %e, "watch failed; retrying");
+            continue;
+        }
+        publish(
+            &server_store,
+            &policy_store,
+            &calendar_store,
+            &server,
+            &state_dir,
+            &tx,
+            &reporter,
+            &mut reported_facts_adopted,
+        )
+        .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish(
+    servers: &Store<Server>,
+    policies: &Store<MonitoringPolicy>,
+    calendars: &Store<OperationCalendar>,
+    name: &str,
+    state_dir: &std::path::Path,
+    tx: &watch::Sender<Vec<Assigned>>,
+    reporter: &Reporter,
+    adopted: &mut bool,
+) {
+    // Until the first lists are in, the stores are empty: keep the saved assignment.
+    if servers.wait_until_ready().await.is_err() || policies.wait_until_ready().await.is_err() {
+        return;
+    }
+    let Some(server) = servers.state().into_iter().find(|s| s.name_any() == name) else {
+        tracing::warn!(server = %name, "this host's Server does not exist; no checks");
+        tx.send_if_modified(|a| !std::mem::take(a).is_empty());
+        return;
+    };
+    if !*adopted {
+        reporter
+            .adopt_reported_facts(server.status.as_ref().and_then(|s| s.observed.clone()))
+            .await;
+        *adopted = true;
+    }
+    reporter.set_server_uid(server.uid()).await;
+    let all: Vec<MonitoringPolicy> = policies.state().iter().map(|p| (**p).clone()).collect();
+    let next = assignment(&server, &all);
+    tracing::debug!(
+        checks = next.len(),
+        calendars = calendars.state().len(),
+        "assignment evaluated"
+    );
+    if let Ok(json) = serde_json::to_vec_pretty(&next) {
+        let _ = std::fs::write(state_dir.join("assignment.json"), json);
+    }
+    tx.send_if_modified(|current| {
+        if *current == next {
+            false
+        } else {
+            *current = next;
+            true
+        }
+    });
+}

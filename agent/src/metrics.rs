@@ -1,0 +1,200 @@
+//! Prometheus metrics of the agent (`--metrics-addr`): check values and states, transitions,
+//! the journal's length, API writes and heartbeats; served with `/healthz` by axum.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use unyo_crds::server::CheckState;
+
+use crate::checks::Sample;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    policy: String,
+    check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    policy: String,
+    check: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+const STATES: [CheckState; 4] = [
+    CheckState::OK,
+    CheckState::Warning,
+    CheckState::Critical,
+    CheckState::Unknown,
+];
+
+/// The agent's metrics.
+pub struct Metrics {
+    registry: Registry,
+    value: Family<CheckLabels, Gauge<f64, AtomicU64>>,
+    state: Family<StateLabels, Gauge>,
+    transitions: Family<CheckLabels, Counter>,
+    journal: Gauge,
+    writes: Family<ResultLabels, Counter>,
+    heartbeats: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("unyo_agent");
+        let m = Metrics {
+            value: Family::default(),
+            state: Family::default(),
+            transitions: Family::default(),
+            journal: Gauge::default(),
+            writes: Family::default(),
+            heartbeats: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "check_value",
+            "Last measured value of a check",
+            m.value.clone(),
+        );
+        registry.register(
+            "check_state",
+            "1 for the state a check's last sample is in",
+            m.state.clone(),
+        );
+        registry.register(
+            "check_transitions",
+            "Reported state changes of a check",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "journal_pending",
+            "Transitions waiting to be reported",
+            m.journal.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "Attempts to report to the API server",
+            m.writes.clone(),
+        );
+        registry.register("heartbeats", "Lease renewals", m.heartbeats.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+fn result(ok: bool) -> ResultLabels {
+    ResultLabels {
+        result: if ok { "success" } else { "error" }.to_string(),
+    }
+}
+
+impl Metrics {
+    /// Records a sample.
+    pub fn sample(&self, policy: &str, check: &str, s: &Sample) {
+        let labels = CheckLabels {
+            policy: policy.to_string(),
+            check: check.to_string(),
+        };
+        match s.value {
+            Some(v) => {
+                self.value.get_or_create(&labels).set(v);
+            }
+            None => {
+                self.value.remove(&labels);
+            }
+        }
+        for st in STATES {
+            let l = StateLabels {
+                policy: policy.to_string(),
+                check: check.to_string(),
+                state: format!("{st:?}"),
+            };
+            self.state.get_or_create(&l).set(i64::from(st == s.state));
+        }
+    }
+
+    /// Forgets a check that is no longer assigned.
+    pub fn forget(&self, policy: &str, check: &str) {
+        let labels = CheckLabels {
+            policy: policy.to_string(),
+            check: check.to_string(),
+        };
+        self.value.remove(&labels);
+        for st in STATES {
+            self.state.remove(&StateLabels {
+                policy: policy.to_string(),
+                check: check.to_string(),
+                state: format!("{st:?}"),
+            });
+        }
+    }
+
+    /// Counts a reported transition.
+    pub fn transition(&self, policy: &str, check: &str) {
+        self.transitions
+            .get_or_create(&CheckLabels {
+                policy: policy.to_string(),
+                check: check.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the journal's length.
+    pub fn journal_pending(&self, n: usize) {
+        self.journal.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a report attempt.
+    pub fn api_write(&self, ok: bool) {
+        self.writes.get_or_create(&result(ok)).inc();
+    }
+
+    /// Counts a heartbeat.
+    pub fn heartbeat(&self, ok: bool) {
+        self.heartbeats.get_or_create(&result(ok)).inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until shutdown.
+pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                },
+            ),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    axum::serve(listener, app).await?;
+    Ok(())
+}

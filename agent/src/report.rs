@@ -1,0 +1,364 @@
+//! Reporting into the API: the Server's `status.observed` and `status.checks` by server-side
+//! apply (field manager `unyo-agent`), and an Event for every check transition.
+//!
+//! Everything to report first goes to the state directory: transitions are appended to
+//! `journal.jsonl` and the current results kept in `checks.json`. A writer task delivers them
+//! with backoff; while the API server is unreachable the journal grows, and when it is back the
+//! Events are created with their original times (under deterministic names, so a retry never
+//! duplicates one) and the status is applied. Nothing is lost across a restart either.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Notify};
+use unyo_crds::Server;
+use unyo_crds::server::{CheckResult, CheckState, ObservedFacts};
+
+use crate::checks::Transition;
+use crate::facts::content_hash;
+use crate::metrics::Metrics;
+
+/// The field manager of everything the agent writes.
+pub const FIELD_MANAGER: &str = "unyo-agent";
+
+/// A check transition waiting to be reported as an Event.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct JournalEntry {
+    /// The MonitoringPolicy.
+    pub policy: String,
+    /// The check.
+    pub check: String,
+    /// The new state.
+    pub state: CheckState,
+    /// When it began.
+    pub since: Timestamp,
+    /// The value.
+    pub value: Option<f64>,
+    /// What was seen.
+    pub message: String,
+}
+
+impl JournalEntry {
+    /// The Event's name: the same for the same transition, so a retry cannot duplicate it.
+    fn event_name(&self, server: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.policy.as_str(),
+            self.check.as_str(),
+            &format!("{:?}", self.state),
+            &self.since.to_string(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        format!("unyo-agent-{server}.{}", hex::encode(&h.finalize()[..8]))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    facts: Option<ObservedFacts>,
+    checks: BTreeMap<(String, String), CheckResult>,
+    journal: Vec<JournalEntry>,
+    /// Bumped on every change; the writer clears `dirty` only for what it delivered.
+    version: u64,
+    delivered: u64,
+    server_uid: Option<String>,
+}
+
+/// Hands results to the API, through the state directory.
+#[derive(Clone)]
+pub struct Reporter {
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    dir: PathBuf,
+    server: String,
+    namespace: String,
+    metrics: Arc<Metrics>,
+}
+
+/// Now, in whole seconds (what metav1.Time keeps).
+pub fn now_seconds() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Reporter {
+    /// A reporter for `server`, keeping its journal in `dir` (created if missing) and picking
+    /// up what an earlier run left there.
+    pub fn open(
+        dir: PathBuf,
+        server: &str,
+        namespace: &str,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Reporter> {
+        std::fs::create_dir_all(&dir)?;
+        let mut state = State::default();
+        if let Ok(text) = std::fs::read_to_string(dir.join("checks.json")) {
+            let list: Vec<CheckResult> = serde_json::from_str(&text).unwrap_or_default();
+            state.checks = list
+                .into_iter()
+                .map(|c| ((c.policy.clone(), c.check.clone()), c))
+                .collect();
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("journal.jsonl")) {
+            state.journal = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+        }
+        // Whatever an earlier run left is reported again.
+        state.version = 1;
+        metrics.journal_pending(state.journal.len());
+        Ok(Reporter {
+            state: Arc::new(Mutex::new(state)),
+            wake: Arc::new(Notify::new()),
+            dir,
+            server: server.to_string(),
+            namespace: namespace.to_string(),
+            metrics,
+        })
+    }
+
+    /// The state last reported for a check (kept across restarts).
+    pub async fn current_state(&self, key: &(String, String)) -> Option<CheckState> {
+        self.state.lock().await.checks.get(key).map(|c| c.state)
+    }
+
+    /// Records the Server's uid for the Events' involvedObject.
+    pub async fn set_server_uid(&self, uid: Option<String>) {
+        self.state.lock().await.server_uid = uid;
+    }
+
+    fn persist_checks(&self, state: &State) -> std::io::Result<()> {
+        let list: Vec<&CheckResult> = state.checks.values().collect();
+        write_atomic(
+            &self.dir.join("checks.json"),
+            &serde_json::to_vec_pretty(&list).unwrap_or_default(),
+        )
+    }
+
+    /// Records a check transition: journal first (fsynced), then the current results.
+    pub async fn transition(&self, key: &(String, String), t: Transition) {
+        let entry = JournalEntry {
+            policy: key.0.clone(),
+            check: key.1.clone(),
+            state: t.state,
+            since: t.since,
+            value: t.value,
+            message: t.message.clone(),
+        };
+        let mut state = self.state.lock().await;
+        let line = serde_json::to_string(&entry).unwrap_or_default();
+        let appended = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join("journal.jsonl"))?;
+            writeln!(f, "{line}")?;
+            f.sync_all()
+        })();
+        if let Err(e) = appended {
+            tracing::error!(error = %e, "cannot write the journal; the transition is kept in memory only");
+        }
+        state.journal.push(entry);
+        state.checks.insert(
+            key.clone(),
+            CheckResult {
+                policy: key.0.clone(),
+                check: key.1.clone(),
+                state: t.state,
+                since: Time(t.since),
+                value: t.value,
+                message: Some(t.message),
+            },
+        );
+        if let Err(e) = self.persist_checks(&state) {
+            tracing::error!(error = %e, "cannot write checks.json");
+        }
+        state.version += 1;
+        self.metrics.journal_pending(state.journal.len());
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Drops the result of a check that is no longer assigned.
+    pub async fn remove(&self, key: &(String, String)) {
+        let mut state = self.state.lock().await;
+        if state.checks.remove(key).is_some() {
+            let _ = self.persist_checks(&state);
+            state.version += 1;
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Offers freshly collected facts; they are reported only when their content changed.
+    pub async fn facts(&self, mut facts: ObservedFacts) -> bool {
+        let hash = content_hash(&facts);
+        let mut state = self.state.lock().await;
+        if state.facts.as_ref().and_then(|f| f.hash.as_ref()) == Some(&hash) {
+            return false;
+        }
+        facts.hash = Some(hash);
+        facts.observed_at = Some(Time(now_seconds()));
+        state.facts = Some(facts);
+        state.version += 1;
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Adopts the facts already in the Server's status (from an earlier run), so unchanged
+    /// facts are not written again after a restart.
+    pub async fn adopt_reported_facts(&self, reported: Option<ObservedFacts>) {
+        let mut state = self.state.lock().await;
+        if state.facts.is_none()
+            && let Some(f) = reported
+            && f.hash.is_some()
+        {
+            state.facts = Some(f);
+        }
+    }
+
+    /// Delivers everything to the API server, retrying with backoff until shutdown.
+    pub async fn run_writer(self, client: Client) {
+        let servers: Api<Server> = Api::namespaced(client.clone(), &self.namespace);
+        let events: Api<Event> = Api::namespaced(client, &self.namespace);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let pending = {
+                let s = self.state.lock().await;
+                s.version != s.delivered
+            };
+            if !pending {
+                self.wake.notified().await;
+                continue;
+            }
+            match self.deliver(&servers, &events).await {
+                Ok(()) => {
+                    self.metrics.api_write(true);
+                    backoff = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    self.metrics.api_write(false);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot report to the API server; keeping the journal");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.wake.notified() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, servers: &Api<Server>, events: &Api<Event>) -> Result<(), kube::Error> {
+        let (version, journal, facts, checks, uid) = {
+            let s = self.state.lock().await;
+            (
+                s.version,
+                s.journal.clone(),
+                s.facts.clone(),
+                s.checks.values().cloned().collect::<Vec<_>>(),
+                s.server_uid.clone(),
+            )
+        };
+        for entry in &journal {
+            let event = self.event(entry, uid.clone());
+            match events.create(&PostParams::default(), &event).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut status = serde_json::json!({ "checks": checks });
+        if let Some(f) = &facts {
+            status["observed"] = serde_json::to_value(f).unwrap_or_default();
+        }
+        let patch = serde_json::json!({
+            "apiVersion": Server::api_version(&()),
+            "kind": Server::kind(&()),
+            "status": status,
+        });
+        servers
+            .patch_status(
+                &self.server,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        let mut s = self.state.lock().await;
+        let done = journal.len().min(s.journal.len());
+        s.journal.drain(..done);
+        let rest: String = s
+            .journal
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
+            .collect();
+        if let Err(e) = write_atomic(&self.dir.join("journal.jsonl"), rest.as_bytes()) {
+            tracing::error!(error = %e, "cannot rewrite the journal");
+        }
+        s.delivered = version;
+        self.metrics.journal_pending(s.journal.len());
+        tracing::info!(
+            events = journal.len(),
+            checks = checks.len(),
+            facts_hash = facts.as_ref().and_then(|f| f.hash.as_deref()).unwrap_or(""),
+            "reported to the API server"
+        );
+        Ok(())
+    }
+
+    fn event(&self, e: &JournalEntry, uid: Option<String>) -> Event {
+        let warning = matches!(
+            e.state,
+            CheckState::Warning | CheckState::Critical | CheckState::Unknown
+        );
+        Event {
+            metadata: ObjectMeta {
+                name: Some(e.event_name(&self.server)),
+                namespace: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(Server::api_version(&()).to_string()),
+                kind: Some(Server::kind(&()).to_string()),
+                name: Some(self.server.clone()),
+                namespace: Some(self.namespace.clone()),
+                uid,
+                ..Default::default()
+            },
+            reason: Some(format!("Check{:?}", e.state)),
+            message: Some(format!("{}/{}: {}", e.policy, e.check, e.message)),
+            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
+            first_timestamp: Some(Time(e.since)),
+            last_timestamp: Some(Time(e.since)),
+            count: Some(1),
+            source: Some(EventSource {
+                component: Some(FIELD_MANAGER.to_string()),
+                host: Some(self.server.clone()),
+            }),
+            reporting_component: Some("unyo.dev/agent".to_string()),
+            reporting_instance: Some(self.server.clone()),
+            ..Default::default()
+        }
+    }
+}
