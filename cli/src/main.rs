@@ -1,7 +1,6 @@
 //! `unyo`: the operator's command line (also installable as `kubectl-unyo`).
 
-mod calendar;
-mod check;
+use unyo_cli::{bootstrap, calendar, check};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +37,34 @@ enum Command {
     /// Ask an OperationCalendar: national holidays, business days, schedule fire times, state.
     #[command(subcommand)]
     Calendar(calendar::CalendarCommand),
+    /// Agents on the managed hosts.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AgentCommand {
+    /// Create the least-privilege identity of one host's agent (ServiceAccount, Role,
+    /// RoleBinding, Lease, all named unyo-agent-NAME) and write a kubeconfig with a token for it.
+    Bootstrap {
+        /// The Server (host) name.
+        name: String,
+        /// Namespace of the Server.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        /// Where to write the agent's kubeconfig (default unyo-agent-NAME.kubeconfig).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Admin kubeconfig to create it with (default: $KUBECONFIG or ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// API server URL as the host reaches it (default: the admin kubeconfig's).
+        #[arg(long)]
+        server_url: Option<String>,
+        /// Token lifetime, e.g. 8760h (the API server may cap it).
+        #[arg(long, default_value = "8760h")]
+        token_ttl: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +73,64 @@ fn main() -> ExitCode {
         Command::Check { paths, quiet } => check::run(&paths, quiet),
         Command::Crds => print_crds(),
         Command::Calendar(cmd) => calendar::run(cmd),
+        Command::Agent(AgentCommand::Bootstrap {
+            name,
+            namespace,
+            out,
+            kubeconfig,
+            server_url,
+            token_ttl,
+        }) => agent_bootstrap(&name, &namespace, out, kubeconfig, server_url, &token_ttl),
+    }
+}
+
+fn agent_bootstrap(
+    name: &str,
+    namespace: &str,
+    out: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+    server_url: Option<String>,
+    token_ttl: &str,
+) -> ExitCode {
+    let ttl = match unyo_crds::common::parse_duration(token_ttl) {
+        Ok(d) if d.as_secs() >= 600 => d,
+        Ok(_) => {
+            eprintln!("unyo agent bootstrap: --token-ttl must be at least 10m");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("unyo agent bootstrap: --token-ttl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let out = out.unwrap_or_else(|| bootstrap::default_out(name));
+    let b = bootstrap::Bootstrap {
+        server: name,
+        namespace,
+        out: &out,
+        kubeconfig: kubeconfig.as_deref(),
+        server_url: server_url.as_deref(),
+        token_seconds: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("unyo agent bootstrap: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bootstrap::run(&b)) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unyo agent bootstrap: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
