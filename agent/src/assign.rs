@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -111,7 +111,11 @@ async fn publish(
     adopted: &mut bool,
 ) {
     // Until the first lists are in, the stores are empty: keep the saved assignment.
-    if servers.wait_until_ready().await.is_err() || policies.wait_until_ready().await.is_err() {
+    // (Asked without waiting: the stores fill only while the watch streams are polled.)
+    let ready = |ready: Option<Result<(), _>>| matches!(ready, Some(Ok(())));
+    if !ready(servers.wait_until_ready().now_or_never())
+        || !ready(policies.wait_until_ready().now_or_never())
+    {
         return;
     }
     let Some(server) = servers.state().into_iter().find(|s| s.name_any() == name) else {

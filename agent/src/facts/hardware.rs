@@ -123,10 +123,9 @@ pub fn filesystems(c: &Collector) -> Result<Vec<ObservedFilesystem>, String> {
         let (size_bytes, used_bytes) = match rustix::fs::statvfs(&local) {
             Ok(st) => {
                 let frag = st.f_frsize;
-                (
-                    Some(st.f_blocks * frag),
-                    Some(st.f_blocks.saturating_sub(st.f_bfree) * frag),
-                )
+                let size = st.f_blocks * frag;
+                let used = st.f_blocks.saturating_sub(st.f_bfree) * frag;
+                (Some(size), Some(coarse_used(used, size)))
             }
             Err(_) => (None, None),
         };
@@ -142,6 +141,14 @@ pub fn filesystems(c: &Collector) -> Result<Vec<ObservedFilesystem>, String> {
     Ok(out)
 }
 
+/// Used bytes rounded down to a step of 0.1% of the size (at least 1 MiB), so that the
+/// constant small changes of a live filesystem do not rewrite the facts; the Disk check
+/// measures usage exactly.
+pub fn coarse_used(used: u64, size: u64) -> u64 {
+    let step = (size / 1000).max(1 << 20);
+    used - used % step
+}
+
 /// Boot time from `btime` in `/proc/stat`.
 pub fn boot_time(c: &Collector) -> Result<Time, String> {
     let stats = KernelStats::from_buf_read(open(c, "/proc/stat")?, procfs::current_system_info())
@@ -150,4 +157,18 @@ pub fn boot_time(c: &Collector) -> Result<Time, String> {
     jiff::Timestamp::from_second(secs)
         .map(Time)
         .map_err(|e| format!("/proc/stat btime: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_bytes_are_coarse() {
+        let size = 100_000_000_000;
+        assert_eq!(coarse_used(30_000_123_456, size), 30_000_000_000);
+        assert_eq!(coarse_used(30_099_999_999, size), 30_000_000_000);
+        assert_eq!(coarse_used(30_100_000_000, size), 30_100_000_000);
+        assert_eq!(coarse_used(5_000_000, 10_000_000), 4_194_304);
+    }
 }

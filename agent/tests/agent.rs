@@ -1,0 +1,539 @@
+//! End to end: unyo-agent with the least-privilege kubeconfig of `unyo agent bootstrap`, a
+//! simulated host beneath `--root`, a real kube-apiserver reached through a TCP proxy the test
+//! can cut, and real probe targets on 127.0.0.1.
+
+// A test crate: a panic is how a failure is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use kube::runtime::wait::await_condition;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use unyo_crds::Server;
+use unyo_crds::server::{CheckResult, CheckState};
+use unyo_tests::{Running, control_plane};
+
+/// Writes the files of a simulated Debian host beneath `root`.
+fn fake_host(root: &Path, hostname: &str) {
+    let files: &[(&str, &str)] = &[
+        ("etc/hostname", hostname),
+        (
+            "etc/os-release",
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+        ),
+        ("etc/debian_version", "12.7"),
+        ("etc/timezone", "Asia/Tokyo"),
+        ("proc/sys/kernel/osrelease", "6.1.0-25-amd64"),
+        ("proc/sys/kernel/arch", "x86_64"),
+        (
+            "proc/cpuinfo",
+            "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nphysical id\t: 0\ncpu cores\t: 2\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nphysical id\t: 0\ncpu cores\t: 2\n\n",
+        ),
+        (
+            "proc/meminfo",
+            "MemTotal:       16384000 kB\nMemFree:         8000000 kB\nMemAvailable:   12000000 kB\n",
+        ),
+        ("proc/stat", "cpu  1 2 3 4 5 6 7 0 0 0\nbtime 1764000000\n"),
+        (
+            "proc/mounts",
+            "/dev/sda1 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n",
+        ),
+        ("sys/block/sda/size", "1875385008"),
+        ("sys/block/sda/device/model", "PERC H755"),
+        ("sys/block/loop0/size", "0"),
+        ("sys/class/net/eth0/address", "52:54:00:12:34:56"),
+        (
+            "proc/net/if_inet6",
+            "fe80000000000000505400fffe123456 02 40 20 80     eth0\n",
+        ),
+        (
+            "var/lib/dpkg/status",
+            "Package: postgresql-15\nStatus: install ok installed\nArchitecture: amd64\nVersion: 15.8-0+deb12u1\n\nPackage: openssl\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.0.14-1~deb12u2\n\nPackage: removed-one\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1.0\n\n",
+        ),
+        (
+            "var/log/app.log",
+            "startup FATAL in the past, before the agent\n",
+        ),
+    ];
+    for (path, text) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+    }
+    // /proc/meminfo and /proc/stat in the kernel's full layout, with this host's own values.
+    let replace_line = |text: String, key: &str, line: &str| {
+        text.lines()
+            .map(|l| if l.starts_with(key) { line } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    std::fs::write(
+        root.join("proc/meminfo"),
+        replace_line(meminfo, "MemTotal:", "MemTotal:       16384000 kB"),
+    )
+    .unwrap();
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    std::fs::write(
+        root.join("proc/stat"),
+        replace_line(stat, "btime ", "btime 1764000000"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+    std::fs::write(root.join("var/lib/dpkg/available"), "").unwrap();
+}
+
+/// A TCP proxy to the API server that the test can cut and restore on the same port.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut p = Proxy {
+            port,
+            upstream,
+            task: None,
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let upstream = self.upstream.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Dropping the set (when the task is aborted) aborts every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the port and every connection through it.
+    fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// A port that accepts connections and answers HTTP 200, until the task is aborted.
+async fn http_ok_server(port: u16) -> JoinHandle<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            conns.spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn check<'a>(s: &'a Server, name: &str) -> Option<&'a CheckResult> {
+    s.status.as_ref()?.checks.iter().find(|c| c.check == name)
+}
+
+async fn wait_server(
+    api: &Api<Server>,
+    what: &str,
+    secs: u64,
+    agent: &Running,
+    cond: impl Fn(&Server) -> bool,
+) -> Server {
+    let r = tokio::time::timeout(
+        Duration::from_secs(secs),
+        await_condition(api.clone(), "db01", move |s: Option<&Server>| {
+            s.is_some_and(&cond)
+        }),
+    )
+    .await;
+    match r {
+        Ok(Ok(Some(s))) => s,
+        other => {
+            let now = api.get("db01").await.ok().and_then(|s| s.status);
+            panic!(
+                "{what} did not happen ({other:?})\nstatus: {now:#?}\nagent log:\n{}",
+                agent.log()
+            )
+        }
+    }
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out)
+        .await
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn agent_reports_facts_checks_heartbeat_and_survives_an_outage() {
+    let cp = control_plane().unwrap();
+    let ns = cp.namespace("agent").await.unwrap();
+    let client = cp.client().await.unwrap();
+    let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
+    let db01 = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/servers/db01.yaml"
+    ))
+    .unwrap()
+    .replace("namespace: mie", &format!("namespace: {ns}"));
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&db01))
+        .unwrap();
+
+    let work = std::env::temp_dir().join(format!("unyo-agent-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let (root, state) = (work.join("root"), work.join("state"));
+    fake_host(&root, "db01");
+
+    // The API server through a proxy, so that the test can take it away.
+    let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
+    let url = kc.clusters[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .server
+        .clone()
+        .unwrap();
+    let upstream = url
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut proxy = Proxy::start(upstream).await;
+    let agent_kc = work.join("agent.kubeconfig");
+    let proxy_url = format!("https://127.0.0.1:{}", proxy.port);
+    unyo_cli::bootstrap::run(&unyo_cli::bootstrap::Bootstrap {
+        server: "db01",
+        namespace: &ns,
+        out: &agent_kc,
+        kubeconfig: Some(&cp.kubeconfig),
+        server_url: Some(&proxy_url),
+        token_seconds: 3600,
+    })
+    .await
+    .unwrap();
+
+    let (tcp_port, http_port, metrics_port) = (free_port(), free_port(), free_port());
+    let mut tcp = Some(http_ok_server(tcp_port).await);
+    let http = http_ok_server(http_port).await;
+    let policy = format!(
+        r#"apiVersion: unyo.dev/v1alpha1
+kind: MonitoringPolicy
+metadata: {{name: probes, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: db}}}}
+  interval: 1s
+  checks:
+    - {{name: port, kind: Tcp, host: 127.0.0.1, port: {tcp_port}, timeout: 1s}}
+    - {{name: web, kind: Http, url: "http://127.0.0.1:{http_port}/", timeout: 2s}}
+    - {{name: app-log, kind: LogPattern, path: /var/log/app.log, pattern: "FATAL|PANIC"}}
+    - {{name: root-disk, kind: Disk, path: /, warning: 99.9, critical: 100}}
+    - {{name: agent-process, kind: Process, process: unyo-agent}}
+    - {{name: postgres, kind: Service, service: postgresql.service}}
+---
+apiVersion: unyo.dev/v1alpha1
+kind: MonitoringPolicy
+metadata: {{name: web-only, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: web}}}}
+  checks:
+    - {{name: nginx, kind: Service, service: nginx.service}}
+"#
+    );
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&policy))
+        .unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-agent"));
+    cmd.args(["--server", "db01", "-n", &ns, "--kubeconfig"])
+        .arg(&agent_kc)
+        .arg("--root")
+        .arg(&root)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--heartbeat", "1s", "--facts-interval", "1s"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .env("RUST_LOG", "info,unyo_agent=debug");
+    let agent = Running::spawn(cmd, &format!("agent-{ns}")).unwrap();
+
+    // Facts of the simulated host.
+    let s = wait_server(&servers, "facts reported", 60, &agent, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.observed.as_ref())
+            .is_some()
+    })
+    .await;
+    let facts = s.status.unwrap().observed.unwrap();
+    assert_eq!(facts.hostname.as_deref(), Some("db01"));
+    let os = facts.os.unwrap();
+    assert_eq!(
+        (
+            os.name.as_deref(),
+            os.version.as_deref(),
+            os.id.as_deref(),
+            os.build.as_deref()
+        ),
+        (
+            Some("Debian GNU/Linux"),
+            Some("12"),
+            Some("debian"),
+            Some("12.7")
+        )
+    );
+    assert_eq!(os.kernel.as_deref(), Some("6.1.0-25-amd64"));
+    assert_eq!(os.architecture.as_deref(), Some("x86_64"));
+    let cpu = facts.cpu.unwrap();
+    assert_eq!(
+        (cpu.sockets, cpu.cores, cpu.threads),
+        (Some(1), Some(2), Some(2))
+    );
+    assert_eq!(cpu.model.as_deref(), Some("Intel(R) Xeon(R) Gold 6430"));
+    assert_eq!(facts.memory_bytes, Some(16_384_000 * 1024));
+    assert_eq!(facts.disks.len(), 1, "loop devices are not disks");
+    assert_eq!(facts.disks[0].size_bytes, Some(1_875_385_008 * 512));
+    assert_eq!(facts.disks[0].model.as_deref(), Some("PERC H755"));
+    assert_eq!(facts.filesystems.len(), 1, "{:?}", facts.filesystems);
+    assert!(facts.filesystems[0].size_bytes.unwrap() > 0);
+    assert_eq!(facts.nics[0].mac.as_deref(), Some("52:54:00:12:34:56"));
+    assert_eq!(facts.nics[0].addresses, ["fe80::5054:ff:fe12:3456/64"]);
+    let pkgs: Vec<(String, String)> = facts
+        .packages
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    assert_eq!(
+        pkgs,
+        [
+            ("openssl".to_string(), "3.0.14-1~deb12u2".to_string()),
+            ("postgresql-15".to_string(), "15.8-0+deb12u1".to_string())
+        ]
+    );
+    assert_eq!(
+        facts.time_sync.unwrap().time_zone.as_deref(),
+        Some("Asia/Tokyo")
+    );
+    assert_eq!(facts.boot_time.unwrap().0.as_second(), 1_764_000_000);
+    let unknown: Vec<&str> = facts.unknown.iter().map(|u| u.fact.as_str()).collect();
+    assert!(unknown.contains(&"services"), "{unknown:?}");
+    assert!(facts.unknown.iter().all(|u| !u.reason.is_empty()));
+    let first_observed = facts.observed_at.clone();
+
+    // Every check of the selecting policy, none of the other.
+    let s = wait_server(&servers, "all checks reported", 60, &agent, |s| {
+        s.status.as_ref().is_some_and(|st| st.checks.len() == 6)
+    })
+    .await;
+    let state_of = |name: &str| check(&s, name).map(|c| c.state);
+    assert_eq!(state_of("port"), Some(CheckState::OK));
+    assert_eq!(state_of("web"), Some(CheckState::OK));
+    assert_eq!(
+        state_of("app-log"),
+        Some(CheckState::OK),
+        "history before the agent is not matched"
+    );
+    assert_eq!(state_of("root-disk"), Some(CheckState::OK));
+    assert_eq!(state_of("agent-process"), Some(CheckState::OK));
+    assert_eq!(state_of("postgres"), Some(CheckState::Unknown));
+    assert!(check(&s, "nginx").is_none());
+    assert!(
+        check(&s, "postgres")
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("systemd is not running")
+    );
+
+    // The heartbeat renews the Lease; the Server is not written for it, and unchanged facts
+    // are not written again.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let renew = |l: &Lease| {
+        l.spec
+            .as_ref()
+            .and_then(|s| s.renew_time.clone())
+            .map(|t| t.0)
+    };
+    let before = servers.get("db01").await.unwrap().metadata.resource_version;
+    let r1 = renew(&leases.get("unyo-agent-db01").await.unwrap()).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lease = leases.get("unyo-agent-db01").await.unwrap();
+    assert!(renew(&lease).unwrap() > r1, "the lease was not renewed");
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("db01"));
+    let now = servers.get("db01").await.unwrap();
+    assert_eq!(
+        now.metadata.resource_version, before,
+        "the Server was written with nothing to say"
+    );
+    assert_eq!(
+        now.status.unwrap().observed.unwrap().observed_at,
+        first_observed
+    );
+
+    // A changed fact is written.
+    std::fs::write(root.join("etc/debian_version"), "12.8").unwrap();
+    wait_server(&servers, "changed fact", 30, &agent, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.observed.as_ref())
+            .and_then(|o| o.os.as_ref())
+            .and_then(|o| o.build.as_deref())
+            == Some("12.8")
+    })
+    .await;
+
+    // A matching log line and a closed port turn their checks Critical, with Events.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("var/log/app.log"))
+            .unwrap();
+        writeln!(f, "2026-11-24 db FATAL: could not write block").unwrap();
+    }
+    if let Some(t) = tcp.take() {
+        t.abort();
+    }
+    wait_server(&servers, "log and port Critical", 30, &agent, |s| {
+        check(s, "port").is_some_and(|c| c.state == CheckState::Critical)
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let find_event = |evs: &[Event], check: &str, reason: &str| {
+        evs.iter()
+            .find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(&format!("probes/{check}:")))
+            })
+            .cloned()
+    };
+    let evs = events.list(&ListParams::default()).await.unwrap().items;
+    let fatal = find_event(&evs, "app-log", "CheckCritical").expect("an Event for the log line");
+    assert!(fatal.message.unwrap().contains("could not write block"));
+    assert_eq!(fatal.type_.as_deref(), Some("Warning"));
+    assert_eq!(fatal.involved_object.name.as_deref(), Some("db01"));
+    assert!(fatal.involved_object.uid.is_some());
+    assert!(find_event(&evs, "port", "CheckCritical").is_some());
+
+    // Metrics of the check values and states.
+    let m = http_get(metrics_port, "/metrics").await;
+    assert!(
+        m.contains(r#"unyo_agent_check_state{policy="probes",check="port",state="Critical"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"unyo_agent_check_value{policy="probes",check="root-disk"}"#),
+        "{m}"
+    );
+
+    // Outage: the API server is unreachable; the port comes back meanwhile.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let back_at = jiff::Timestamp::now();
+    tcp = Some(http_ok_server(tcp_port).await);
+    let journal = state.join("journal.jsonl");
+    let mut journaled = false;
+    for _ in 0..40 {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text
+            .lines()
+            .any(|l| l.contains("\"check\":\"port\"") && l.contains("\"state\":\"OK\""))
+        {
+            journaled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(journaled, "no journal entry while offline\n{}", agent.log());
+    let offline = servers.get("db01").await.unwrap();
+    assert_eq!(
+        check(&offline, "port").unwrap().state,
+        CheckState::Critical,
+        "nothing can have reached the API server"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restored_at = jiff::Timestamp::now();
+    proxy.restore().await;
+
+    // Back online: the transition arrives with its original time, and so does its Event.
+    let s = wait_server(&servers, "port OK after the outage", 90, &agent, |s| {
+        check(s, "port").is_some_and(|c| c.state == CheckState::OK)
+    })
+    .await;
+    let since = check(&s, "port").unwrap().since.0;
+    assert!(
+        since >= jiff::Timestamp::from_second(back_at.as_second()).unwrap() && since < restored_at,
+        "since {since} is not the time of the transition ({back_at}..{restored_at})"
+    );
+    let evs = events.list(&ListParams::default()).await.unwrap().items;
+    let ok = find_event(&evs, "port", "CheckOK").expect("the offline transition's Event");
+    assert_eq!(ok.first_timestamp.unwrap().0.as_second(), since.as_second());
+    let journal_left = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        journal_left.trim().is_empty(),
+        "journal not emptied: {journal_left}"
+    );
+    assert!(
+        agent.log().contains("cannot report to the API server"),
+        "{}",
+        agent.log()
+    );
+
+    drop(agent);
+    http.abort();
+    if let Some(t) = tcp {
+        t.abort();
+    }
+    std::fs::remove_dir_all(&work).unwrap();
+}
