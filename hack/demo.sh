@@ -13,12 +13,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 demo_dir="${UNYO_DEMO_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/unyo/demo}"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-# Stops the controller this demo started (its pid is recorded in the demo directory).
+# Stops the controller and agent this demo started (their pids are recorded in the demo
+# directory).
 stop_controller() {
-  if [ -e "$demo_dir/controller.pid" ]; then
-    kill "$(cat "$demo_dir/controller.pid")" 2>/dev/null || true
-    rm -f "$demo_dir/controller.pid"
-  fi
+  for pidfile in "$demo_dir/controller.pid" "$demo_dir/agent.pid"; do
+    if [ -e "$pidfile" ]; then
+      kill "$(cat "$pidfile")" 2>/dev/null || true
+      rm -f "$pidfile"
+    fi
+  done
 }
 
 if [ "${1:-}" = "down" ]; then
@@ -64,6 +67,24 @@ step "the calendar's state now, kept current by the controller (kubectl get opca
 kubectl get opcal -n mie -o wide
 kubectl get opcal -n mie mie-operations -o jsonpath='{range .status.upcomingHolidays[*]}{.date}{"\t"}{.name}{"\n"}{end}'
 
+step "an agent for this machine, as Server ops01, with least privilege (unyo agent bootstrap)"
+"$unyo" agent bootstrap ops01 -n mie --out "$demo_dir/ops01.kubeconfig" --token-ttl 24h
+target/debug/unyo-agent --server ops01 -n mie --kubeconfig "$demo_dir/ops01.kubeconfig" \
+  --state-dir "$demo_dir/agent-state" --heartbeat 10s >"$demo_dir/agent.log" 2>&1 &
+echo $! >"$demo_dir/agent.pid"
+for _ in $(seq 60); do
+  checks=$(kubectl get server ops01 -n mie -o jsonpath='{.status.checks[*].check}')
+  [ -n "$(kubectl get server ops01 -n mie -o jsonpath='{.status.observed.hash}')" ] && [ -n "$checks" ] && break
+  sleep 0.5
+done
+echo "observed facts of this machine (status.observed):"
+kubectl get server ops01 -n mie -o jsonpath='  hostname {.status.observed.hostname}, {.status.observed.os.name} {.status.observed.os.version} ({.status.observed.os.build}), kernel {.status.observed.os.kernel}, {.status.observed.cpu.threads} CPUs, {.status.observed.memoryBytes} bytes of memory{"\n"}'
+echo "  $(kubectl get server ops01 -n mie -o jsonpath='{.status.observed.packages[*].name}' | wc -w) packages (dpkg), facts it could not read:"
+kubectl get server ops01 -n mie -o jsonpath='{range .status.observed.unknown[*]}    {.fact}: {.reason}{"\n"}{end}'
+echo "checks of the baseline policy (status.checks):"
+kubectl get server ops01 -n mie -o jsonpath='{range .status.checks[*]}  {.policy}/{.check}{"\t"}{.state}{"\t"}{.message}{"\n"}{end}'
+kubectl get lease -n mie unyo-agent-ops01
+
 step "unyo calendar: national holidays, business days and schedule fire times, offline"
 "$unyo" calendar holidays --year 2027
 "$unyo" calendar check -f manifests/samples/calendar.yaml --date 2027-01-01 || true
@@ -93,6 +114,7 @@ The demo control plane is running. To explore it:
   export PATH=$bin:\$PATH
   kubectl get servers -n mie -o wide
   kubectl explain server.spec.hardware
-The controller (pid $(cat "$demo_dir/controller.pid")) logs to $demo_dir/controller.log.
+The controller (pid $(cat "$demo_dir/controller.pid")) logs to $demo_dir/controller.log,
+the agent (pid $(cat "$demo_dir/agent.pid")) to $demo_dir/agent.log.
 Stop everything with: hack/demo.sh down
 MSG

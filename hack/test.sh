@@ -12,9 +12,12 @@ step() { printf '\n==> %s\n' "$*"; }
 t0=$(date +%s)
 
 step "host tools"
+# tool:Debian package — the agent's tests run real ping, chronyd (as an NTP server on
+# 127.0.0.1) and dpkg-query.
 missing=()
-for tool in openssl curl python3; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
+for pair in openssl:openssl curl:curl python3:python3 ping:iputils-ping chronyd:chrony dpkg-query:dpkg; do
+  tool=${pair%%:*}
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian"

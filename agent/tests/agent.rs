@@ -166,6 +166,36 @@ async fn http_ok_server(port: u16) -> JoinHandle<()> {
     })
 }
 
+/// A real NTP server on 127.0.0.1: chronyd serving its local clock, not touching the system
+/// clock (-x), in the foreground (-d).
+fn chronyd(dir: &Path, port: u16) -> Running {
+    std::fs::create_dir_all(dir).unwrap();
+    let conf = dir.join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\ncmdport 0\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\npidfile {}\n",
+            dir.join("chronyd.pid").display()
+        ),
+    )
+    .unwrap();
+    let bin = ["/usr/sbin/chronyd", "/sbin/chronyd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("chronyd");
+    let mut cmd = Command::new(bin);
+    cmd.args(["-x", "-d", "-f"]).arg(&conf);
+    Running::spawn(cmd, "chronyd").expect("chronyd (Debian package chrony) is needed")
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -264,6 +294,8 @@ async fn agent_reports_facts_checks_heartbeat_and_survives_an_outage() {
     .unwrap();
 
     let (tcp_port, http_port, metrics_port) = (free_port(), free_port(), free_port());
+    let (ntp_port, silent_ntp_port) = (free_udp_port(), free_udp_port());
+    let ntp = chronyd(&work.join("chrony"), ntp_port);
     let mut tcp = Some(http_ok_server(tcp_port).await);
     let http = http_ok_server(http_port).await;
     let policy = format!(
@@ -280,6 +312,11 @@ spec:
     - {{name: root-disk, kind: Disk, path: /, warning: 99.9, critical: 100}}
     - {{name: agent-process, kind: Process, process: unyo-agent}}
     - {{name: postgres, kind: Service, service: postgresql.service}}
+    - {{name: clock, kind: TimeSync, host: 127.0.0.1, port: {ntp_port}, warning: 0.5, critical: 2}}
+    - {{name: no-ntp, kind: TimeSync, host: 127.0.0.1, port: {silent_ntp_port}, timeout: 1s, warning: 0.5}}
+    - {{name: loopback, kind: Ping, host: 127.0.0.1, timeout: 2s}}
+    - {{name: cpu, kind: Cpu, warning: 99, critical: 100}}
+    - {{name: memory, kind: Memory, warning: 99, critical: 100}}
 ---
 apiVersion: unyo.dev/v1alpha1
 kind: MonitoringPolicy
@@ -370,7 +407,14 @@ spec:
 
     // Every check of the selecting policy, none of the other.
     let s = wait_server(&servers, "all checks reported", 60, &agent, |s| {
-        s.status.as_ref().is_some_and(|st| st.checks.len() == 6)
+        s.status.as_ref().is_some_and(|st| {
+            st.checks.len() == 11
+                && st
+                    .checks
+                    .iter()
+                    .find(|c| c.check == "clock")
+                    .is_some_and(|c| c.state == CheckState::OK)
+        })
     })
     .await;
     let state_of = |name: &str| check(&s, name).map(|c| c.state);
@@ -385,6 +429,33 @@ spec:
     assert_eq!(state_of("agent-process"), Some(CheckState::OK));
     assert_eq!(state_of("postgres"), Some(CheckState::Unknown));
     assert!(check(&s, "nginx").is_none());
+    let clock = check(&s, "clock").unwrap();
+    assert!(
+        clock.value.unwrap().abs() < 0.5,
+        "offset from a server on the same clock: {clock:?}"
+    );
+    assert!(
+        clock
+            .message
+            .as_deref()
+            .unwrap()
+            .contains(&format!("NTP server 127.0.0.1:{ntp_port}"))
+    );
+    assert_eq!(state_of("no-ntp"), Some(CheckState::Unknown));
+    assert!(
+        check(&s, "no-ntp")
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("no answer")
+    );
+    assert_eq!(state_of("loopback"), Some(CheckState::OK));
+    for usage in ["cpu", "memory"] {
+        let c = check(&s, usage).unwrap();
+        assert_ne!(c.state, CheckState::Unknown, "{c:?}");
+        assert!((0.0..=100.0).contains(&c.value.unwrap()), "{c:?}");
+    }
     assert!(
         check(&s, "postgres")
             .unwrap()
@@ -458,7 +529,15 @@ spec:
             })
             .cloned()
     };
-    let evs = events.list(&ListParams::default()).await.unwrap().items;
+    // The log check is Critical for one sample (the next finds no new line): wait for its Event.
+    let mut evs = Vec::new();
+    for _ in 0..80 {
+        evs = events.list(&ListParams::default()).await.unwrap().items;
+        if find_event(&evs, "app-log", "CheckCritical").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let fatal = find_event(&evs, "app-log", "CheckCritical").expect("an Event for the log line");
     assert!(fatal.message.unwrap().contains("could not write block"));
     assert_eq!(fatal.type_.as_deref(), Some("Warning"));
@@ -517,8 +596,21 @@ spec:
         "since {since} is not the time of the transition ({back_at}..{restored_at})"
     );
     let evs = events.list(&ListParams::default()).await.unwrap().items;
-    let ok = find_event(&evs, "port", "CheckOK").expect("the offline transition's Event");
-    assert_eq!(ok.first_timestamp.unwrap().0.as_second(), since.as_second());
+    // (The port's first OK, at start-up, has an Event of its own.)
+    let oks: Vec<i64> = evs
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("CheckOK")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("probes/port:"))
+        })
+        .filter_map(|e| e.first_timestamp.as_ref().map(|t| t.0.as_second()))
+        .collect();
+    assert!(
+        oks.contains(&since.as_second()),
+        "no Event dated {since} for the offline transition: {oks:?}"
+    );
     let journal_left = std::fs::read_to_string(&journal).unwrap();
     assert!(
         journal_left.trim().is_empty(),
@@ -531,6 +623,7 @@ spec:
     );
 
     drop(agent);
+    drop(ntp);
     http.abort();
     if let Some(t) = tcp {
         t.abort();

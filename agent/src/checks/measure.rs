@@ -340,6 +340,12 @@ async fn local_offset(host: &Collector) -> Result<(f64, String), String> {
         .output()
         .await
         .map_err(|_| "no time source: set host to an NTP server, or run chrony".to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "no time source: set host to an NTP server (chronyc: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     crate::facts::parse_chrony_tracking(&text)
         .map(|(_, offset, source)| (offset, source))
