@@ -15,6 +15,7 @@ pub mod client;
 pub mod common;
 pub mod crdgen;
 pub mod cron;
+pub mod drift;
 pub mod holidays;
 pub mod incident;
 pub mod monitoring;
