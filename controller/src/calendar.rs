@@ -14,12 +14,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use unyo_crds::calendar::{ExtraHoliday, OperationCalendar, OperationCalendarStatus};
 use unyo_crds::workcalendar::WorkCalendar;
 
 use crate::conditions::condition;
-use crate::{Clock, FIELD_MANAGER};
+use crate::context::{Clock, Context, FIELD_MANAGER};
 
 /// Failure of one reconcile.
 #[derive(thiserror::Error, Debug)]
@@ -35,14 +35,6 @@ pub enum Error {
     /// The object has no namespace (it is namespaced, so the API never sends one without).
     #[error("OperationCalendar {0} has no namespace")]
     NoNamespace(String),
-}
-
-/// What the reconciler needs.
-pub struct Context {
-    /// The API client.
-    pub client: Client,
-    /// The clock calendars are evaluated with.
-    pub clock: Clock,
 }
 
 /// The status a calendar should have at `now`, and when to look again.
@@ -120,6 +112,7 @@ pub fn desired_status(
 
 #[tracing::instrument(skip_all, fields(namespace = cal.namespace().unwrap_or_default(), calendar = cal.name_any()))]
 async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("OperationCalendar");
     let name = cal.name_any();
     let namespace = cal
         .namespace()
@@ -159,13 +152,18 @@ async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Act
     })
 }
 
-fn error_policy(_cal: Arc<OperationCalendar>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_cal: Arc<OperationCalendar>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error("OperationCalendar");
     tracing::warn!(%error, "reconcile failed; retrying in 10s");
     Action::requeue(Duration::from_secs(10))
 }
 
 /// Runs the OperationCalendar controller until shutdown.
-pub async fn run(api: Api<OperationCalendar>, ctx: Arc<Context>) {
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let api: Api<OperationCalendar> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

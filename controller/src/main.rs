@@ -1,41 +1,29 @@
 //! unyo-controller: reconciles the unyo.dev kinds against what the agents observe.
 //!
-//! It checks at start-up that every kind it will reconcile is served and listable, then runs
-//! its reconcile loops until SIGINT or SIGTERM. Each kind's loop is in a module of its name:
-//! `calendar` keeps OperationCalendar status current.
+//! It checks at start-up that every kind is served and listable, then (as the leader, with
+//! `--leader-elect`) runs one reconcile loop per kind, each in the module of its name:
+//! `server` (drift, conditions, drift ChangeRecords), `change` (ChangeRecord phases),
+//! `incident` (Incidents and notifications), `policy` (MonitoringPolicy status) and `calendar`
+//! (OperationCalendar status); until SIGINT or SIGTERM.
 
 mod calendar;
+mod change;
 mod conditions;
+mod context;
+mod incident;
+mod leader;
+mod metrics;
+mod notify;
+mod policy;
+mod server;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
 use jiff::Timestamp;
-use kube::Api;
-use unyo_crds::OperationCalendar;
 
-/// The field manager of everything the controller writes.
-pub const FIELD_MANAGER: &str = "unyo-controller";
-
-/// The clock calendars are evaluated with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clock {
-    /// The system clock.
-    System,
-    /// A fixed instant (tests and demos).
-    Fixed(Timestamp),
-}
-
-impl Clock {
-    /// The current instant by this clock.
-    pub fn now(&self) -> Timestamp {
-        match self {
-            Clock::System => Timestamp::now(),
-            Clock::Fixed(t) => *t,
-        }
-    }
-}
+use crate::context::{Clock, Context};
 
 /// unyo-controller: turns declared ledgers and observed facts into ChangeRecords, Incidents and
 /// status conditions.
@@ -51,9 +39,22 @@ struct Args {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
-    /// Evaluate calendars as if it were always this instant (RFC 3339), for tests and demos.
+    /// Evaluate calendars and records as if it were always this instant (RFC 3339), for tests
+    /// and demos.
     #[arg(long, value_name = "RFC3339")]
     now: Option<Timestamp>,
+    /// Serve Prometheus /metrics, /healthz and /readyz on this address, e.g. `0.0.0.0:8080`.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Run as one of several replicas: only the holder of the Lease reconciles.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader-election Lease (default: --namespace, else unyo-system).
+    #[arg(long)]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "unyo-controller")]
+    leader_election_name: String,
 }
 
 #[tokio::main]
@@ -73,12 +74,55 @@ async fn main() -> anyhow::Result<()> {
     let client = unyo_crds::client::connect(args.kubeconfig.as_deref()).await?;
     unyo_crds::client::check_served(&client, args.namespace.as_deref()).await?;
     let clock = args.now.map_or(Clock::System, Clock::Fixed);
-    let calendars: Api<OperationCalendar> = match &args.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    let metrics = Arc::new(metrics::Metrics::default());
+    if let Some(addr) = args.metrics_addr {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, m).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+    }
+    let ctx = Context::new(client.clone(), clock, metrics.clone());
+    let ns = args.namespace.clone();
+    let work = async {
+        tokio::join!(
+            server::run(ctx.clone(), ns.clone()),
+            change::run(ctx.clone(), ns.clone()),
+            incident::run(ctx.clone(), ns.clone()),
+            policy::run(ctx.clone(), ns.clone()),
+            calendar::run(ctx.clone(), ns.clone()),
+        );
     };
-    tracing::info!(?clock, "all unyo.dev kinds are served; reconciling");
-    calendar::run(calendars, Arc::new(calendar::Context { client, clock })).await;
+    tracing::info!(?clock, "all unyo.dev kinds are served");
+    if args.leader_elect {
+        let lease_ns = args
+            .leader_election_namespace
+            .clone()
+            .or(args.namespace.clone())
+            .unwrap_or_else(|| "unyo-system".to_string());
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!(
+                "{}-{}",
+                sysinfo::System::host_name().unwrap_or_else(|| "unyo-controller".into()),
+                std::process::id()
+            )
+        });
+        leader::run_elected(
+            client,
+            &lease_ns,
+            &args.leader_election_name,
+            &identity,
+            metrics,
+            work,
+        )
+        .await;
+    } else {
+        metrics
+            .leading
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        work.await;
+    }
     tracing::info!("shut down");
     Ok(())
 }

@@ -366,6 +366,58 @@ fn software(c: &mut Comparer<'_>, spec: &ServerSpec, observed: &ObservedFacts) {
     }
 }
 
+/// The observed value at a drift path, formatted as [`compare`] reports it (None when the host
+/// has nothing there).
+pub fn observed_at(path: &str, o: &ObservedFacts) -> Option<String> {
+    let named = |rest: &str| -> Option<(String, String)> {
+        let rest = rest.strip_prefix("[name=")?;
+        let (name, tail) = rest.split_once(']')?;
+        Some((name.to_string(), tail.trim_start_matches('.').to_string()))
+    };
+    let os = o.os.as_ref();
+    let cpu = o.cpu.as_ref();
+    let n = |v: Option<u32>| v.map(|v| v.to_string());
+    match path {
+        "hostname" => o.hostname.clone(),
+        "os.name" => os?.name.clone(),
+        "os.version" => os?.version.clone(),
+        "os.build" => os?.build.clone(),
+        "os.kernel" => os?.kernel.clone(),
+        "os.architecture" => os?.architecture.clone(),
+        "hardware.cpu.model" => cpu?.model.clone(),
+        "hardware.cpu.sockets" => n(cpu?.sockets),
+        "hardware.cpu.cores" => n(cpu?.cores),
+        "hardware.cpu.threads" => n(cpu?.threads),
+        "hardware.memory" => o.memory_bytes.map(|b| human_bytes(b as f64)),
+        _ => {
+            if let Some((name, field)) = path.strip_prefix("hardware.disks").and_then(named) {
+                let d = o.disks.iter().find(|d| d.name == name)?;
+                match field.as_str() {
+                    "" => Some(d.name.clone()),
+                    "size" => d.size_bytes.map(|b| human_bytes(b as f64)),
+                    "model" => d.model.clone(),
+                    _ => None,
+                }
+            } else if let Some((name, field)) = path.strip_prefix("hardware.nics").and_then(named) {
+                let nic = o.nics.iter().find(|x| x.name == name)?;
+                match field.as_str() {
+                    "" => Some(nic.name.clone()),
+                    "mac" => nic.mac.as_ref().map(|m| m.to_ascii_lowercase()),
+                    "addresses" => Some(nic.addresses.join(",")),
+                    _ => None,
+                }
+            } else if let Some((name, _)) = path.strip_prefix("software").and_then(named) {
+                o.packages
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.version.clone())
+            } else {
+                None
+            }
+        }
+    }
+}
+
 /// The classification of a set of drifts: the highest of each drift's class, by the defaults
 /// (OS and hardware Major, software version Minor, software added or removed Major) or the
 /// Server's `drift.classification`.
@@ -532,6 +584,27 @@ mod tests {
         });
         o.packages.retain(|p| p.name == "tzdata");
         assert!(compare(&spec(), &o).is_empty());
+    }
+
+    #[test]
+    fn observed_values_by_path() {
+        let mut o = observed();
+        o.packages[1].version = "15.9".into();
+        let mut s = spec();
+        s.os.version = "11".into();
+        for d in compare(&s, &o) {
+            assert_eq!(observed_at(&d.path, &o), d.observed, "{}", d.path);
+        }
+        assert_eq!(
+            observed_at("hardware.nics[name=eth0].mac", &o).as_deref(),
+            Some("52:54:00:aa:00:01")
+        );
+        assert_eq!(
+            observed_at("hardware.disks[name=sdb]", &o).as_deref(),
+            Some("sdb")
+        );
+        assert_eq!(observed_at("software[name=nope]", &o), None);
+        assert_eq!(observed_at("bogus.path", &o), None);
     }
 
     #[test]

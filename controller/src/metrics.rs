@@ -1,0 +1,249 @@
+//! Prometheus metrics of the controller (prometheus-client), with `/metrics`, `/healthz` and
+//! `/readyz` served by axum. Reconcile counts, errors and durations are recorded as they happen;
+//! the gauges (servers by condition, open incidents by severity, unresolved drift) are computed
+//! from the controllers' caches when scraped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::Mutex;
+use unyo_crds::{ChangeRecord, Incident, Server};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    condition: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabels {
+    severity: String,
+}
+
+/// Caches the gauges are computed from, filled in as the loops start.
+#[derive(Default)]
+pub struct Caches {
+    /// Servers.
+    pub servers: Option<Store<Server>>,
+    /// Incidents.
+    pub incidents: Option<Store<Incident>>,
+    /// ChangeRecords.
+    pub changes: Option<Store<ChangeRecord>>,
+}
+
+/// The controller's metrics.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<KindLabels, Counter>,
+    errors: Family<KindLabels, Counter>,
+    duration: Family<KindLabels, Histogram>,
+    servers: Family<ConditionLabels, Gauge>,
+    incidents: Family<SeverityLabels, Gauge>,
+    drift: Gauge,
+    open_changes: Gauge,
+    /// Caches for the gauges.
+    pub caches: Mutex<Caches>,
+    /// Whether this replica leads (reconciles).
+    pub leading: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("unyo_controller");
+        let reconciles = Family::<KindLabels, Counter>::default();
+        let errors = Family::<KindLabels, Counter>::default();
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        let servers = Family::<ConditionLabels, Gauge>::default();
+        let incidents = Family::<SeverityLabels, Gauge>::default();
+        let drift = Gauge::default();
+        let open_changes = Gauge::default();
+        registry.register("reconciles", "Reconciles by kind", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by kind",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles by kind",
+            duration.clone(),
+        );
+        registry.register(
+            "servers",
+            "Servers by condition and status",
+            servers.clone(),
+        );
+        registry.register(
+            "open_incidents",
+            "Open Incidents by severity",
+            incidents.clone(),
+        );
+        registry.register(
+            "unresolved_drift_paths",
+            "Drifted ledger paths over all Servers",
+            drift.clone(),
+        );
+        registry.register(
+            "open_change_records",
+            "ChangeRecords not yet resolved or closed",
+            open_changes.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            servers,
+            incidents,
+            drift,
+            open_changes,
+            caches: Mutex::new(Caches::default()),
+            leading: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Times one reconcile.
+pub struct Timer<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    start: Instant,
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .get_or_create(&KindLabels {
+                kind: self.kind.to_string(),
+            })
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+impl Metrics {
+    /// Counts a reconcile of `kind` and times it until the returned guard drops.
+    pub fn reconcile(&self, kind: &'static str) -> Timer<'_> {
+        self.reconciles
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+        Timer {
+            metrics: self,
+            kind,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile of `kind`.
+    pub fn error(&self, kind: &'static str) {
+        self.errors
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    async fn refresh_gauges(&self) {
+        let caches = self.caches.lock().await;
+        self.servers.clear();
+        self.incidents.clear();
+        if let Some(store) = &caches.servers {
+            let mut drift = 0i64;
+            for s in store.state() {
+                let Some(status) = &s.status else { continue };
+                drift += status.drift.len() as i64;
+                for c in &status.conditions {
+                    self.servers
+                        .get_or_create(&ConditionLabels {
+                            condition: c.type_.clone(),
+                            status: c.status.clone(),
+                        })
+                        .inc();
+                }
+            }
+            self.drift.set(drift);
+        }
+        if let Some(store) = &caches.incidents {
+            for i in store.state() {
+                if crate::incident::is_open(&i) {
+                    self.incidents
+                        .get_or_create(&SeverityLabels {
+                            severity: format!("{:?}", i.spec.severity),
+                        })
+                        .inc();
+                }
+            }
+        }
+        if let Some(store) = &caches.changes {
+            let open = store
+                .state()
+                .iter()
+                .filter(|c| crate::change::is_open(c))
+                .count();
+            self.open_changes.set(open as i64);
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub async fn encode(&self) -> String {
+        self.refresh_gauges().await;
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the process runs) and `/readyz` (connected to the API
+/// server; also true on a standby replica) on `addr`.
+pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    use axum::extract::State;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.encode().await,
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                if m.leading.load(Ordering::Relaxed) {
+                    "ok: leading"
+                } else {
+                    "ok: standby"
+                }
+            }),
+        )
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
