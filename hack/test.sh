@@ -19,6 +19,8 @@ for pair in openssl:openssl curl:curl python3:python3 ping:iputils-ping chronyd:
   tool=${pair%%:*}
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("${pair#*:}")
 done
+# The controller's notification test runs Debian's SMTP server (python3-aiosmtpd).
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian"
   apt-get update -qq

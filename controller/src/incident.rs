@@ -283,7 +283,7 @@ async fn sync_incident(
                 },
             },
             "spec": {
-                "incidentType": "Monitoring",
+                "type": "Monitoring",
                 "title": format!("{server_name}: {}/{} {:?}", p.policy, p.check, p.severity),
                 "description": p.message,
                 "fingerprint": fp,
