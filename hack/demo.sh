@@ -85,6 +85,15 @@ echo "checks of the baseline policy (status.checks):"
 kubectl get server ops01 -n mie -o jsonpath='{range .status.checks[*]}  {.policy}/{.check}{"\t"}{.state}{"\t"}{.message}{"\n"}{end}'
 kubectl get lease -n mie unyo-agent-ops01
 
+step "the controller compares ops01's ledger with this machine: drift becomes a ChangeRecord"
+for _ in $(seq 60); do
+  [ -n "$(kubectl get server ops01 -n mie -o jsonpath='{.status.changeRecord}')" ] && break
+  sleep 0.5
+done
+kubectl get server ops01 -n mie -o jsonpath='{range .status.drift[*]}  {.path}: ledger {.expected}, host {.observed}{"\n"}{end}'
+kubectl get servers -n mie
+kubectl get changerecords -n mie
+
 step "unyo calendar: national holidays, business days and schedule fire times, offline"
 "$unyo" calendar holidays --year 2027
 "$unyo" calendar check -f manifests/samples/calendar.yaml --date 2027-01-01 || true

@@ -41,11 +41,18 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// How long an agent may be disconnected before it is an Incident.
+    pub agent_grace: jiff::SignedDuration,
 }
 
 impl Context {
     /// A context for `client`.
-    pub fn new(client: Client, clock: Clock, metrics: Arc<Metrics>) -> Arc<Context> {
+    pub fn new(
+        client: Client,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        agent_grace: jiff::SignedDuration,
+    ) -> Arc<Context> {
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .ok();
@@ -61,6 +68,7 @@ impl Context {
             clock,
             recorder,
             metrics,
+            agent_grace,
         })
     }
 }

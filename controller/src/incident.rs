@@ -3,7 +3,7 @@
 //!
 //! It reconciles per Server: every check in a severity its MonitoringPolicy lists in
 //! `incidentSeverities` (default Critical) is a firing problem, and so is an agent whose
-//! AgentConnected has been False for longer than the grace period. A problem's fingerprint
+//! AgentConnected has been False for longer than the grace period (`--agent-grace`, 5m). A problem's fingerprint
 //! (namespace, server, policy, check) names its Incidents. A firing problem opens an Incident,
 //! or reopens the last one when it recovered less than the policy's `reopenWindow` ago; a
 //! problem that goes away sets `recoveredAt` and the downtime. The controller writes only its own
@@ -35,8 +35,6 @@ use crate::conditions::{condition, truncate_to_seconds};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::notify::{self, Notice};
 
-/// How long an agent may be disconnected before it is an Incident.
-pub const AGENT_GRACE: SignedDuration = SignedDuration::from_mins(5);
 /// Default reopen window when a policy names none.
 const DEFAULT_REOPEN: Duration = Duration::from_secs(3600);
 /// Delivery attempts before a notification is given up.
@@ -80,7 +78,12 @@ pub struct Problem {
 }
 
 /// The problems of `server` under `policies` at `now`.
-pub fn problems(server: &Server, policies: &[MonitoringPolicy], now: Timestamp) -> Vec<Problem> {
+pub fn problems(
+    server: &Server,
+    policies: &[MonitoringPolicy],
+    now: Timestamp,
+    agent_grace: SignedDuration,
+) -> Vec<Problem> {
     let by_name: BTreeMap<String, &MonitoringPolicy> =
         policies.iter().map(|p| (p.name_any(), p)).collect();
     let mut out = Vec::new();
@@ -122,7 +125,7 @@ pub fn problems(server: &Server, policies: &[MonitoringPolicy], now: Timestamp) 
         .find(|c| c.type_ == "AgentConnected")
     {
         let down_since = agent.last_transition_time.0;
-        let firing = agent.status == "False" && now.duration_since(down_since) >= AGENT_GRACE;
+        let firing = agent.status == "False" && now.duration_since(down_since) >= agent_grace;
         // Routes of every policy selecting the server, deduplicated by name.
         let mut routes: Vec<NotificationRoute> = Vec::new();
         for p in unyo_crds::selection::monitoring_policies_for(server, policies) {
@@ -187,7 +190,7 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         .map_err(api("listing Incidents"))?
         .items;
     let mut wake: Option<Duration> = None;
-    for p in problems(&server, &policies, now) {
+    for p in problems(&server, &policies, now, ctx.agent_grace) {
         let fp = fingerprint(&ns, &name, &p.policy, &p.check);
         let mut mine: Vec<&Incident> = all
             .iter()
@@ -234,7 +237,7 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "AgentConnected"))
         && agent.status == "False"
     {
-        let end = agent.last_transition_time.0 + AGENT_GRACE;
+        let end = agent.last_transition_time.0 + ctx.agent_grace;
         if end > now {
             let ms = (end.as_millisecond() - now.as_millisecond()) as u64 + 500;
             let w = Duration::from_millis(ms);

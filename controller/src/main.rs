@@ -52,9 +52,16 @@ struct Args {
     /// Namespace of the leader-election Lease (default: --namespace, else unyo-system).
     #[arg(long)]
     leader_election_namespace: Option<String>,
+    /// How long an agent may stay disconnected before an Incident opens, e.g. `5m`.
+    #[arg(long, default_value = "5m", value_parser = grace)]
+    agent_grace: std::time::Duration,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "unyo-controller")]
     leader_election_name: String,
+}
+
+fn grace(s: &str) -> Result<std::time::Duration, String> {
+    unyo_crds::common::parse_duration(s)
 }
 
 #[tokio::main]
@@ -83,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let ctx = Context::new(client.clone(), clock, metrics.clone());
+    let grace = jiff::SignedDuration::try_from(args.agent_grace)?;
+    let ctx = Context::new(client.clone(), clock, metrics.clone(), grace);
     let ns = args.namespace.clone();
     let work = async {
         tokio::join!(

@@ -24,10 +24,12 @@ use unyo_crds::incident::{DeliveryState, Incident, IncidentPhase};
 use unyo_crds::{MonitoringPolicy, OperationCalendar, Server};
 use unyo_tests::{ControlPlane, Running, control_plane};
 
-fn controller(cp: &ControlPlane, ns: &str, name: &str, extra: &[&str]) -> Running {
+/// The controller binary, with the identity of manifests/controller/rbac.yaml.
+async fn controller(cp: &ControlPlane, ns: &str, name: &str, extra: &[&str]) -> Running {
+    let kubeconfig = cp.controller_kubeconfig().await.unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-controller"));
     cmd.arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
+        .arg(&kubeconfig)
         .args(["-n", ns])
         .args(extra)
         .env("RUST_LOG", "info,unyo_controller=debug");
@@ -166,7 +168,7 @@ async fn drift_becomes_change_records_that_resolve_themselves() {
     )
     .await;
     renew_lease(&leases, "db01", 600).await;
-    let mut ctl = controller(cp, &ns, "controller", &[]);
+    let mut ctl = controller(cp, &ns, "controller", &["--agent-grace", "2s"]).await;
 
     let s = wait(&servers, "db01", "InSync and Ready", 60, &ctl, |s| {
         condition(s, "Ready").is_some_and(|c| c.status == "True")
@@ -220,7 +222,7 @@ async fn drift_becomes_change_records_that_resolve_themselves() {
 
     // A restarted controller does not open a second record for the same drift.
     drop(ctl);
-    ctl = controller(cp, &ns, "controller", &[]);
+    ctl = controller(cp, &ns, "controller", &["--agent-grace", "2s"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(drift_records(&records, "db01").await.len(), 1);
 
@@ -408,6 +410,42 @@ async fn drift_becomes_change_records_that_resolve_themselves() {
         "LeaseExpired"
     );
 
+    // Disconnected beyond the grace period: an Incident for the agent's heartbeat.
+    let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let mut agent_incidents = Vec::new();
+    for _ in 0..80 {
+        agent_incidents = incidents
+            .list(
+                &ListParams::default()
+                    .labels("unyo.dev/server=db01,unyo.dev/check=agent.heartbeat"),
+            )
+            .await
+            .unwrap()
+            .items;
+        if !agent_incidents.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(agent_incidents.len(), 1, "{}", ctl.log());
+    assert_eq!(
+        format!("{:?}", agent_incidents[0].spec.severity),
+        "Critical"
+    );
+    assert!(agent_incidents[0].spec.title.contains("agent/heartbeat"));
+    // The agent comes back: the incident recovers.
+    renew_lease(&leases, "db01", 600).await;
+    let name = agent_incidents[0].name_any();
+    wait(
+        &incidents,
+        &name,
+        "agent incident recovered",
+        60,
+        &ctl,
+        |i| i.status.as_ref().and_then(|s| s.phase) == Some(IncidentPhase::Recovered),
+    )
+    .await;
+
     // Events for the records.
     let events = cp
         .kubectl_ok(
@@ -570,7 +608,7 @@ spec:
     );
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&policy))
         .unwrap();
-    let ctl = controller(cp, &ns, "controller", &[]);
+    let ctl = controller(cp, &ns, "controller", &[]).await;
 
     let t0 = Timestamp::from_second(Timestamp::now().as_second() - 30).unwrap();
     let checks = |state: &str, since: Timestamp| {
@@ -799,7 +837,8 @@ async fn two_replicas_one_leader_and_takeover() {
             "--metrics-addr",
             &format!("127.0.0.1:{pa}"),
         ],
-    );
+    )
+    .await;
     let b = controller(
         cp,
         &ns,
@@ -809,7 +848,8 @@ async fn two_replicas_one_leader_and_takeover() {
             "--metrics-addr",
             &format!("127.0.0.1:{pb}"),
         ],
-    );
+    )
+    .await;
 
     // One of them leads.
     let mut leader = None;

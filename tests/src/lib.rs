@@ -188,6 +188,83 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// A kubeconfig with a token of the controller's ServiceAccount, bound to the ClusterRole of
+    /// `manifests/controller/rbac.yaml` (applied on first use): tests that run the controller
+    /// with it prove that the RBAC it ships with is enough.
+    pub async fn controller_kubeconfig(&self) -> Result<PathBuf> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        static APPLIED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+        APPLIED
+            .get_or_init(|| {
+                let rbac = self.repo.join("manifests/controller/rbac.yaml");
+                self.kubectl_ok(
+                    &[
+                        "apply",
+                        "--server-side",
+                        "--field-manager=unyo-tests",
+                        "-f",
+                        &rbac.to_string_lossy(),
+                    ],
+                    None,
+                )
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("applying the controller's RBAC: {e}"))?;
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client().await?, "unyo-system");
+        let token = sas
+            .create_token_request(
+                "unyo-controller",
+                &PostParams::default(),
+                &TokenRequest {
+                    spec: TokenRequestSpec {
+                        audiences: vec![],
+                        expiration_seconds: Some(3600),
+                        bound_object_ref: None,
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("requesting a token for unyo-system/unyo-controller")?
+            .status
+            .context("no token")?
+            .token;
+        let admin = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let cluster = admin
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.clone())
+            .context("the admin kubeconfig has no cluster")?;
+        let mut c = serde_json::json!({ "server": cluster.server });
+        if let Some(data) = cluster.certificate_authority_data {
+            c["certificate-authority-data"] = data.into();
+        }
+        if let Some(file) = cluster.certificate_authority {
+            c["certificate-authority"] = file.into();
+        }
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": c}],
+            "users": [{"name": "unyo-controller", "user": {"token": token}}],
+            "contexts": [{"name": "unyo-controller", "context": {"cluster": "test", "user": "unyo-controller"}}],
+            "current-context": "unyo-controller",
+        });
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "unyo-controller-{}-{}.kubeconfig",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, serde_saphyr::to_string(&config)?)?;
+        Ok(path)
+    }
+}
+
 /// A process a test started; it is killed (and reaped) when this is dropped, also when the test
 /// fails. Its standard output and error go to a log file.
 #[derive(Debug)]
