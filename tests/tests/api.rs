@@ -834,3 +834,41 @@ async fn immutable_fields_cannot_change() -> Result<()> {
     ensure!(out.contains("spec.fingerprint is immutable"), "{out}");
     Ok(())
 }
+
+#[tokio::test]
+async fn controller_manifests_are_accepted() -> Result<()> {
+    let cp = control_plane()?;
+    // The namespace, identity and role for real (as the controller tests use them), then the
+    // whole kustomize base as a server-side dry run.
+    let base = cp.repo.join("manifests/controller");
+    cp.kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=unyo-tests",
+            "-f",
+            &base.join("rbac.yaml").to_string_lossy(),
+        ],
+        None,
+    )?;
+    let out = cp.kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=unyo-tests",
+            "--dry-run=server",
+            "-k",
+            &base.to_string_lossy(),
+        ],
+        None,
+    )?;
+    ensure!(
+        out.contains("deployment.apps/unyo-controller serverside-applied (server dry run)"),
+        "{out}"
+    );
+    ensure!(
+        out.contains("clusterrole.rbac.authorization.k8s.io/unyo-controller"),
+        "{out}"
+    );
+    Ok(())
+}
