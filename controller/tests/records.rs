@@ -608,7 +608,9 @@ spec:
     );
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&policy))
         .unwrap();
-    let ctl = controller(cp, &ns, "controller", &[]).await;
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let ctl = controller(cp, &ns, "controller", &["--metrics-addr", &metrics_addr]).await;
 
     let t0 = Timestamp::from_second(Timestamp::now().as_second() - 30).unwrap();
     let checks = |state: &str, since: Timestamp| {
@@ -776,6 +778,41 @@ spec:
     assert_eq!(
         other[0].status.as_ref().unwrap().similar,
         std::slice::from_ref(&name)
+    );
+
+    // Events and metrics of the open incidents.
+    let events = cp
+        .kubectl_ok(
+            &[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ],
+            None,
+        )
+        .unwrap();
+    for reason in ["IncidentOpened", "IncidentRecovered", "IncidentReopened"] {
+        assert!(events.contains(reason), "no {reason} event: {events}");
+    }
+    let m = http_get(metrics_port, "/metrics").await.unwrap();
+    assert!(
+        m.contains(r#"unyo_controller_open_incidents{severity="Critical"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"unyo_controller_servers{condition="AgentConnected",status="False"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains("unyo_controller_unresolved_drift_paths 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"unyo_controller_reconcile_duration_seconds_count{kind="Incident"}"#),
+        "{m}"
     );
 
     // The policy's status: both servers matched, two Critical and two Warning checks firing.
