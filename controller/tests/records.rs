@@ -963,6 +963,7 @@ async fn two_replicas_one_leader_and_takeover() {
     let took = took_over
         .expect("the standby did not take over")
         .duration_since(killed_at);
+    eprintln!("standby took over {took:#} after the leader died");
     assert!(took < SignedDuration::from_secs(30), "took {took:?}");
     let cal2 = cal.replace("name: mie-operations", "name: second");
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&cal2))
