@@ -10,6 +10,7 @@ mod checks;
 mod facts;
 mod heartbeat;
 mod metrics;
+mod ops;
 mod report;
 
 use std::path::PathBuf;

@@ -1,0 +1,470 @@
+//! Virus scans with ClamAV from Debian: signature updates from the configured source into the
+//! agent's own database directory, a `clamscan` run over the schedule's paths with its
+//! exclusions, the actions on each detection (quarantine with metadata, rename, delete), and the
+//! engine and signature versions and times for status.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Serialize;
+use unyo_crds::backup::RunResult;
+use unyo_crds::virusscan::{DetectionAction, HostAntivirus, ScanRun, VirusScanScheduleSpec};
+
+/// Database files ClamAV loads (official containers and unofficial signature files).
+const DB_EXTENSIONS: &[&str] = &[
+    "cvd", "cld", "cud", "hdb", "hsb", "mdb", "msb", "ndb", "ldb", "cdb", "ign2", "fp", "sfp",
+    "yar", "yara", "pdb", "wdb", "ftm", "cfg", "idb",
+];
+
+fn is_db_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| DB_EXTENSIONS.contains(&e))
+}
+
+/// A detection found by a scan and what was done about it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Found {
+    /// The file where it was found.
+    pub path: String,
+    /// The signature ClamAV reported.
+    pub signature: String,
+    /// Each action taken, with its outcome (e.g. `Quarantine: /var/lib/unyo/quarantine/…`).
+    pub actions: Vec<String>,
+}
+
+/// The outcome of one scan.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The run for status.
+    pub run: ScanRun,
+    /// The detections, with actions taken.
+    pub found: Vec<Found>,
+    /// Engine version (`clamscan --version`).
+    pub engine_version: Option<String>,
+}
+
+/// Copies signature files from `source` into `db` (only new or changed ones); returns how many.
+pub fn update_from_directory(source: &Path, db: &Path) -> Result<usize, String> {
+    std::fs::create_dir_all(db).map_err(|e| format!("{}: {e}", db.display()))?;
+    let entries = std::fs::read_dir(source).map_err(|e| format!("signature source {}: {e}", source.display()))?;
+    let mut copied = 0;
+    for entry in entries.flatten() {
+        let from = entry.path();
+        if !from.is_file() || !is_db_file(&from) {
+            continue;
+        }
+        let to = db.join(entry.file_name());
+        let changed = match (std::fs::read(&from), std::fs::read(&to)) {
+            (Ok(a), Ok(b)) => a != b,
+            (Ok(_), Err(_)) => true,
+            (Err(e), _) => return Err(format!("{}: {e}", from.display())),
+        };
+        if changed {
+            let tmp = db.join(format!(".{}.tmp", entry.file_name().to_string_lossy()));
+            std::fs::copy(&from, &tmp).map_err(|e| format!("{}: {e}", from.display()))?;
+            std::fs::rename(&tmp, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
+/// The signature version and time of the database in `db`: for official containers the
+/// version and build time `sigtool --info` reports; for unofficial signature files their
+/// modification time. The time is that of the newest signature file.
+pub fn signature_state(db: &Path) -> (Option<String>, Option<Timestamp>) {
+    let Ok(entries) = std::fs::read_dir(db) else {
+        return (None, None);
+    };
+    let mut newest: Option<Timestamp> = None;
+    let mut versions = Vec::new();
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if !is_db_file(&p) {
+            continue;
+        }
+        let mtime = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| Timestamp::try_from(t).ok());
+        let mut when = mtime;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(p.extension().and_then(|e| e.to_str()), Some("cvd" | "cld" | "cud"))
+            && let Ok(out) = Command::new("sigtool").arg("--info").arg(&p).output()
+        {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            };
+            if let Some(v) = field("Version:") {
+                versions.push(format!("{}:{v}", name.split('.').next().unwrap_or(&name)));
+            }
+            // "Build time: 24 Nov 2026 08:12 +0000"
+            if let Some(b) = field("Build time:")
+                && let Ok(t) = jiff::fmt::strtime::parse("%d %b %Y %H:%M %z", &b)
+                    .and_then(|t| t.to_timestamp())
+            {
+                when = Some(t);
+            }
+        } else {
+            versions.push(name);
+        }
+        if let Some(w) = when {
+            newest = Some(newest.map_or(w, |n: Timestamp| n.max(w)));
+        }
+    }
+    versions.sort();
+    let version = (!versions.is_empty()).then(|| versions.join(","));
+    (version, newest)
+}
+
+/// `clamscan --version`, e.g. `ClamAV 1.4.6`.
+pub fn engine_version() -> Option<String> {
+    let out = Command::new("clamscan").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split('/').next().map(|s| s.trim().to_string())
+}
+
+/// Parses clamscan's output: the `path: Signature FOUND` lines and `Scanned files:`.
+pub fn parse_clamscan(stdout: &str) -> (Vec<(String, String)>, u64) {
+    let mut found = Vec::new();
+    let mut files = 0;
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_suffix(" FOUND")
+            && let Some((path, sig)) = rest.rsplit_once(": ")
+        {
+            found.push((path.to_string(), sig.to_string()));
+        } else if let Some(n) = line.strip_prefix("Scanned files:") {
+            files = n.trim().parse().unwrap_or(0);
+        }
+    }
+    (found, files)
+}
+
+/// An exclusion as clamscan's `--exclude`/`--exclude-dir` regular expression: a path is
+/// excluded with everything under it; `*` matches within a path.
+fn exclusion_regex(pattern: &str) -> String {
+    let escaped: String = pattern
+        .chars()
+        .map(|c| match c {
+            '*' => "[^/]*".to_string(),
+            c if r"\.+?()|[]{}^$".contains(c) => format!("\\{c}"),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("^{escaped}(/|$)")
+}
+
+/// Applies the actions to one infected file, in order, beneath the host root; returns what was
+/// done.
+pub fn apply_actions(
+    spec: &VirusScanScheduleSpec,
+    root: &Path,
+    host_path: &str,
+    signature: &str,
+    now: Timestamp,
+) -> Vec<String> {
+    let mut done = Vec::new();
+    let mut current = root.join(host_path.trim_start_matches('/'));
+    for action in &spec.actions {
+        let result = match action {
+            DetectionAction::Notify => Ok("Notify: reported".to_string()),
+            DetectionAction::Rename => {
+                let suffix = spec.rename_suffix.clone().unwrap_or_else(|| ".infected".into());
+                let mut to = current.clone().into_os_string();
+                to.push(&suffix);
+                let to = PathBuf::from(to);
+                std::fs::rename(&current, &to).map(|_| {
+                    current = to.clone();
+                    format!("Rename: {}", to.display())
+                })
+            }
+            DetectionAction::Quarantine => {
+                let dir = root.join(
+                    spec.quarantine_dir
+                        .clone()
+                        .unwrap_or_else(|| "/var/lib/unyo/quarantine".into())
+                        .trim_start_matches('/'),
+                );
+                quarantine(&current, &dir, host_path, signature, now).map(|to| {
+                    current = to.clone();
+                    format!("Quarantine: {}", to.display())
+                })
+            }
+            DetectionAction::Delete => std::fs::remove_file(&current)
+                .map(|_| format!("Delete: {}", current.display())),
+        };
+        done.push(match result {
+            Ok(s) => s,
+            Err(e) => format!("{action:?} failed: {e}"),
+        });
+    }
+    done
+}
+
+/// Moves `file` into `dir` under a unique name, with a `.json` beside it keeping the original
+/// path, signature, time, mode, owner and modification time.
+fn quarantine(
+    file: &Path,
+    dir: &Path,
+    host_path: &str,
+    signature: &str,
+    now: Timestamp,
+) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let meta = std::fs::metadata(file)?;
+    let base = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let to = dir.join(format!("{}-{base}", now.as_millisecond()));
+    if std::fs::rename(file, &to).is_err() {
+        // Another filesystem: copy, then remove.
+        std::fs::copy(file, &to)?;
+        std::fs::remove_file(file)?;
+    }
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o400))?;
+    let record = serde_json::json!({
+        "originalPath": host_path,
+        "signature": signature,
+        "quarantinedAt": now.to_string(),
+        "mode": format!("{:o}", meta.mode() & 0o7777),
+        "uid": meta.uid(),
+        "gid": meta.gid(),
+        "size": meta.len(),
+        "modified": meta.mtime(),
+    });
+    let mut json = to.clone().into_os_string();
+    json.push(".json");
+    std::fs::write(PathBuf::from(json), serde_json::to_vec_pretty(&record).unwrap_or_default())?;
+    Ok(to)
+}
+
+/// Runs one scan of `spec` on the host beneath `root`, with the database in `db`.
+pub fn scan(schedule: &str, spec: &VirusScanScheduleSpec, root: &Path, db: &Path) -> Outcome {
+    let started = Timestamp::now();
+    let mut cmd = Command::new("clamscan");
+    cmd.arg("-d").arg(db).args(["-r", "--infected", "--stdout"]);
+    if !spec.detect_spyware {
+        cmd.arg("--detect-pua=no");
+    } else {
+        cmd.arg("--detect-pua=yes");
+    }
+    for ex in &spec.exclusions {
+        let host = root.join(ex.trim_start_matches('/'));
+        let pattern = exclusion_regex(&host.to_string_lossy());
+        cmd.arg(format!("--exclude-dir={pattern}"))
+            .arg(format!("--exclude={pattern}"));
+    }
+    let targets: Vec<PathBuf> = spec
+        .paths
+        .iter()
+        .map(|p| root.join(p.trim_start_matches('/')))
+        .filter(|p| p.exists())
+        .collect();
+    let fail = |message: String| Outcome {
+        run: ScanRun {
+            schedule: schedule.to_string(),
+            started_at: Time(started),
+            finished_at: Some(Time(Timestamp::now())),
+            files_scanned: 0,
+            detections: 0,
+            result: RunResult::Failed,
+            message: Some(message),
+        },
+        found: vec![],
+        engine_version: engine_version(),
+    };
+    if targets.is_empty() {
+        return fail("none of the paths exists on this host".into());
+    }
+    let out = match cmd.args(&targets).output() {
+        Ok(o) => o,
+        Err(e) => return fail(format!("running clamscan (Debian package clamav): {e}")),
+    };
+    // clamscan exits 0 (clean), 1 (found) or 2 (error).
+    if out.status.code() == Some(2) || out.status.code().is_none() {
+        return fail(format!(
+            "clamscan failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("")
+        ));
+    }
+    let (hits, files) = parse_clamscan(&String::from_utf8_lossy(&out.stdout));
+    let now = Timestamp::now();
+    let found: Vec<Found> = hits
+        .into_iter()
+        .map(|(path, signature)| {
+            let host_path = Path::new(&path)
+                .strip_prefix(root)
+                .map(|p| format!("/{}", p.display()))
+                .unwrap_or(path);
+            let actions = apply_actions(spec, root, &host_path, &signature, now);
+            Found {
+                path: host_path,
+                signature,
+                actions,
+            }
+        })
+        .collect();
+    Outcome {
+        run: ScanRun {
+            schedule: schedule.to_string(),
+            started_at: Time(started),
+            finished_at: Some(Time(Timestamp::now())),
+            files_scanned: files,
+            detections: found.len() as u32,
+            result: RunResult::Succeeded,
+            message: Some(format!("{files} files scanned, {} detection(s)", found.len())),
+        },
+        found,
+        engine_version: engine_version(),
+    }
+}
+
+/// Whether a process named `clamd` runs (the resident scanner).
+pub fn resident_running() -> bool {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_processes_specifics(
+        sysinfo::ProcessesToUpdate::All,
+        true,
+        sysinfo::ProcessRefreshKind::nothing(),
+    );
+    sys.processes()
+        .values()
+        .any(|p| p.name().to_string_lossy() == "clamd")
+}
+
+/// The antivirus status of the host after `outcome`.
+pub fn host_status(outcome: &Outcome, db: &Path, resident: bool, host: &str) -> HostAntivirus {
+    let (version, time) = signature_state(db);
+    HostAntivirus {
+        engine_version: outcome.engine_version.clone(),
+        signature_version: version,
+        signature_time: time.map(Time),
+        resident_running: Some(resident),
+        last_scan: Some(outcome.run.clone()),
+        detections: outcome
+            .found
+            .iter()
+            .map(|f| unyo_crds::virusscan::Detection {
+                host: host.to_string(),
+                path: f.path.clone(),
+                signature: f.signature.clone(),
+                actions: f.actions.clone(),
+                at: outcome.run.started_at.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(actions: Vec<DetectionAction>) -> VirusScanScheduleSpec {
+        serde_json::from_value(serde_json::json!({
+            "schedule": {"calendar": "c", "at": "12:30"},
+            "paths": ["/srv", "/home"],
+            "exclusions": ["/srv/backup"],
+            "signatures": {"maxAge": "24h"},
+            "quarantineDir": "/var/lib/unyo/quarantine",
+            "actions": actions,
+        }))
+        .unwrap()
+    }
+
+    /// A host tree with two copies of a test virus (one excluded) and a database that knows it.
+    fn host(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("unyo-av-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        for d in ["srv/www", "srv/backup", "home/a", "source"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let body = b"unyo test virus body, not a real one\n";
+        std::fs::write(root.join("srv/www/evil.php"), body).unwrap();
+        std::fs::write(root.join("srv/backup/evil.php"), body).unwrap();
+        std::fs::write(root.join("home/a/fine.txt"), b"hello\n").unwrap();
+        let md5 = Command::new("sigtool")
+            .arg("--md5")
+            .arg(root.join("srv/www/evil.php"))
+            .output()
+            .expect("sigtool (Debian package clamav)");
+        let line = String::from_utf8_lossy(&md5.stdout).trim().to_string();
+        let (hash_size, _) = line.rsplit_once(':').unwrap();
+        std::fs::write(root.join("source/unyo.hdb"), format!("{hash_size}:Unyo.Test.Virus\n")).unwrap();
+        (root, dir.join("db"))
+    }
+
+    #[test]
+    fn scans_detect_and_quarantine_with_real_clamav() {
+        let (root, db) = host("quarantine");
+        assert_eq!(update_from_directory(&root.join("source"), &db).unwrap(), 1);
+        assert_eq!(update_from_directory(&root.join("source"), &db).unwrap(), 0, "unchanged");
+        let s = spec(vec![DetectionAction::Quarantine, DetectionAction::Notify]);
+        let out = scan("daily", &s, &root, &db);
+        assert_eq!(out.run.result, RunResult::Succeeded, "{:?}", out.run.message);
+        assert_eq!(out.found.len(), 1, "the excluded copy is not scanned: {:?}", out.found);
+        assert_eq!(out.found[0].path, "/srv/www/evil.php");
+        assert_eq!(out.found[0].signature, "Unyo.Test.Virus.UNOFFICIAL");
+        assert!(out.run.files_scanned >= 2);
+        assert!(!root.join("srv/www/evil.php").exists());
+        assert!(root.join("srv/backup/evil.php").exists());
+        let q: Vec<PathBuf> = std::fs::read_dir(root.join("var/lib/unyo/quarantine"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let meta = q.iter().find(|p| p.extension().is_some_and(|e| e == "json")).unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+        assert_eq!(m["originalPath"], "/srv/www/evil.php");
+        assert_eq!(m["signature"], "Unyo.Test.Virus.UNOFFICIAL");
+        assert!(out.found[0].actions[0].starts_with("Quarantine: "));
+        assert_eq!(out.found[0].actions[1], "Notify: reported");
+        let status = host_status(&out, &db, false, "db01");
+        assert_eq!(status.signature_version.as_deref(), Some("unyo.hdb"));
+        assert!(status.signature_time.is_some());
+        assert!(status.engine_version.unwrap().starts_with("ClamAV "));
+    }
+
+    #[test]
+    fn rename_then_delete_and_failures() {
+        let (root, db) = host("rename");
+        update_from_directory(&root.join("source"), &db).unwrap();
+        let mut s = spec(vec![DetectionAction::Rename]);
+        s.rename_suffix = Some(".virus".into());
+        let out = scan("daily", &s, &root, &db);
+        assert!(root.join("srv/www/evil.php.virus").exists());
+        assert!(out.found[0].actions[0].ends_with("evil.php.virus"));
+        // A second scan finds the renamed file again; this time it is deleted.
+        let s = spec(vec![DetectionAction::Delete]);
+        let out = scan("daily", &s, &root, &db);
+        assert_eq!(out.found[0].path, "/srv/www/evil.php.virus");
+        assert!(!root.join("srv/www/evil.php.virus").exists());
+        // Nothing to scan, or no database: a failed run with the reason.
+        let mut s = spec(vec![]);
+        s.paths = vec!["/nowhere".into()];
+        let out = scan("daily", &s, &root, &db);
+        assert_eq!(out.run.result, RunResult::Failed);
+        let out = scan("daily", &spec(vec![]), &root, &root.join("no-db"));
+        assert_eq!(out.run.result, RunResult::Failed);
+        assert!(out.run.message.unwrap().contains("clamscan failed"));
+    }
+
+    #[test]
+    fn clamscan_output_and_exclusions() {
+        let (found, files) = parse_clamscan(
+            "/srv/a: Eicar-Signature FOUND\n/srv/b c: X.Y.UNOFFICIAL FOUND\n\n----------- SCAN SUMMARY -----------\nScanned files: 7\n",
+        );
+        assert_eq!(found, [("/srv/a".into(), "Eicar-Signature".into()), ("/srv/b c".into(), "X.Y.UNOFFICIAL".into())]);
+        assert_eq!(files, 7);
+        assert_eq!(exclusion_regex("/srv/backup"), "^/srv/backup(/|$)");
+        assert_eq!(exclusion_regex("/var/*.log"), r"^/var/[^/]*\.log(/|$)");
+    }
+}

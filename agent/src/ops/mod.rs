@@ -1,0 +1,3 @@
+//! Scheduled host operations: virus scans (VirusScanSchedule) on the calendar.
+
+pub mod antivirus;
