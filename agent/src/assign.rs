@@ -12,11 +12,41 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use unyo_crds::common::parse_duration;
-use unyo_crds::selection::monitoring_policies_for;
-use unyo_crds::{MonitoringPolicy, OperationCalendar, Server};
+use unyo_crds::selection::{monitoring_policies_for, virus_scan_schedules_for};
+use unyo_crds::{MonitoringPolicy, OperationCalendar, Server, VirusScanSchedule};
 
 use crate::checks::Assigned;
+use crate::ops::{SCAN_NOW, ScanJob};
 use crate::report::Reporter;
+
+/// Where the assignment goes.
+pub struct Outputs {
+    /// The checks to run.
+    pub checks: watch::Sender<Vec<Assigned>>,
+    /// The scans to run.
+    pub scans: watch::Sender<Vec<ScanJob>>,
+    /// A new value of the scan-now annotation.
+    pub scan_now: watch::Sender<Option<String>>,
+}
+
+/// The scans of the VirusScanSchedules that select `server`, with their calendars.
+pub fn scan_jobs(
+    server: &Server,
+    schedules: &[VirusScanSchedule],
+    calendars: &[OperationCalendar],
+) -> Vec<ScanJob> {
+    virus_scan_schedules_for(server, schedules)
+        .into_iter()
+        .map(|s| ScanJob {
+            name: s.name_any(),
+            spec: s.spec.clone(),
+            calendar: calendars
+                .iter()
+                .find(|c| c.name_any() == s.spec.schedule.calendar)
+                .map(|c| c.spec.clone()),
+        })
+        .collect()
+}
 
 /// Default sampling interval of a policy that names none.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -37,9 +67,9 @@ pub fn assignment(server: &Server, policies: &[MonitoringPolicy]) -> Vec<Assigne
         .collect()
 }
 
-/// The assignment saved by an earlier run, if any.
-pub fn load_saved(dir: &std::path::Path) -> Vec<Assigned> {
-    std::fs::read_to_string(dir.join("assignment.json"))
+/// What an earlier run saved in the state directory (`name`.json), if anything.
+pub fn load_saved<T: serde::de::DeserializeOwned + Default>(dir: &std::path::Path, name: &str) -> T {
+    std::fs::read_to_string(dir.join(format!("{name}.json")))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
@@ -51,15 +81,17 @@ pub async fn run(
     namespace: String,
     server: String,
     state_dir: PathBuf,
-    tx: watch::Sender<Vec<Assigned>>,
+    tx: Outputs,
     reporter: Reporter,
 ) {
     let servers: Api<Server> = Api::namespaced(client.clone(), &namespace);
     let policies: Api<MonitoringPolicy> = Api::namespaced(client.clone(), &namespace);
-    let calendars: Api<OperationCalendar> = Api::namespaced(client, &namespace);
+    let calendars: Api<OperationCalendar> = Api::namespaced(client.clone(), &namespace);
+    let scans: Api<VirusScanSchedule> = Api::namespaced(client, &namespace);
     let (server_store, server_writer) = reflector::store::<Server>();
     let (policy_store, policy_writer) = reflector::store::<MonitoringPolicy>();
     let (calendar_store, calendar_writer) = reflector::store::<OperationCalendar>();
+    let (scan_store, scan_writer) = reflector::store::<VirusScanSchedule>();
     let own = watcher::Config::default().fields(&format!("metadata.name={server}"));
     let streams = futures::stream::select_all([
         watcher(servers, own)
@@ -77,6 +109,11 @@ pub async fn run(
             .reflect(calendar_writer)
             .map(|e| e.map(|_| ()))
             .boxed(),
+        watcher(scans, watcher::Config::default())
+            .default_backoff()
+            .reflect(scan_writer)
+            .map(|e| e.map(|_| ()))
+            .boxed(),
     ]);
     let mut reported_facts_adopted = false;
     futures::pin_mut!(streams);
@@ -89,6 +126,7 @@ pub async fn run(
             &server_store,
             &policy_store,
             &calendar_store,
+            &scan_store,
             &server,
             &state_dir,
             &tx,
@@ -99,14 +137,32 @@ pub async fn run(
     }
 }
 
+fn save<T: serde::Serialize>(dir: &std::path::Path, name: &str, value: &T) {
+    if let Ok(json) = serde_json::to_vec_pretty(value) {
+        let _ = std::fs::write(dir.join(format!("{name}.json")), json);
+    }
+}
+
+fn replace_if_changed<T: PartialEq>(tx: &watch::Sender<T>, next: T) {
+    tx.send_if_modified(|current| {
+        if *current == next {
+            false
+        } else {
+            *current = next;
+            true
+        }
+    });
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn publish(
     servers: &Store<Server>,
     policies: &Store<MonitoringPolicy>,
     calendars: &Store<OperationCalendar>,
+    scans: &Store<VirusScanSchedule>,
     name: &str,
     state_dir: &std::path::Path,
-    tx: &watch::Sender<Vec<Assigned>>,
+    tx: &Outputs,
     reporter: &Reporter,
     adopted: &mut bool,
 ) {
@@ -120,7 +176,8 @@ async fn publish(
     }
     let Some(server) = servers.state().into_iter().find(|s| s.name_any() == name) else {
         tracing::warn!(server = %name, "this host's Server does not exist; no checks");
-        tx.send_if_modified(|a| !std::mem::take(a).is_empty());
+        tx.checks.send_if_modified(|a| !std::mem::take(a).is_empty());
+        tx.scans.send_if_modified(|a| !std::mem::take(a).is_empty());
         return;
     };
     if !*adopted {
@@ -137,15 +194,19 @@ async fn publish(
         calendars = calendars.state().len(),
         "assignment evaluated"
     );
-    if let Ok(json) = serde_json::to_vec_pretty(&next) {
-        let _ = std::fs::write(state_dir.join("assignment.json"), json);
-    }
-    tx.send_if_modified(|current| {
-        if *current == next {
-            false
-        } else {
-            *current = next;
-            true
+    let all_calendars: Vec<OperationCalendar> = calendars.state().iter().map(|c| (**c).clone()).collect();
+    let all_scans: Vec<VirusScanSchedule> = scans.state().iter().map(|s| (**s).clone()).collect();
+    let jobs = scan_jobs(&server, &all_scans, &all_calendars);
+    save(state_dir, "assignment", &next);
+    save(state_dir, "scans", &jobs);
+    replace_if_changed(&tx.checks, next);
+    replace_if_changed(&tx.scans, jobs);
+    // A new value of the scan-now annotation asks for a scan (once per value, across restarts).
+    if let Some(asked) = server.annotations().get(SCAN_NOW) {
+        let handled: String = load_saved(state_dir, "scan-now");
+        if *asked != handled {
+            save(state_dir, "scan-now", asked);
+            tx.scan_now.send_replace(Some(asked.clone()));
         }
-    });
+    }
 }

@@ -95,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
     let client = unyo_crds::client::connect(args.kubeconfig.as_deref()).await?;
     let host = facts::Collector::new(&args.root);
 
-    let (assign_tx, assign_rx) = tokio::sync::watch::channel(assign::load_saved(&args.state_dir));
+    let (assign_tx, assign_rx) =
+        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "assignment"));
+    let (scans_tx, scans_rx) =
+        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "scans"));
+    let (scan_now_tx, scan_now_rx) = tokio::sync::watch::channel(None);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reporter.clone().run_writer(client.clone()));
     tasks.spawn(heartbeat::run(
@@ -110,7 +114,19 @@ async fn main() -> anyhow::Result<()> {
         args.namespace.clone(),
         args.server.clone(),
         args.state_dir.clone(),
-        assign_tx,
+        assign::Outputs {
+            checks: assign_tx,
+            scans: scans_tx,
+            scan_now: scan_now_tx,
+        },
+        reporter.clone(),
+    ));
+    tasks.spawn(ops::run_scans(
+        scans_rx,
+        scan_now_rx,
+        host.clone(),
+        args.state_dir.clone(),
+        args.server.clone(),
         reporter.clone(),
     ));
     tasks.spawn(checks::supervise(

@@ -45,6 +45,9 @@ pub struct JournalEntry {
     pub value: Option<f64>,
     /// What was seen.
     pub message: String,
+    /// The Event's reason when it is not a check transition (e.g. `VirusDetected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl JournalEntry {
@@ -68,6 +71,7 @@ impl JournalEntry {
 struct State {
     facts: Option<ObservedFacts>,
     checks: BTreeMap<(String, String), CheckResult>,
+    antivirus: Option<unyo_crds::virusscan::HostAntivirus>,
     journal: Vec<JournalEntry>,
     /// Bumped on every change; the writer clears `dirty` only for what it delivered.
     version: u64,
@@ -123,6 +127,9 @@ impl Reporter {
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect();
         }
+        if let Ok(text) = std::fs::read_to_string(dir.join("antivirus.json")) {
+            state.antivirus = serde_json::from_str(&text).ok();
+        }
         // Whatever an earlier run left is reported again.
         state.version = 1;
         metrics.journal_pending(state.journal.len());
@@ -154,6 +161,24 @@ impl Reporter {
         )
     }
 
+    /// Appends an entry to the journal file and fsyncs it; on failure the entry is kept in
+    /// memory only (and said so).
+    fn append_journal(&self, entry: &JournalEntry) {
+        use std::io::Write;
+        let line = serde_json::to_string(entry).unwrap_or_default();
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("journal.jsonl"))
+            .and_then(|mut f| {
+                writeln!(f, "{line}")?;
+                f.sync_all()
+            });
+        if let Err(e) = appended {
+            tracing::error!(error = %e, "cannot write the journal; the entry is kept in memory only");
+        }
+    }
+
     /// Records a check transition: journal first (fsynced), then the current results.
     pub async fn transition(&self, key: &(String, String), t: Transition) {
         let entry = JournalEntry {
@@ -163,21 +188,10 @@ impl Reporter {
             since: t.since,
             value: t.value,
             message: t.message.clone(),
+            reason: None,
         };
         let mut state = self.state.lock().await;
-        let line = serde_json::to_string(&entry).unwrap_or_default();
-        let appended = (|| -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join("journal.jsonl"))?;
-            writeln!(f, "{line}")?;
-            f.sync_all()
-        })();
-        if let Err(e) = appended {
-            tracing::error!(error = %e, "cannot write the journal; the transition is kept in memory only");
-        }
+        self.append_journal(&entry);
         state.journal.push(entry);
         state.checks.insert(
             key.clone(),
@@ -193,6 +207,37 @@ impl Reporter {
         if let Err(e) = self.persist_checks(&state) {
             tracing::error!(error = %e, "cannot write checks.json");
         }
+        state.version += 1;
+        self.metrics.journal_pending(state.journal.len());
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Records the antivirus state after a scan, and an Event for each detection (journaled
+    /// first, like transitions).
+    pub async fn antivirus(
+        &self,
+        status: unyo_crds::virusscan::HostAntivirus,
+        schedule: &str,
+    ) {
+        let mut state = self.state.lock().await;
+        for d in &status.detections {
+            let entry = JournalEntry {
+                policy: schedule.to_string(),
+                check: format!("virus:{}", d.path),
+                state: CheckState::Critical,
+                since: d.at.0,
+                value: None,
+                message: format!("{} in {} ({})", d.signature, d.path, d.actions.join("; ")),
+                reason: Some("VirusDetected".into()),
+            };
+            self.append_journal(&entry);
+            state.journal.push(entry);
+        }
+        if let Ok(json) = serde_json::to_vec_pretty(&status) {
+            let _ = write_atomic(&self.dir.join("antivirus.json"), &json);
+        }
+        state.antivirus = Some(status);
         state.version += 1;
         self.metrics.journal_pending(state.journal.len());
         drop(state);
@@ -271,7 +316,7 @@ impl Reporter {
     }
 
     async fn deliver(&self, servers: &Api<Server>, events: &Api<Event>) -> Result<(), kube::Error> {
-        let (version, journal, facts, checks, uid) = {
+        let (version, journal, facts, checks, uid, antivirus) = {
             let s = self.state.lock().await;
             (
                 s.version,
@@ -279,6 +324,7 @@ impl Reporter {
                 s.facts.clone(),
                 s.checks.values().cloned().collect::<Vec<_>>(),
                 s.server_uid.clone(),
+                s.antivirus.clone(),
             )
         };
         for entry in &journal {
@@ -292,6 +338,9 @@ impl Reporter {
         let mut status = serde_json::json!({ "checks": checks });
         if let Some(f) = &facts {
             status["observed"] = serde_json::to_value(f).unwrap_or_default();
+        }
+        if let Some(av) = &antivirus {
+            status["operations"] = serde_json::json!({ "antivirus": av });
         }
         let patch = serde_json::json!({
             "apiVersion": Server::api_version(&()),
@@ -346,7 +395,7 @@ impl Reporter {
                 uid,
                 ..Default::default()
             },
-            reason: Some(format!("Check{:?}", e.state)),
+            reason: Some(e.reason.clone().unwrap_or_else(|| format!("Check{:?}", e.state))),
             message: Some(format!("{}/{}: {}", e.policy, e.check, e.message)),
             type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
             first_timestamp: Some(Time(e.since)),

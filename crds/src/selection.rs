@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use kube::{Resource, ResourceExt};
 
-use crate::{MonitoringPolicy, Server};
+use crate::{MonitoringPolicy, Server, VirusScanSchedule};
 
 /// A selector that cannot be evaluated.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -24,20 +24,37 @@ pub fn selects(
     Ok(parsed.matches(labels))
 }
 
-/// The MonitoringPolicies of `server`'s namespace whose selector selects it, in name order.
-/// Policies with a selector that cannot be evaluated are left out (the controller reports them
-/// with Ready=False).
+/// The objects of `server`'s namespace whose selector selects it, in name order. Objects with
+/// a selector that cannot be evaluated are left out (the controller reports them with
+/// Ready=False).
+fn selecting<'a, K: Resource>(
+    server: &Server,
+    objects: &'a [K],
+    selector: impl Fn(&K) -> &LabelSelector,
+) -> Vec<&'a K> {
+    let mut out: Vec<&K> = objects
+        .iter()
+        .filter(|o| o.meta().namespace == server.meta().namespace)
+        .filter(|o| selects(selector(o), server.labels()).unwrap_or(false))
+        .collect();
+    out.sort_by_key(|o| o.meta().name.clone());
+    out
+}
+
+/// The MonitoringPolicies that select `server`, in name order.
 pub fn monitoring_policies_for<'a>(
     server: &Server,
     policies: &'a [MonitoringPolicy],
 ) -> Vec<&'a MonitoringPolicy> {
-    let mut out: Vec<&MonitoringPolicy> = policies
-        .iter()
-        .filter(|p| p.meta().namespace == server.meta().namespace)
-        .filter(|p| selects(&p.spec.selector, server.labels()).unwrap_or(false))
-        .collect();
-    out.sort_by_key(|p| p.name_any());
-    out
+    selecting(server, policies, |p| &p.spec.selector)
+}
+
+/// The VirusScanSchedules that select `server`, in name order.
+pub fn virus_scan_schedules_for<'a>(
+    server: &Server,
+    schedules: &'a [VirusScanSchedule],
+) -> Vec<&'a VirusScanSchedule> {
+    selecting(server, schedules, |s| &s.spec.selector)
 }
 
 #[cfg(test)]

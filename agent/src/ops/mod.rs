@@ -1,3 +1,135 @@
-//! Scheduled host operations: virus scans (VirusScanSchedule) on the calendar.
+//! Scheduled host operations: virus scans (VirusScanSchedule) at the fire times of their
+//! schedule on the named OperationCalendar, and on request (the Server annotation
+//! `unyo.dev/scan-now=<anything new>`).
 
 pub mod antivirus;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use unyo_crds::calendar::OperationCalendarSpec;
+use unyo_crds::virusscan::VirusScanScheduleSpec;
+use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
+
+use crate::facts::Collector;
+use crate::report::Reporter;
+
+/// The Server annotation that asks for a scan now; a new value runs one.
+pub const SCAN_NOW: &str = "unyo.dev/scan-now";
+
+/// A VirusScanSchedule this host runs, with its calendar.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ScanJob {
+    /// The VirusScanSchedule.
+    pub name: String,
+    /// Its spec.
+    pub spec: VirusScanScheduleSpec,
+    /// The OperationCalendar its schedule names, when it exists.
+    pub calendar: Option<OperationCalendarSpec>,
+}
+
+/// The next fire time of a job after `after`.
+pub fn next_fire(job: &ScanJob, after: Timestamp) -> Result<Option<Timestamp>, String> {
+    let Some(cal) = &job.calendar else {
+        return Err(format!(
+            "VirusScanSchedule {}: OperationCalendar {} not found",
+            job.name, job.spec.schedule.calendar
+        ));
+    };
+    let work = WorkCalendar::from_spec(cal).map_err(|e| e.to_string())?;
+    let schedule = compile_schedule(&job.spec.schedule, "spec.schedule").map_err(|e| e.to_string())?;
+    match work.fire_times(&schedule, after).next() {
+        Some(Ok(z)) => Ok(Some(z.timestamp())),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// Runs the scans of the jobs on their schedules and on request, until shutdown.
+pub async fn run_scans(
+    mut jobs: watch::Receiver<Vec<ScanJob>>,
+    mut scan_now: watch::Receiver<Option<String>>,
+    host: Collector,
+    state_dir: PathBuf,
+    server: String,
+    reporter: Reporter,
+) {
+    let db = state_dir.join("clamav");
+    loop {
+        let current = jobs.borrow_and_update().clone();
+        let now = Timestamp::now();
+        let mut next: Option<(Timestamp, usize)> = None;
+        for (i, job) in current.iter().enumerate() {
+            match next_fire(job, now) {
+                Ok(Some(t)) if next.is_none_or(|(n, _)| t < n) => next = Some((t, i)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(schedule = %job.name, error = %e, "cannot schedule the scan"),
+            }
+        }
+        let wait = next
+            .map(|(t, _)| Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(0) as u64))
+            .unwrap_or(Duration::from_secs(86_400));
+        if let Some((t, i)) = next {
+            tracing::debug!(schedule = %current[i].name, at = %t, "next scan");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                if let Some((_, i)) = next {
+                    run_one(&current[i], &host, &db, &server, &reporter).await;
+                }
+            }
+            changed = jobs.changed() => if changed.is_err() { break },
+            changed = scan_now.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let asked = scan_now.borrow_and_update().clone();
+                if let Some(reason) = asked {
+                    tracing::info!(%reason, "scan requested");
+                    for job in &current {
+                        run_one(job, &host, &db, &server, &reporter).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run_one(job: &ScanJob, host: &Collector, db: &std::path::Path, server: &str, reporter: &Reporter) {
+    let (job, host, db, server) = (job.clone(), host.clone(), db.to_path_buf(), server.to_string());
+    let name = job.name.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        if let Some(src) = &job.spec.signatures.source_directory {
+            match antivirus::update_from_directory(&host.path(src), &db) {
+                Ok(n) if n > 0 => tracing::info!(source = %src, files = n, "signatures updated"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "signature update failed"),
+            }
+        } else if let Some(url) = &job.spec.signatures.mirror_url {
+            tracing::warn!(%url, "signature updates from an HTTP mirror are not in this agent build; set signatures.sourceDirectory");
+        }
+        let root = host.path("/");
+        let outcome = antivirus::scan(&job.name, &job.spec, &root, &db);
+        let resident = !job.spec.resident_check || antivirus::resident_running();
+        antivirus::host_status(&outcome, &db, resident, &server)
+    })
+    .await;
+    match done {
+        Ok(status) => {
+            if let Some(run) = &status.last_scan {
+                tracing::info!(
+                    schedule = %name,
+                    files = run.files_scanned,
+                    detections = run.detections,
+                    result = ?run.result,
+                    "scan finished"
+                );
+            }
+            reporter.antivirus(status, &name).await;
+        }
+        Err(e) => tracing::error!(error = %e, "the scan task failed"),
+    }
+}
