@@ -68,7 +68,10 @@ pub fn assignment(server: &Server, policies: &[MonitoringPolicy]) -> Vec<Assigne
 }
 
 /// What an earlier run saved in the state directory (`name`.json), if anything.
-pub fn load_saved<T: serde::de::DeserializeOwned + Default>(dir: &std::path::Path, name: &str) -> T {
+pub fn load_saved<T: serde::de::DeserializeOwned + Default>(
+    dir: &std::path::Path,
+    name: &str,
+) -> T {
     std::fs::read_to_string(dir.join(format!("{name}.json")))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -176,7 +179,8 @@ async fn publish(
     }
     let Some(server) = servers.state().into_iter().find(|s| s.name_any() == name) else {
         tracing::warn!(server = %name, "this host's Server does not exist; no checks");
-        tx.checks.send_if_modified(|a| !std::mem::take(a).is_empty());
+        tx.checks
+            .send_if_modified(|a| !std::mem::take(a).is_empty());
         tx.scans.send_if_modified(|a| !std::mem::take(a).is_empty());
         return;
     };
@@ -194,15 +198,18 @@ async fn publish(
         calendars = calendars.state().len(),
         "assignment evaluated"
     );
-    let all_calendars: Vec<OperationCalendar> = calendars.state().iter().map(|c| (**c).clone()).collect();
+    let all_calendars: Vec<OperationCalendar> =
+        calendars.state().iter().map(|c| (**c).clone()).collect();
     let all_scans: Vec<VirusScanSchedule> = scans.state().iter().map(|s| (**s).clone()).collect();
     let jobs = scan_jobs(&server, &all_scans, &all_calendars);
     save(state_dir, "assignment", &next);
     save(state_dir, "scans", &jobs);
     replace_if_changed(&tx.checks, next);
+    let have_jobs = !jobs.is_empty();
     replace_if_changed(&tx.scans, jobs);
-    // A new value of the scan-now annotation asks for a scan (once per value, across restarts).
-    if let Some(asked) = server.annotations().get(SCAN_NOW) {
+    // A new value of the scan-now annotation asks for a scan (once per value, across
+    // restarts); it waits until a schedule selecting the server has arrived.
+    if have_jobs && let Some(asked) = server.annotations().get(SCAN_NOW) {
         let handled: String = load_saved(state_dir, "scan-now");
         if *asked != handled {
             save(state_dir, "scan-now", asked);

@@ -215,11 +215,7 @@ impl Reporter {
 
     /// Records the antivirus state after a scan, and an Event for each detection (journaled
     /// first, like transitions).
-    pub async fn antivirus(
-        &self,
-        status: unyo_crds::virusscan::HostAntivirus,
-        schedule: &str,
-    ) {
+    pub async fn antivirus(&self, status: unyo_crds::virusscan::HostAntivirus, schedule: &str) {
         let mut state = self.state.lock().await;
         for d in &status.detections {
             let entry = JournalEntry {
@@ -395,7 +391,11 @@ impl Reporter {
                 uid,
                 ..Default::default()
             },
-            reason: Some(e.reason.clone().unwrap_or_else(|| format!("Check{:?}", e.state))),
+            reason: Some(
+                e.reason
+                    .clone()
+                    .unwrap_or_else(|| format!("Check{:?}", e.state)),
+            ),
             message: Some(format!("{}/{}: {}", e.policy, e.check, e.message)),
             type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
             first_timestamp: Some(Time(e.since)),

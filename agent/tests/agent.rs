@@ -556,6 +556,128 @@ spec:
         "{m}"
     );
 
+    // A virus scan with real ClamAV, asked for now through the annotation; the signature
+    // database is built at test time (an MD5 signature of a test file) in the source directory.
+    let infected = root.join("srv/www/upload.php");
+    std::fs::create_dir_all(infected.parent().unwrap()).unwrap();
+    std::fs::write(&infected, b"<?php /* unyo test virus body */ ?>\n").unwrap();
+    std::fs::create_dir_all(root.join("srv/backup")).unwrap();
+    std::fs::copy(&infected, root.join("srv/backup/upload.php")).unwrap();
+    std::fs::create_dir_all(root.join("srv/clamav")).unwrap();
+    let md5 = Command::new("sigtool")
+        .arg("--md5")
+        .arg(&infected)
+        .output()
+        .expect("sigtool (Debian package clamav)");
+    let line = String::from_utf8_lossy(&md5.stdout).trim().to_string();
+    let (hash_size, _) = line.rsplit_once(':').unwrap();
+    std::fs::write(
+        root.join("srv/clamav/unyo.hdb"),
+        format!("{hash_size}:Unyo.Test.Upload\n"),
+    )
+    .unwrap();
+    let calendar = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/calendar.yaml"
+    ))
+    .unwrap()
+    .replace("namespace: mie", &format!("namespace: {ns}"));
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&calendar))
+        .unwrap();
+    let vss = format!(
+        r#"apiVersion: unyo.dev/v1alpha1
+kind: VirusScanSchedule
+metadata: {{name: daily, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: db}}}}
+  schedule: {{calendar: mie-operations, at: "12:30"}}
+  paths: [/srv]
+  exclusions: [/srv/backup, /srv/clamav]
+  residentCheck: false
+  signatures: {{maxAge: 24h, sourceDirectory: /srv/clamav}}
+  actions: [Quarantine, Notify]
+  quarantineDir: /var/lib/unyo/quarantine
+"#
+    );
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&vss))
+        .unwrap();
+    cp.kubectl_ok(
+        &[
+            "annotate",
+            "server",
+            "db01",
+            "-n",
+            &ns,
+            "unyo.dev/scan-now=test-1",
+        ],
+        None,
+    )
+    .unwrap();
+    let s = wait_server(&servers, "a scan reported", 60, &agent, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.operations.as_ref())
+            .and_then(|o| o.antivirus.as_ref())
+            .is_some_and(|a| a.last_scan.is_some())
+    })
+    .await;
+    let av = s.status.unwrap().operations.unwrap().antivirus.unwrap();
+    let run = av.last_scan.clone().unwrap();
+    assert_eq!(format!("{:?}", run.result), "Succeeded", "{run:?}");
+    assert_eq!(run.schedule, "daily");
+    assert_eq!(run.detections, 1, "the excluded copy is not scanned");
+    assert_eq!(av.detections.len(), 1);
+    assert_eq!(av.detections[0].path, "/srv/www/upload.php");
+    assert_eq!(av.detections[0].signature, "Unyo.Test.Upload.UNOFFICIAL");
+    assert!(av.detections[0].actions[0].starts_with("Quarantine: "));
+    assert_eq!(av.signature_version.as_deref(), Some("unyo.hdb"));
+    assert!(av.signature_time.is_some());
+    assert!(av.engine_version.as_deref().unwrap().starts_with("ClamAV "));
+    assert!(!infected.exists(), "the infected file was not quarantined");
+    assert!(root.join("srv/backup/upload.php").exists());
+    let quarantined = std::fs::read_dir(root.join("var/lib/unyo/quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(quarantined, 2, "the file and its metadata");
+    let mut detected = false;
+    for _ in 0..40 {
+        let evs = events.list(&ListParams::default()).await.unwrap().items;
+        if evs.iter().any(|e| {
+            e.reason.as_deref() == Some("VirusDetected")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("/srv/www/upload.php"))
+        }) {
+            detected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(detected, "no VirusDetected Event");
+    // The same annotation value does not scan again; a new one does, and finds nothing now.
+    cp.kubectl_ok(
+        &[
+            "annotate",
+            "--overwrite",
+            "server",
+            "db01",
+            "-n",
+            &ns,
+            "unyo.dev/scan-now=test-2",
+        ],
+        None,
+    )
+    .unwrap();
+    wait_server(&servers, "a clean second scan", 60, &agent, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.operations.as_ref())
+            .and_then(|o| o.antivirus.as_ref())
+            .and_then(|a| a.last_scan.as_ref())
+            .is_some_and(|r| r.detections == 0 && r.started_at.0 >= run.started_at.0)
+    })
+    .await;
+
     // Outage: the API server is unreachable; the port comes back meanwhile.
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -30,6 +30,7 @@ use unyo_crds::incident::{
 };
 use unyo_crds::monitoring::{MonitoringPolicy, NotificationRoute};
 use unyo_crds::server::{CheckState, Server};
+use unyo_crds::virusscan::VirusScanSchedule;
 
 use crate::conditions::{condition, truncate_to_seconds};
 use crate::context::{Context, FIELD_MANAGER};
@@ -81,6 +82,7 @@ pub struct Problem {
 pub fn problems(
     server: &Server,
     policies: &[MonitoringPolicy],
+    schedules: &[VirusScanSchedule],
     now: Timestamp,
     agent_grace: SignedDuration,
 ) -> Vec<Problem> {
@@ -119,6 +121,37 @@ pub fn problems(
                 .unwrap_or(DEFAULT_REOPEN),
         });
     }
+    // Every detection of the last scan is a problem until a later scan no longer finds it.
+    if let Some(av) = status
+        .operations
+        .as_ref()
+        .and_then(|o| o.antivirus.as_ref())
+    {
+        let schedule_name = av
+            .last_scan
+            .as_ref()
+            .map(|r| r.schedule.clone())
+            .unwrap_or_default();
+        let routes = schedules
+            .iter()
+            .find(|s| s.name_any() == schedule_name)
+            .and_then(|s| s.spec.notify_policy.as_ref())
+            .and_then(|p| by_name.get(p))
+            .map(|p| p.spec.notifications.clone())
+            .unwrap_or_default();
+        for d in &av.detections {
+            out.push(Problem {
+                policy: schedule_name.clone(),
+                check: virus_check(&d.path, &d.signature),
+                severity: Severity::Critical,
+                firing: true,
+                since: d.at.0,
+                message: format!("{} in {} ({})", d.signature, d.path, d.actions.join("; ")),
+                routes: routes.clone(),
+                reopen: DEFAULT_REOPEN,
+            });
+        }
+    }
     if let Some(agent) = status
         .conditions
         .iter()
@@ -151,6 +184,15 @@ pub fn problems(
         });
     }
     out
+}
+
+/// The check name of a detection: `virus-` and a hash of path and signature.
+pub fn virus_check(path: &str, signature: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(signature.as_bytes());
+    format!("virus-{}", hex::encode(&h.finalize()[..6]))
 }
 
 fn incident_name(server: &str, check: &str, fp: &str, n: usize) -> String {
@@ -189,8 +231,46 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         .await
         .map_err(api("listing Incidents"))?
         .items;
+    let schedules = Api::<VirusScanSchedule>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing VirusScanSchedules"))?
+        .items;
     let mut wake: Option<Duration> = None;
-    for p in problems(&server, &policies, now, ctx.agent_grace) {
+    let mut found = problems(&server, &policies, &schedules, now, ctx.agent_grace);
+    // A detection a later scan no longer lists has gone (quarantined, deleted): its open
+    // Incident recovers at the time of that scan.
+    let last_scan = server
+        .status
+        .as_ref()
+        .and_then(|s| s.operations.as_ref())
+        .and_then(|o| o.antivirus.as_ref())
+        .and_then(|a| a.last_scan.as_ref())
+        .map(|r| r.started_at.0);
+    for i in all.iter().filter(|i| is_open(i)) {
+        let Some(label) = i.labels().get("unyo.dev/check") else {
+            continue;
+        };
+        let Some((schedule, check)) = label.split_once('.') else {
+            continue;
+        };
+        if check.starts_with("virus-")
+            && !found.iter().any(|p| p.check == check)
+            && let Some(at) = last_scan
+        {
+            found.push(Problem {
+                policy: schedule.to_string(),
+                check: check.to_string(),
+                severity: i.spec.severity,
+                firing: false,
+                since: at,
+                message: "a later scan no longer finds it".into(),
+                routes: vec![],
+                reopen: DEFAULT_REOPEN,
+            });
+        }
+    }
+    for p in found {
         let fp = fingerprint(&ns, &name, &p.policy, &p.check);
         let mut mine: Vec<&Incident> = all
             .iter()

@@ -3,8 +3,9 @@
 //! It checks at start-up that every kind is served and listable, then (as the leader, with
 //! `--leader-elect`) runs one reconcile loop per kind, each in the module of its name:
 //! `server` (drift, conditions, drift ChangeRecords), `change` (ChangeRecord phases),
-//! `incident` (Incidents and notifications), `policy` (MonitoringPolicy status) and `calendar`
-//! (OperationCalendar status); until SIGINT or SIGTERM.
+//! `incident` (Incidents and notifications), `policy` (MonitoringPolicy status), `virusscan`
+//! (VirusScanSchedule status; AntivirusHealthy) and `calendar` (OperationCalendar status); until
+//! SIGINT or SIGTERM.
 
 mod calendar;
 mod change;
@@ -16,6 +17,7 @@ mod metrics;
 mod notify;
 mod policy;
 mod server;
+mod virusscan;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
             incident::run(ctx.clone(), ns.clone()),
             policy::run(ctx.clone(), ns.clone()),
             calendar::run(ctx.clone(), ns.clone()),
+            virusscan::run(ctx.clone(), ns.clone()),
         );
     };
     tracing::info!(?clock, "all unyo.dev kinds are served");

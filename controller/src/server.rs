@@ -328,6 +328,29 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         generation,
         now,
     );
+    // Antivirus health, where a VirusScanSchedule selects the server.
+    let schedules = Api::<unyo_crds::VirusScanSchedule>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing VirusScanSchedules"))?
+        .items;
+    let calendars = Api::<unyo_crds::OperationCalendar>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing OperationCalendars"))?
+        .items;
+    let antivirus =
+        crate::virusscan::server_health(&server, &schedules, &calendars, now).map(|h| {
+            condition(
+                conds,
+                "AntivirusHealthy",
+                h.ok,
+                h.reason,
+                h.message,
+                generation,
+                now,
+            )
+        });
     let ready = in_sync == Some(true) && connected;
     let ready_reason = if !connected {
         "AgentDisconnected"
@@ -360,7 +383,10 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
             current_record
         },
         observed_generation: generation,
-        conditions: vec![sync_condition, agent_condition, ready_condition],
+        conditions: [sync_condition, agent_condition, ready_condition]
+            .into_iter()
+            .chain(antivirus)
+            .collect(),
         ..Default::default()
     };
     let unchanged = prev.drift == status.drift
@@ -433,9 +459,14 @@ fn error_policy(_s: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
 /// Runs the Server controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let (servers, leases, records): (Api<Server>, Api<Lease>, Api<ChangeRecord>) = match &namespace
-    {
+    let (servers, leases, records, schedules): (
+        Api<Server>,
+        Api<Lease>,
+        Api<ChangeRecord>,
+        Api<unyo_crds::VirusScanSchedule>,
+    ) = match &namespace {
         Some(ns) => (
+            Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client, ns),
@@ -443,11 +474,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         None => (
             Api::all(client.clone()),
             Api::all(client.clone()),
+            Api::all(client.clone()),
             Api::all(client),
         ),
     };
     let controller = Controller::new(servers, watcher::Config::default());
-    ctx.metrics.caches.lock().await.servers = Some(controller.store());
+    let store = controller.store();
+    ctx.metrics.caches.lock().await.servers = Some(store.clone());
     controller
         .watches(leases, watcher::Config::default(), |lease: Lease| {
             let ns = lease.namespace()?;
@@ -468,6 +501,19 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
                 .map(move |s| ObjectRef::<Server>::new(&s).within(&ns))
                 .collect::<Vec<_>>()
         })
+        .watches(
+            schedules,
+            watcher::Config::default(),
+            move |v: unyo_crds::VirusScanSchedule| {
+                let ns = v.namespace();
+                store
+                    .state()
+                    .iter()
+                    .filter(|s| s.namespace() == ns)
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {

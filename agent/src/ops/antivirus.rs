@@ -49,7 +49,8 @@ pub struct Outcome {
 /// Copies signature files from `source` into `db` (only new or changed ones); returns how many.
 pub fn update_from_directory(source: &Path, db: &Path) -> Result<usize, String> {
     std::fs::create_dir_all(db).map_err(|e| format!("{}: {e}", db.display()))?;
-    let entries = std::fs::read_dir(source).map_err(|e| format!("signature source {}: {e}", source.display()))?;
+    let entries = std::fs::read_dir(source)
+        .map_err(|e| format!("signature source {}: {e}", source.display()))?;
     let mut copied = 0;
     for entry in entries.flatten() {
         let from = entry.path();
@@ -93,8 +94,10 @@ pub fn signature_state(db: &Path) -> (Option<String>, Option<Timestamp>) {
             .and_then(|t| Timestamp::try_from(t).ok());
         let mut when = mtime;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(p.extension().and_then(|e| e.to_str()), Some("cvd" | "cld" | "cud"))
-            && let Ok(out) = Command::new("sigtool").arg("--info").arg(&p).output()
+        if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("cvd" | "cld" | "cud")
+        ) && let Ok(out) = Command::new("sigtool").arg("--info").arg(&p).output()
         {
             let text = String::from_utf8_lossy(&out.stdout);
             let field = |k: &str| {
@@ -175,7 +178,10 @@ pub fn apply_actions(
         let result = match action {
             DetectionAction::Notify => Ok("Notify: reported".to_string()),
             DetectionAction::Rename => {
-                let suffix = spec.rename_suffix.clone().unwrap_or_else(|| ".infected".into());
+                let suffix = spec
+                    .rename_suffix
+                    .clone()
+                    .unwrap_or_else(|| ".infected".into());
                 let mut to = current.clone().into_os_string();
                 to.push(&suffix);
                 let to = PathBuf::from(to);
@@ -196,8 +202,9 @@ pub fn apply_actions(
                     format!("Quarantine: {}", to.display())
                 })
             }
-            DetectionAction::Delete => std::fs::remove_file(&current)
-                .map(|_| format!("Delete: {}", current.display())),
+            DetectionAction::Delete => {
+                std::fs::remove_file(&current).map(|_| format!("Delete: {}", current.display()))
+            }
         };
         done.push(match result {
             Ok(s) => s,
@@ -243,7 +250,10 @@ fn quarantine(
     });
     let mut json = to.clone().into_os_string();
     json.push(".json");
-    std::fs::write(PathBuf::from(json), serde_json::to_vec_pretty(&record).unwrap_or_default())?;
+    std::fs::write(
+        PathBuf::from(json),
+        serde_json::to_vec_pretty(&record).unwrap_or_default(),
+    )?;
     Ok(to)
 }
 
@@ -293,7 +303,11 @@ pub fn scan(schedule: &str, spec: &VirusScanScheduleSpec, root: &Path, db: &Path
     if out.status.code() == Some(2) || out.status.code().is_none() {
         return fail(format!(
             "clamscan failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
         ));
     }
     let (hits, files) = parse_clamscan(&String::from_utf8_lossy(&out.stdout));
@@ -321,7 +335,10 @@ pub fn scan(schedule: &str, spec: &VirusScanScheduleSpec, root: &Path, db: &Path
             files_scanned: files,
             detections: found.len() as u32,
             result: RunResult::Succeeded,
-            message: Some(format!("{files} files scanned, {} detection(s)", found.len())),
+            message: Some(format!(
+                "{files} files scanned, {} detection(s)",
+                found.len()
+            )),
         },
         found,
         engine_version: engine_version(),
@@ -399,7 +416,11 @@ mod tests {
             .expect("sigtool (Debian package clamav)");
         let line = String::from_utf8_lossy(&md5.stdout).trim().to_string();
         let (hash_size, _) = line.rsplit_once(':').unwrap();
-        std::fs::write(root.join("source/unyo.hdb"), format!("{hash_size}:Unyo.Test.Virus\n")).unwrap();
+        std::fs::write(
+            root.join("source/unyo.hdb"),
+            format!("{hash_size}:Unyo.Test.Virus\n"),
+        )
+        .unwrap();
         (root, dir.join("db"))
     }
 
@@ -407,11 +428,25 @@ mod tests {
     fn scans_detect_and_quarantine_with_real_clamav() {
         let (root, db) = host("quarantine");
         assert_eq!(update_from_directory(&root.join("source"), &db).unwrap(), 1);
-        assert_eq!(update_from_directory(&root.join("source"), &db).unwrap(), 0, "unchanged");
+        assert_eq!(
+            update_from_directory(&root.join("source"), &db).unwrap(),
+            0,
+            "unchanged"
+        );
         let s = spec(vec![DetectionAction::Quarantine, DetectionAction::Notify]);
         let out = scan("daily", &s, &root, &db);
-        assert_eq!(out.run.result, RunResult::Succeeded, "{:?}", out.run.message);
-        assert_eq!(out.found.len(), 1, "the excluded copy is not scanned: {:?}", out.found);
+        assert_eq!(
+            out.run.result,
+            RunResult::Succeeded,
+            "{:?}",
+            out.run.message
+        );
+        assert_eq!(
+            out.found.len(),
+            1,
+            "the excluded copy is not scanned: {:?}",
+            out.found
+        );
         assert_eq!(out.found[0].path, "/srv/www/evil.php");
         assert_eq!(out.found[0].signature, "Unyo.Test.Virus.UNOFFICIAL");
         assert!(out.run.files_scanned >= 2);
@@ -421,7 +456,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        let meta = q.iter().find(|p| p.extension().is_some_and(|e| e == "json")).unwrap();
+        let meta = q
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .unwrap();
         let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
         assert_eq!(m["originalPath"], "/srv/www/evil.php");
         assert_eq!(m["signature"], "Unyo.Test.Virus.UNOFFICIAL");
@@ -462,7 +500,13 @@ mod tests {
         let (found, files) = parse_clamscan(
             "/srv/a: Eicar-Signature FOUND\n/srv/b c: X.Y.UNOFFICIAL FOUND\n\n----------- SCAN SUMMARY -----------\nScanned files: 7\n",
         );
-        assert_eq!(found, [("/srv/a".into(), "Eicar-Signature".into()), ("/srv/b c".into(), "X.Y.UNOFFICIAL".into())]);
+        assert_eq!(
+            found,
+            [
+                ("/srv/a".into(), "Eicar-Signature".into()),
+                ("/srv/b c".into(), "X.Y.UNOFFICIAL".into())
+            ]
+        );
         assert_eq!(files, 7);
         assert_eq!(exclusion_regex("/srv/backup"), "^/srv/backup(/|$)");
         assert_eq!(exclusion_regex("/var/*.log"), r"^/var/[^/]*\.log(/|$)");

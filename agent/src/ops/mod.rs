@@ -40,7 +40,8 @@ pub fn next_fire(job: &ScanJob, after: Timestamp) -> Result<Option<Timestamp>, S
         ));
     };
     let work = WorkCalendar::from_spec(cal).map_err(|e| e.to_string())?;
-    let schedule = compile_schedule(&job.spec.schedule, "spec.schedule").map_err(|e| e.to_string())?;
+    let schedule =
+        compile_schedule(&job.spec.schedule, "spec.schedule").map_err(|e| e.to_string())?;
     match work.fire_times(&schedule, after).next() {
         Some(Ok(z)) => Ok(Some(z.timestamp())),
         Some(Err(e)) => Err(e.to_string()),
@@ -66,11 +67,15 @@ pub async fn run_scans(
             match next_fire(job, now) {
                 Ok(Some(t)) if next.is_none_or(|(n, _)| t < n) => next = Some((t, i)),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(schedule = %job.name, error = %e, "cannot schedule the scan"),
+                Err(e) => {
+                    tracing::warn!(schedule = %job.name, error = %e, "cannot schedule the scan")
+                }
             }
         }
         let wait = next
-            .map(|(t, _)| Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(0) as u64))
+            .map(|(t, _)| {
+                Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(0) as u64)
+            })
             .unwrap_or(Duration::from_secs(86_400));
         if let Some((t, i)) = next {
             tracing::debug!(schedule = %current[i].name, at = %t, "next scan");
@@ -89,7 +94,9 @@ pub async fn run_scans(
                 let asked = scan_now.borrow_and_update().clone();
                 if let Some(reason) = asked {
                     tracing::info!(%reason, "scan requested");
-                    for job in &current {
+                    // The jobs as they are now: the request may come with a new schedule.
+                    let latest = jobs.borrow().clone();
+                    for job in &latest {
                         run_one(job, &host, &db, &server, &reporter).await;
                     }
                 }
@@ -98,8 +105,19 @@ pub async fn run_scans(
     }
 }
 
-async fn run_one(job: &ScanJob, host: &Collector, db: &std::path::Path, server: &str, reporter: &Reporter) {
-    let (job, host, db, server) = (job.clone(), host.clone(), db.to_path_buf(), server.to_string());
+async fn run_one(
+    job: &ScanJob,
+    host: &Collector,
+    db: &std::path::Path,
+    server: &str,
+    reporter: &Reporter,
+) {
+    let (job, host, db, server) = (
+        job.clone(),
+        host.clone(),
+        db.to_path_buf(),
+        server.to_string(),
+    );
     let name = job.name.clone();
     let done = tokio::task::spawn_blocking(move || {
         if let Some(src) = &job.spec.signatures.source_directory {

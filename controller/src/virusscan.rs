@@ -1,0 +1,357 @@
+//! Antivirus health: the `AntivirusHealthy` condition of each Server a VirusScanSchedule
+//! selects (judged here, written by the Server loop), and the VirusScanSchedule loop, whose
+//! status lists by name the hosts with stale signatures and the hosts that missed a scheduled
+//! scan, and the detections of the last scans.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use unyo_crds::backup::RunResult;
+use unyo_crds::common::parse_duration;
+use unyo_crds::selection::{selects, virus_scan_schedules_for};
+use unyo_crds::virusscan::{VirusScanSchedule, VirusScanScheduleStatus};
+use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
+use unyo_crds::{OperationCalendar, Server};
+
+use crate::conditions::condition;
+use crate::context::{Context, FIELD_MANAGER};
+
+/// A scheduled scan counts as missed when no scan started within this time after it.
+pub const MISSED_GRACE: SignedDuration = SignedDuration::from_mins(15);
+/// At most this many detections are listed in a VirusScanSchedule's status.
+const MAX_DETECTIONS: usize = 50;
+
+/// The antivirus judgement of one host under one schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Health {
+    /// Healthy or not.
+    pub ok: bool,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// For people.
+    pub message: String,
+    /// Signatures older than maxAge.
+    pub stale: bool,
+    /// A scheduled scan did not run.
+    pub missed: bool,
+}
+
+/// The last fire time of `schedule` at or before `before`, looking back eight days.
+fn last_fire(
+    s: &VirusScanSchedule,
+    calendars: &[OperationCalendar],
+    before: Timestamp,
+) -> Option<Timestamp> {
+    let cal = calendars
+        .iter()
+        .find(|c| c.name_any() == s.spec.schedule.calendar && c.namespace() == s.namespace())?;
+    let work = WorkCalendar::from_spec(&cal.spec).ok()?;
+    let sched = compile_schedule(&s.spec.schedule, "spec.schedule").ok()?;
+    work.fire_times(&sched, before - SignedDuration::from_hours(24 * 8))
+        .map_while(Result::ok)
+        .map(|z| z.timestamp())
+        .take_while(|t| *t <= before)
+        .last()
+}
+
+/// Judges `server` under schedule `s` at `now`.
+pub fn health(
+    server: &Server,
+    s: &VirusScanSchedule,
+    calendars: &[OperationCalendar],
+    now: Timestamp,
+) -> Health {
+    let av = server
+        .status
+        .as_ref()
+        .and_then(|st| st.operations.as_ref())
+        .and_then(|o| o.antivirus.as_ref());
+    let max_age = parse_duration(&s.spec.signatures.max_age)
+        .ok()
+        .and_then(|d| SignedDuration::try_from(d).ok())
+        .unwrap_or(SignedDuration::from_hours(24));
+    let stale = av
+        .and_then(|a| a.signature_time.as_ref())
+        .is_none_or(|t| now.duration_since(t.0) > max_age);
+    let last_started = av
+        .and_then(|a| a.last_scan.as_ref())
+        .map(|r| r.started_at.0);
+    let due = last_fire(s, calendars, now - MISSED_GRACE);
+    let missed = match (due, last_started) {
+        (Some(d), Some(l)) => l < d,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let mk = |ok, reason, message: String| Health {
+        ok,
+        reason,
+        message,
+        stale,
+        missed,
+    };
+    let Some(av) = av else {
+        return mk(
+            false,
+            "NeverScanned",
+            format!("no scan of {} reported yet", s.name_any()),
+        );
+    };
+    let last = av.last_scan.as_ref();
+    if last.is_some_and(|r| r.result == RunResult::Failed) {
+        return mk(
+            false,
+            "ScanFailed",
+            format!(
+                "the last scan failed: {}",
+                last.and_then(|r| r.message.clone()).unwrap_or_default()
+            ),
+        );
+    }
+    if !av.detections.is_empty() {
+        return mk(
+            false,
+            "VirusDetected",
+            format!(
+                "{} detection(s) in the last scan: {}",
+                av.detections.len(),
+                av.detections
+                    .iter()
+                    .take(3)
+                    .map(|d| format!("{} ({})", d.path, d.signature))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    if stale {
+        return mk(
+            false,
+            "StaleSignatures",
+            format!(
+                "signatures from {} are older than {}",
+                av.signature_time
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_else(|| "an unknown time".into()),
+                s.spec.signatures.max_age
+            ),
+        );
+    }
+    if missed {
+        return mk(
+            false,
+            "MissedScan",
+            format!(
+                "the scan due at {} did not run",
+                due.map(|d| d.to_string()).unwrap_or_default()
+            ),
+        );
+    }
+    if s.spec.resident_check && av.resident_running == Some(false) {
+        return mk(
+            false,
+            "ResidentNotRunning",
+            "the resident scanner (clamd) is not running".into(),
+        );
+    }
+    mk(
+        true,
+        "Healthy",
+        format!(
+            "last scan {} found nothing; signatures {}",
+            last.map(|r| r.started_at.0.to_string()).unwrap_or_default(),
+            av.signature_version.clone().unwrap_or_default()
+        ),
+    )
+}
+
+/// The AntivirusHealthy judgement of a server under every schedule selecting it (the first
+/// unhealthy one decides), or None when no schedule selects it.
+pub fn server_health(
+    server: &Server,
+    schedules: &[VirusScanSchedule],
+    calendars: &[OperationCalendar],
+    now: Timestamp,
+) -> Option<Health> {
+    let all: Vec<Health> = virus_scan_schedules_for(server, schedules)
+        .into_iter()
+        .map(|s| health(server, s, calendars, now))
+        .collect();
+    all.iter().find(|h| !h.ok).or(all.first()).cloned()
+}
+
+/// Failure of one reconcile.
+#[derive(thiserror::Error, Debug)]
+#[error("{what}: {source}")]
+pub struct Error {
+    what: String,
+    source: kube::Error,
+}
+
+fn api(what: &str) -> impl FnOnce(kube::Error) -> Error + '_ {
+    move |source| Error {
+        what: what.to_string(),
+        source,
+    }
+}
+
+#[tracing::instrument(skip_all, fields(namespace = s.namespace().unwrap_or_default(), schedule = s.name_any()))]
+async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("VirusScanSchedule");
+    let ns = s.namespace().unwrap_or_default();
+    let now = ctx.clock.now();
+    let servers = Api::<Server>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing Servers"))?
+        .items;
+    let calendars = Api::<OperationCalendar>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing OperationCalendars"))?
+        .items;
+    let prev = s.status.clone().unwrap_or_default();
+    let mut status = VirusScanScheduleStatus {
+        observed_generation: s.meta().generation,
+        ..Default::default()
+    };
+    let mut selector_error = None;
+    for server in &servers {
+        match selects(&s.spec.selector, server.labels()) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                selector_error = Some(e.to_string());
+                break;
+            }
+        }
+        let h = health(server, &s, &calendars, now);
+        if h.stale {
+            status.stale_hosts.push(server.name_any());
+        }
+        if h.missed {
+            status.missed_hosts.push(server.name_any());
+        }
+        if let Some(av) = server
+            .status
+            .as_ref()
+            .and_then(|st| st.operations.as_ref())
+            .and_then(|o| o.antivirus.as_ref())
+        {
+            status.detections.extend(av.detections.iter().cloned());
+        }
+    }
+    status.detections.sort_by(|a, b| b.at.cmp(&a.at));
+    status.detection_count = Some(status.detections.len() as u32);
+    status.detections.truncate(MAX_DETECTIONS);
+    status.stale_count = Some(status.stale_hosts.len() as u32);
+    status.missed_count = Some(status.missed_hosts.len() as u32);
+    let calendar_missing = !calendars
+        .iter()
+        .any(|c| c.name_any() == s.spec.schedule.calendar);
+    let (ok, reason, message) = match (&selector_error, calendar_missing) {
+        (Some(e), _) => (false, "InvalidSelector", e.clone()),
+        (None, true) => (
+            false,
+            "CalendarNotFound",
+            format!(
+                "spec.schedule.calendar: OperationCalendar {} does not exist",
+                s.spec.schedule.calendar
+            ),
+        ),
+        (None, false) => (
+            true,
+            "Evaluated",
+            format!(
+                "{} stale, {} missed, {} detection(s)",
+                status.stale_hosts.len(),
+                status.missed_hosts.len(),
+                status.detection_count.unwrap_or(0)
+            ),
+        ),
+    };
+    status.conditions = vec![condition(
+        &prev.conditions,
+        "Ready",
+        ok,
+        reason,
+        message,
+        s.meta().generation,
+        now,
+    )];
+    if prev != status {
+        let patch = serde_json::json!({
+            "apiVersion": VirusScanSchedule::api_version(&()),
+            "kind": VirusScanSchedule::kind(&()),
+            "status": status,
+        });
+        Api::<VirusScanSchedule>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(
+                &s.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(api("writing the VirusScanSchedule status"))?;
+    }
+    // Look again when the next scan would count as missed.
+    let next_due = calendars
+        .iter()
+        .find(|c| c.name_any() == s.spec.schedule.calendar)
+        .and_then(|c| WorkCalendar::from_spec(&c.spec).ok())
+        .zip(compile_schedule(&s.spec.schedule, "spec.schedule").ok())
+        .and_then(|(w, sched)| w.fire_times(&sched, now - MISSED_GRACE).next())
+        .and_then(Result::ok)
+        .map(|z| z.timestamp() + MISSED_GRACE);
+    Ok(match (next_due, ctx.clock) {
+        (Some(t), crate::context::Clock::System) if t > now => Action::requeue(
+            Duration::from_millis((t.as_millisecond() - now.as_millisecond()) as u64 + 500),
+        ),
+        _ => Action::await_change(),
+    })
+}
+
+fn error_policy(_s: Arc<VirusScanSchedule>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error("VirusScanSchedule");
+    tracing::warn!(%error, "virus scan schedule reconcile failed; retrying in 5s");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the VirusScanSchedule controller until shutdown.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let (schedules, servers): (Api<VirusScanSchedule>, Api<Server>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let controller = Controller::new(schedules, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(servers, watcher::Config::default(), move |s: Server| {
+            let ns = s.namespace();
+            store
+                .state()
+                .iter()
+                .filter(|v| v.namespace() == ns)
+                .map(|v| ObjectRef::from_obj(v.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "virus scan schedule reconcile");
+            }
+        })
+        .await;
+}
