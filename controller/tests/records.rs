@@ -978,3 +978,178 @@ async fn two_replicas_one_leader_and_takeover() {
     )
     .await;
 }
+
+fn antivirus_status(
+    signature_age_h: i64,
+    scanned_h_ago: i64,
+    detection: Option<&str>,
+) -> serde_json::Value {
+    let now = Timestamp::now();
+    let started =
+        Timestamp::from_second((now - SignedDuration::from_hours(scanned_h_ago)).as_second())
+            .unwrap();
+    let detections: Vec<serde_json::Value> = detection
+        .map(|p| {
+            vec![json!({"host": "h", "path": p, "signature": "Unyo.Test.UNOFFICIAL",
+                        "actions": ["Quarantine: /var/lib/unyo/quarantine/x"], "at": started.to_string()})]
+        })
+        .unwrap_or_default();
+    json!({
+        "antivirus": {
+            "engineVersion": "ClamAV 1.4.6",
+            "signatureVersion": "unyo.hdb",
+            "signatureTime": (now - SignedDuration::from_hours(signature_age_h)).to_string(),
+            "residentRunning": true,
+            "lastScan": {
+                "schedule": "daily", "startedAt": started.to_string(), "finishedAt": started.to_string(),
+                "filesScanned": 100, "detections": detections.len(), "result": "Succeeded",
+            },
+            "detections": detections,
+        }
+    })
+}
+
+async fn agent_writes_operations(api: &Api<Server>, name: &str, operations: serde_json::Value) {
+    let patch = json!({
+        "apiVersion": "unyo.dev/v1alpha1",
+        "kind": "Server",
+        "status": {"observed": facts(name, "12", "15.10-0+deb12u1"), "operations": operations},
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply("unyo-agent").force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn antivirus_health_stale_and_missed_hosts_and_detection_incidents() {
+    let cp = control_plane().unwrap();
+    let ns = cp.namespace("antivirus").await.unwrap();
+    let client = cp.client().await.unwrap();
+    let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
+    let schedules: Api<unyo_crds::VirusScanSchedule> = Api::namespaced(client.clone(), &ns);
+    let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let calendar = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/calendar.yaml"
+    ))
+    .unwrap()
+    .replace("namespace: mie", &format!("namespace: {ns}"));
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&calendar))
+        .unwrap();
+    for name in ["db01", "db02", "web01"] {
+        let yaml = server_yaml(&ns, name);
+        let yaml = if name == "web01" {
+            yaml.replace("unyo.dev/role: db", "unyo.dev/role: web")
+        } else {
+            yaml
+        };
+        cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&yaml))
+            .unwrap();
+    }
+    // Scans every day at 00:00 Tokyo time; signatures at most 24 h old.
+    let vss = format!(
+        r#"apiVersion: unyo.dev/v1alpha1
+kind: VirusScanSchedule
+metadata: {{name: daily, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: db}}}}
+  schedule: {{calendar: mie-operations, at: "00:00"}}
+  paths: [/srv]
+  signatures: {{maxAge: 24h}}
+  quarantineDir: /var/lib/unyo/quarantine
+"#
+    );
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&vss))
+        .unwrap();
+    // db01: scanned just now, fresh signatures, one detection. db02: signatures three days old,
+    // last scan two days ago (so it missed the scans since).
+    agent_writes_operations(
+        &servers,
+        "db01",
+        antivirus_status(1, 0, Some("/srv/www/upload.php")),
+    )
+    .await;
+    agent_writes_operations(&servers, "db02", antivirus_status(72, 48, None)).await;
+    let ctl = controller(cp, &ns, "controller", &[]).await;
+
+    let cond = |s: &Server| {
+        s.status.as_ref().and_then(|st| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == "AntivirusHealthy")
+                .cloned()
+        })
+    };
+    let s = wait(&servers, "db01", "AntivirusHealthy=False", 60, &ctl, |s| {
+        cond(s).is_some()
+    })
+    .await;
+    let c = cond(&s).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "VirusDetected"),
+        "{c:?}"
+    );
+    assert!(c.message.contains("/srv/www/upload.php"));
+    let s = wait(&servers, "db02", "AntivirusHealthy=False", 60, &ctl, |s| {
+        cond(s).is_some()
+    })
+    .await;
+    assert_eq!(cond(&s).unwrap().reason, "StaleSignatures");
+    let web = servers.get("web01").await.unwrap();
+    assert!(cond(&web).is_none(), "no schedule selects web01");
+
+    // The schedule names the stale and the missed host.
+    let v = wait(&schedules, "daily", "status", 60, &ctl, |v| {
+        v.status.as_ref().is_some_and(|s| s.stale_count.is_some())
+    })
+    .await;
+    let st = v.status.unwrap();
+    assert_eq!(st.stale_hosts, ["db02"]);
+    assert_eq!(st.missed_hosts, ["db02"]);
+    assert_eq!(st.detection_count, Some(1));
+    assert_eq!(st.detections[0].path, "/srv/www/upload.php");
+    assert_eq!(st.conditions[0].status, "True");
+
+    // An Incident for the detection.
+    let mut found = Vec::new();
+    for _ in 0..120 {
+        found = incidents
+            .list(&ListParams::default().labels("unyo.dev/server=db01"))
+            .await
+            .unwrap()
+            .items;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(found.len(), 1, "{}", ctl.log());
+    let name = found[0].name_any();
+    assert!(
+        found[0]
+            .spec
+            .description
+            .as_deref()
+            .unwrap()
+            .contains("Unyo.Test.UNOFFICIAL in /srv/www/upload.php")
+    );
+    assert!(found[0].labels()["unyo.dev/check"].starts_with("daily.virus-"));
+
+    // A clean scan later: healthy, and the detection's Incident recovers.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent_writes_operations(&servers, "db01", antivirus_status(1, 0, None)).await;
+    let s = wait(&servers, "db01", "AntivirusHealthy=True", 60, &ctl, |s| {
+        cond(s).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    assert_eq!(cond(&s).unwrap().reason, "Healthy");
+    wait(&incidents, &name, "recovered", 60, &ctl, |i| {
+        i.status.as_ref().and_then(|s| s.phase) == Some(IncidentPhase::Recovered)
+    })
+    .await;
+}
