@@ -13,9 +13,9 @@ t0=$(date +%s)
 
 step "host tools"
 # tool:Debian package — the agent's tests run real ping, chronyd (as an NTP server on
-# 127.0.0.1), dpkg-query, and ClamAV (clamscan, sigtool).
+# 127.0.0.1), dpkg-query, ClamAV (clamscan, sigtool) and restic.
 missing=()
-for pair in openssl:openssl curl:curl python3:python3 ping:iputils-ping chronyd:chrony dpkg-query:dpkg clamscan:clamav sigtool:clamav; do
+for pair in openssl:openssl curl:curl python3:python3 ping:iputils-ping chronyd:chrony dpkg-query:dpkg clamscan:clamav sigtool:clamav restic:restic; do
   tool=${pair%%:*}
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("${pair#*:}")
 done

@@ -13,10 +13,10 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use unyo_crds::common::parse_duration;
 use unyo_crds::selection::{monitoring_policies_for, virus_scan_schedules_for};
-use unyo_crds::{MonitoringPolicy, OperationCalendar, Server, VirusScanSchedule};
+use unyo_crds::{BackupPlan, MonitoringPolicy, OperationCalendar, Server, VirusScanSchedule};
 
 use crate::checks::Assigned;
-use crate::ops::{SCAN_NOW, ScanJob};
+use crate::ops::{BACKUP_NOW, BackupJob, SCAN_NOW, ScanJob};
 use crate::report::Reporter;
 
 /// Where the assignment goes.
@@ -27,6 +27,35 @@ pub struct Outputs {
     pub scans: watch::Sender<Vec<ScanJob>>,
     /// A new value of the scan-now annotation.
     pub scan_now: watch::Sender<Option<String>>,
+    /// The backup plans to run.
+    pub backups: watch::Sender<Vec<BackupJob>>,
+    /// A new value of the backup-now annotation.
+    pub backup_now: watch::Sender<Option<String>>,
+}
+
+/// The BackupPlans that select `server`, with the calendars their rules name.
+pub fn backup_jobs(
+    server: &Server,
+    plans: &[BackupPlan],
+    calendars: &[OperationCalendar],
+) -> Vec<BackupJob> {
+    unyo_crds::selection::backup_plans_for(server, plans)
+        .into_iter()
+        .map(|p| BackupJob {
+            name: p.name_any(),
+            spec: p.spec.clone(),
+            calendars: calendars
+                .iter()
+                .filter(|c| {
+                    p.spec
+                        .rules
+                        .iter()
+                        .any(|r| r.schedule.calendar == c.name_any())
+                })
+                .map(|c| (c.name_any(), c.spec.clone()))
+                .collect(),
+        })
+        .collect()
 }
 
 /// The scans of the VirusScanSchedules that select `server`, with their calendars.
@@ -90,11 +119,13 @@ pub async fn run(
     let servers: Api<Server> = Api::namespaced(client.clone(), &namespace);
     let policies: Api<MonitoringPolicy> = Api::namespaced(client.clone(), &namespace);
     let calendars: Api<OperationCalendar> = Api::namespaced(client.clone(), &namespace);
-    let scans: Api<VirusScanSchedule> = Api::namespaced(client, &namespace);
+    let scans: Api<VirusScanSchedule> = Api::namespaced(client.clone(), &namespace);
+    let plans: Api<BackupPlan> = Api::namespaced(client, &namespace);
     let (server_store, server_writer) = reflector::store::<Server>();
     let (policy_store, policy_writer) = reflector::store::<MonitoringPolicy>();
     let (calendar_store, calendar_writer) = reflector::store::<OperationCalendar>();
     let (scan_store, scan_writer) = reflector::store::<VirusScanSchedule>();
+    let (plan_store, plan_writer) = reflector::store::<BackupPlan>();
     let own = watcher::Config::default().fields(&format!("metadata.name={server}"));
     let streams = futures::stream::select_all([
         watcher(servers, own)
@@ -117,6 +148,11 @@ pub async fn run(
             .reflect(scan_writer)
             .map(|e| e.map(|_| ()))
             .boxed(),
+        watcher(plans, watcher::Config::default())
+            .default_backoff()
+            .reflect(plan_writer)
+            .map(|e| e.map(|_| ()))
+            .boxed(),
     ]);
     let mut reported_facts_adopted = false;
     futures::pin_mut!(streams);
@@ -130,6 +166,7 @@ pub async fn run(
             &policy_store,
             &calendar_store,
             &scan_store,
+            &plan_store,
             &server,
             &state_dir,
             &tx,
@@ -163,6 +200,7 @@ async fn publish(
     policies: &Store<MonitoringPolicy>,
     calendars: &Store<OperationCalendar>,
     scans: &Store<VirusScanSchedule>,
+    plans: &Store<BackupPlan>,
     name: &str,
     state_dir: &std::path::Path,
     tx: &Outputs,
@@ -182,6 +220,8 @@ async fn publish(
         tx.checks
             .send_if_modified(|a| !std::mem::take(a).is_empty());
         tx.scans.send_if_modified(|a| !std::mem::take(a).is_empty());
+        tx.backups
+            .send_if_modified(|a| !std::mem::take(a).is_empty());
         return;
     };
     if !*adopted {
@@ -207,13 +247,24 @@ async fn publish(
     replace_if_changed(&tx.checks, next);
     let have_jobs = !jobs.is_empty();
     replace_if_changed(&tx.scans, jobs);
-    // A new value of the scan-now annotation asks for a scan (once per value, across
-    // restarts); it waits until a schedule selecting the server has arrived.
-    if have_jobs && let Some(asked) = server.annotations().get(SCAN_NOW) {
-        let handled: String = load_saved(state_dir, "scan-now");
-        if *asked != handled {
-            save(state_dir, "scan-now", asked);
-            tx.scan_now.send_replace(Some(asked.clone()));
+    let all_plans: Vec<BackupPlan> = plans.state().iter().map(|p| (**p).clone()).collect();
+    let backups = backup_jobs(&server, &all_plans, &all_calendars);
+    save(state_dir, "backups", &backups);
+    let have_plans = !backups.is_empty();
+    replace_if_changed(&tx.backups, backups);
+    // A new value of an on-request annotation runs the operation once (also across restarts);
+    // it waits until a schedule or plan selecting the server has arrived.
+    for (annotation, ready, sender) in [
+        (SCAN_NOW, have_jobs, &tx.scan_now),
+        (BACKUP_NOW, have_plans, &tx.backup_now),
+    ] {
+        if ready && let Some(asked) = server.annotations().get(annotation) {
+            let file = annotation.trim_start_matches("unyo.dev/");
+            let handled: String = load_saved(state_dir, file);
+            if *asked != handled {
+                save(state_dir, file, asked);
+                sender.send_replace(Some(asked.clone()));
+            }
         }
     }
 }

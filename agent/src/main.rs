@@ -100,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     let (scans_tx, scans_rx) =
         tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "scans"));
     let (scan_now_tx, scan_now_rx) = tokio::sync::watch::channel(None);
+    let (backups_tx, backups_rx) =
+        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "backups"));
+    let (backup_now_tx, backup_now_rx) = tokio::sync::watch::channel(None);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reporter.clone().run_writer(client.clone()));
     tasks.spawn(heartbeat::run(
@@ -118,7 +121,15 @@ async fn main() -> anyhow::Result<()> {
             checks: assign_tx,
             scans: scans_tx,
             scan_now: scan_now_tx,
+            backups: backups_tx,
+            backup_now: backup_now_tx,
         },
+        reporter.clone(),
+    ));
+    tasks.spawn(ops::run_backups(
+        backups_rx,
+        backup_now_rx,
+        host.clone(),
         reporter.clone(),
     ));
     tasks.spawn(ops::run_scans(

@@ -72,6 +72,7 @@ struct State {
     facts: Option<ObservedFacts>,
     checks: BTreeMap<(String, String), CheckResult>,
     antivirus: Option<unyo_crds::virusscan::HostAntivirus>,
+    backups: BTreeMap<String, unyo_crds::backup::HostBackup>,
     journal: Vec<JournalEntry>,
     /// Bumped on every change; the writer clears `dirty` only for what it delivered.
     version: u64,
@@ -129,6 +130,11 @@ impl Reporter {
         }
         if let Ok(text) = std::fs::read_to_string(dir.join("antivirus.json")) {
             state.antivirus = serde_json::from_str(&text).ok();
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("backups.json")) {
+            let list: Vec<unyo_crds::backup::HostBackup> =
+                serde_json::from_str(&text).unwrap_or_default();
+            state.backups = list.into_iter().map(|b| (b.plan.clone(), b)).collect();
         }
         // Whatever an earlier run left is reported again.
         state.version = 1;
@@ -240,6 +246,56 @@ impl Reporter {
         self.wake.notify_one();
     }
 
+    /// The backup state of this host under `plan` (kept across restarts).
+    pub async fn backup_state(&self, plan: &str) -> unyo_crds::backup::HostBackup {
+        self.state
+            .lock()
+            .await
+            .backups
+            .get(plan)
+            .cloned()
+            .unwrap_or(unyo_crds::backup::HostBackup {
+                plan: plan.to_string(),
+                last_full: None,
+                last_differential: None,
+                generations: None,
+                last_verification: None,
+            })
+    }
+
+    /// Records a plan's backup state after a run, and a `BackupFailed` Event when `last` failed.
+    pub async fn backup(
+        &self,
+        state_of_plan: unyo_crds::backup::HostBackup,
+        last: Option<unyo_crds::backup::BackupRun>,
+    ) {
+        let mut state = self.state.lock().await;
+        if let Some(run) = last.filter(|r| r.result == unyo_crds::backup::RunResult::Failed) {
+            let entry = JournalEntry {
+                policy: state_of_plan.plan.clone(),
+                check: format!("backup:{}", run.rule),
+                state: CheckState::Critical,
+                since: run.started_at.0,
+                value: None,
+                message: run.message.clone().unwrap_or_default(),
+                reason: Some("BackupFailed".into()),
+            };
+            self.append_journal(&entry);
+            state.journal.push(entry);
+        }
+        state
+            .backups
+            .insert(state_of_plan.plan.clone(), state_of_plan);
+        let list: Vec<&unyo_crds::backup::HostBackup> = state.backups.values().collect();
+        if let Ok(json) = serde_json::to_vec_pretty(&list) {
+            let _ = write_atomic(&self.dir.join("backups.json"), &json);
+        }
+        state.version += 1;
+        self.metrics.journal_pending(state.journal.len());
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// Drops the result of a check that is no longer assigned.
     pub async fn remove(&self, key: &(String, String)) {
         let mut state = self.state.lock().await;
@@ -312,7 +368,7 @@ impl Reporter {
     }
 
     async fn deliver(&self, servers: &Api<Server>, events: &Api<Event>) -> Result<(), kube::Error> {
-        let (version, journal, facts, checks, uid, antivirus) = {
+        let (version, journal, facts, checks, uid, antivirus, backups) = {
             let s = self.state.lock().await;
             (
                 s.version,
@@ -321,6 +377,7 @@ impl Reporter {
                 s.checks.values().cloned().collect::<Vec<_>>(),
                 s.server_uid.clone(),
                 s.antivirus.clone(),
+                s.backups.values().cloned().collect::<Vec<_>>(),
             )
         };
         for entry in &journal {
@@ -335,8 +392,13 @@ impl Reporter {
         if let Some(f) = &facts {
             status["observed"] = serde_json::to_value(f).unwrap_or_default();
         }
-        if let Some(av) = &antivirus {
-            status["operations"] = serde_json::json!({ "antivirus": av });
+        let operations = unyo_crds::server::OperationResults {
+            antivirus,
+            backups,
+            patches: vec![],
+        };
+        if operations.antivirus.is_some() || !operations.backups.is_empty() {
+            status["operations"] = serde_json::to_value(&operations).unwrap_or_default();
         }
         let patch = serde_json::json!({
             "apiVersion": Server::api_version(&()),

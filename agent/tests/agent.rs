@@ -678,6 +678,85 @@ spec:
     })
     .await;
 
+    // A full backup on request with real restic, copied to the secondary repository.
+    std::fs::create_dir_all(root.join("var/lib/postgresql")).unwrap();
+    std::fs::write(root.join("var/lib/postgresql/base.dat"), vec![7u8; 300_000]).unwrap();
+    std::fs::create_dir_all(root.join("etc/unyo")).unwrap();
+    std::fs::write(
+        root.join("etc/unyo/backup.pass"),
+        "correct horse battery staple\n",
+    )
+    .unwrap();
+    let plan = format!(
+        r#"apiVersion: unyo.dev/v1alpha1
+kind: BackupPlan
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: db}}}}
+  sources: [{{name: pgdata, paths: [/var/lib/postgresql]}}]
+  repositories:
+    primary: {{location: /backup/primary, passwordFile: /etc/unyo/backup.pass}}
+    secondary: {{location: /backup/secondary, passwordFile: /etc/unyo/backup.pass, offsite: true}}
+  rules:
+    - {{name: weekly-full, type: Full, schedule: {{calendar: mie-operations, at: "19:30", days: FirstBusinessDayOfWeek}}}}
+    - {{name: daily-diff, type: Differential, schedule: {{calendar: mie-operations, at: "19:30", days: BusinessDays}}}}
+  media: {{informationClass: ClassI, label: DB-weekly}}
+  verification: {{checkAfterRun: true}}
+"#
+    );
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&plan))
+        .unwrap();
+    cp.kubectl_ok(
+        &[
+            "annotate",
+            "server",
+            "db01",
+            "-n",
+            &ns,
+            "unyo.dev/backup-now=before-version-up",
+        ],
+        None,
+    )
+    .unwrap();
+    let s = wait_server(&servers, "a backup reported", 90, &agent, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.operations.as_ref())
+            .is_some_and(|o| o.backups.iter().any(|b| b.last_full.is_some()))
+    })
+    .await;
+    let b = s.status.unwrap().operations.unwrap().backups[0].clone();
+    assert_eq!(b.plan, "db");
+    let full = b.last_full.unwrap();
+    assert_eq!(format!("{:?}", full.result), "Succeeded", "{full:?}");
+    assert_eq!(full.rule, "on-request");
+    assert_eq!(full.copied, Some(true));
+    assert!(full.bytes_added.unwrap() > 0);
+    assert_eq!(b.generations, Some(1));
+    assert_eq!(
+        format!("{:?}", b.last_verification.unwrap().result),
+        "Succeeded"
+    );
+    // The snapshot is really in both repositories, with the plan's tags.
+    for repo in ["primary", "secondary"] {
+        let out = Command::new("restic")
+            .arg("-r")
+            .arg(root.join("backup").join(repo))
+            .arg("--password-file")
+            .arg(root.join("etc/unyo/backup.pass"))
+            .args(["--no-cache", "snapshots", "--json"])
+            .output()
+            .unwrap();
+        let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let tags = snaps[0]["tags"].to_string();
+        assert!(
+            tags.contains("unyo-plan=db")
+                && tags.contains("unyo-type=Full")
+                && tags.contains("unyo-class=ClassI"),
+            "{repo}: {tags}"
+        );
+    }
+
     // Outage: the API server is unreachable; the port comes back meanwhile.
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use kube::{Resource, ResourceExt};
 
-use crate::{MonitoringPolicy, Server, VirusScanSchedule};
+use crate::{BackupPlan, MonitoringPolicy, Server, VirusScanSchedule};
 
 /// A selector that cannot be evaluated.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,11 @@ pub fn virus_scan_schedules_for<'a>(
     schedules: &'a [VirusScanSchedule],
 ) -> Vec<&'a VirusScanSchedule> {
     selecting(server, schedules, |s| &s.spec.selector)
+}
+
+/// The BackupPlans that select `server`, in name order.
+pub fn backup_plans_for<'a>(server: &Server, plans: &'a [BackupPlan]) -> Vec<&'a BackupPlan> {
+    selecting(server, plans, |p| &p.spec.selector)
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! Scheduled host operations: virus scans (VirusScanSchedule) at the fire times of their
-//! schedule on the named OperationCalendar, and on request (the Server annotation
-//! `unyo.dev/scan-now=<anything new>`).
+//! Scheduled host operations at the fire times of their schedules on the named
+//! OperationCalendar, and on request: virus scans (VirusScanSchedule; the Server annotation
+//! `unyo.dev/scan-now=<anything new>`) and backups (BackupPlan rules; a full backup for
+//! `unyo.dev/backup-now=<reason>`, e.g. before and after a version-up).
 
 pub mod antivirus;
+pub mod backup;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +21,122 @@ use crate::report::Reporter;
 
 /// The Server annotation that asks for a scan now; a new value runs one.
 pub const SCAN_NOW: &str = "unyo.dev/scan-now";
+/// The Server annotation that asks for a full backup now; a new value runs one.
+pub const BACKUP_NOW: &str = "unyo.dev/backup-now";
+
+/// A BackupPlan this host runs, with its calendar.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BackupJob {
+    /// The BackupPlan.
+    pub name: String,
+    /// Its spec.
+    pub spec: unyo_crds::backup::BackupPlanSpec,
+    /// The OperationCalendar its rules name (the first rule's), when it exists.
+    pub calendars: Vec<(String, OperationCalendarSpec)>,
+}
+
+fn next_rule_fire(
+    job: &BackupJob,
+    rule: &unyo_crds::backup::BackupRule,
+    after: Timestamp,
+) -> Result<Option<Timestamp>, String> {
+    let cal = job
+        .calendars
+        .iter()
+        .find(|(n, _)| *n == rule.schedule.calendar)
+        .map(|(_, c)| c)
+        .ok_or_else(|| {
+            format!(
+                "BackupPlan {}: OperationCalendar {} not found",
+                job.name, rule.schedule.calendar
+            )
+        })?;
+    let work = WorkCalendar::from_spec(cal).map_err(|e| e.to_string())?;
+    let schedule =
+        compile_schedule(&rule.schedule, "spec.rules.schedule").map_err(|e| e.to_string())?;
+    match work.fire_times(&schedule, after).next() {
+        Some(Ok(z)) => Ok(Some(z.timestamp())),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// Runs the backup rules of the jobs on their schedules, and a full backup of every plan that
+/// allows it on request, until shutdown.
+pub async fn run_backups(
+    mut jobs: watch::Receiver<Vec<BackupJob>>,
+    mut backup_now: watch::Receiver<Option<String>>,
+    host: Collector,
+    reporter: Reporter,
+) {
+    loop {
+        let current = jobs.borrow_and_update().clone();
+        let now = Timestamp::now();
+        let mut next: Option<(Timestamp, usize, usize)> = None;
+        for (j, job) in current.iter().enumerate() {
+            for (r, rule) in job.spec.rules.iter().enumerate() {
+                match next_rule_fire(job, rule, now) {
+                    Ok(Some(t)) if next.is_none_or(|(n, _, _)| t < n) => next = Some((t, j, r)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(plan = %job.name, rule = %rule.name, error = %e, "cannot schedule the backup")
+                    }
+                }
+            }
+        }
+        let wait = next
+            .map(|(t, _, _)| {
+                Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(0) as u64)
+            })
+            .unwrap_or(Duration::from_secs(86_400));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                if let Some((_, j, r)) = next {
+                    backup_one(&current[j], Some(r), &host, &reporter).await;
+                }
+            }
+            changed = jobs.changed() => if changed.is_err() { break },
+            changed = backup_now.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let asked = backup_now.borrow_and_update().clone();
+                if let Some(reason) = asked {
+                    tracing::info!(%reason, "full backup requested");
+                    let latest = jobs.borrow().clone();
+                    for job in latest.iter().filter(|j| j.spec.full_on_request) {
+                        backup_one(job, None, &host, &reporter).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn backup_one(job: &BackupJob, rule: Option<usize>, host: &Collector, reporter: &Reporter) {
+    let mut state = reporter.backup_state(&job.name).await;
+    let (job, host) = (job.clone(), host.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        let rule = rule.and_then(|r| job.spec.rules.get(r));
+        backup::run_rule(&job.name, &job.spec, rule, &host.path("/"), &mut state);
+        state
+    })
+    .await;
+    match done {
+        Ok(state) => {
+            let last = [&state.last_full, &state.last_differential]
+                .into_iter()
+                .flatten()
+                .max_by_key(|r| r.started_at.0)
+                .cloned();
+            if let Some(run) = &last {
+                tracing::info!(plan = %state.plan, rule = %run.rule, kind = ?run.backup_type, result = ?run.result, message = run.message.as_deref().unwrap_or(""), "backup finished");
+            }
+            reporter.backup(state, last).await;
+        }
+        Err(e) => tracing::error!(error = %e, "the backup task failed"),
+    }
+}
 
 /// A VirusScanSchedule this host runs, with its calendar.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

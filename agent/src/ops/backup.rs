@@ -1,0 +1,601 @@
+//! Backups with restic from Debian: full and differential runs, generations and their
+//! retention, the copy to the secondary repository.
+//!
+//! What full and differential mean with restic. Every restic snapshot is complete: restoring any
+//! one gives every file as it was at that time, and data is stored once (deduplicated) whatever
+//! the type. The types differ in how the run reads the sources and how snapshots are grouped:
+//! - a **Full** run reads every file again (`restic backup --force`, no parent) and starts a
+//!   new generation;
+//! - a **Differential** run is made against the last full (`--parent <full>`): restic reads only
+//!   the files changed since that full (by size, time and inode) and the snapshot belongs to the
+//!   full's generation.
+//!
+//! A generation is a full with its differentials, linked by the tag `unyo-generation=<full's
+//! short id>`. Retention keeps the newest N generations that hold a full and forgets the
+//! snapshots of older ones (`restic forget`, then `restic prune`); the newest generation is never
+//! forgotten. Snapshots carry the tags `unyo-plan`, `unyo-rule`, `unyo-type`, `unyo-generation`,
+//! `unyo-class` (the information class) and `unyo-label`. To restore, pick any snapshot — the
+//! latest differential of a generation restores the state of its run in one step:
+//! `restic -r REPO --password-file F restore <snapshot> --target DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+/// A restic repository on this host.
+#[derive(Clone, Debug)]
+pub struct Restic {
+    /// Repository location (a path or a restic URL).
+    pub repo: String,
+    /// The file holding its password (on the host; never in a custom resource).
+    pub password_file: PathBuf,
+}
+
+/// A snapshot as `restic snapshots --json` lists it.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Full id.
+    pub id: String,
+    /// Short id.
+    pub short_id: String,
+    /// When it was taken.
+    pub time: String,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl Snapshot {
+    /// The value of tag `key=…`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    }
+}
+
+/// What a backup run produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Made {
+    /// The snapshot's short id.
+    pub snapshot: String,
+    /// Bytes added to the repository.
+    pub bytes_added: u64,
+    /// Files the run read again (new or changed).
+    pub files_read: u64,
+}
+
+#[derive(Deserialize)]
+struct Summary {
+    message_type: String,
+    #[serde(default)]
+    snapshot_id: Option<String>,
+    #[serde(default)]
+    data_added: u64,
+    #[serde(default)]
+    files_new: u64,
+    #[serde(default)]
+    files_changed: u64,
+}
+
+impl Restic {
+    fn command(&self) -> Command {
+        let mut c = Command::new("restic");
+        c.arg("-r")
+            .arg(&self.repo)
+            .arg("--password-file")
+            .arg(&self.password_file)
+            .args(["--no-cache", "--quiet"]);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .map_err(|e| format!("running restic (Debian package restic): {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let lines: Vec<&str> = err
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = if lines.is_empty() {
+                "failed".to_string()
+            } else {
+                lines.join("; ")
+            };
+            Err(format!(
+                "restic {}: {message}",
+                args.first().copied().unwrap_or("")
+            ))
+        }
+    }
+
+    /// Opens the repository, creating it when it does not exist yet (a wrong password or an
+    /// unreadable repository is an error, never a new repository). A secondary repository is
+    /// created with the chunker parameters of `copy_of`, so that copies deduplicate.
+    pub fn ensure(&self, copy_of: Option<&Restic>) -> Result<(), String> {
+        if !self.password_file.is_file() {
+            return Err(format!(
+                "password file {} does not exist",
+                self.password_file.display()
+            ));
+        }
+        match self.run(&["cat", "config"]) {
+            Ok(_) => Ok(()),
+            // Only a repository that is not there is created; any other failure is reported.
+            Err(e) if e.contains("Is there a repository at the following location") => {
+                let mut args = vec!["init".to_string()];
+                if let Some(src) = copy_of {
+                    args.extend([
+                        "--copy-chunker-params".into(),
+                        "--from-repo".into(),
+                        src.repo.clone(),
+                        "--from-password-file".into(),
+                        src.password_file.display().to_string(),
+                    ]);
+                }
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.run(&refs).map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Backs up `paths` with `tags`: against `parent` (a differential) or reading every file
+    /// (a full).
+    pub fn backup(
+        &self,
+        paths: &[PathBuf],
+        excludes: &[String],
+        tags: &[String],
+        parent: Option<&str>,
+    ) -> Result<Made, String> {
+        let mut c = self.command();
+        c.args(["backup", "--json"]);
+        match parent {
+            Some(p) => {
+                c.args(["--parent", p]);
+            }
+            None => {
+                c.arg("--force");
+            }
+        }
+        for t in tags {
+            c.arg("--tag").arg(t);
+        }
+        for e in excludes {
+            c.arg("--exclude").arg(e);
+        }
+        c.args(paths);
+        let out = c.output().map_err(|e| format!("running restic: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "restic backup: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("failed")
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Summary>(l).ok())
+            .find(|s| s.message_type == "summary")
+            .ok_or_else(|| "restic backup printed no summary".to_string())?;
+        let id = summary
+            .snapshot_id
+            .ok_or("restic backup made no snapshot")?;
+        Ok(Made {
+            snapshot: id.chars().take(8).collect(),
+            bytes_added: summary.data_added,
+            files_read: summary.files_new + summary.files_changed,
+        })
+    }
+
+    /// The snapshots carrying every tag of `tags`, oldest first.
+    pub fn snapshots(&self, tags: &[String]) -> Result<Vec<Snapshot>, String> {
+        let mut args = vec!["snapshots".to_string(), "--json".to_string()];
+        if !tags.is_empty() {
+            args.push("--tag".into());
+            args.push(tags.join(","));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run(&refs)?;
+        let mut list: Vec<Snapshot> = serde_json::from_str(out.trim()).unwrap_or_default();
+        list.sort_by(|a, b| a.time.cmp(&b.time));
+        Ok(list)
+    }
+
+    /// Copies a snapshot of `from` into this repository.
+    pub fn copy_from(&self, from: &Restic, snapshot: &str) -> Result<(), String> {
+        self.run(&[
+            "copy",
+            "--from-repo",
+            &from.repo,
+            "--from-password-file",
+            &from.password_file.display().to_string(),
+            snapshot,
+        ])
+        .map(|_| ())
+    }
+
+    /// Forgets snapshots and prunes the data only they held.
+    pub fn forget(&self, ids: &[String]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["forget", "--prune"];
+        args.extend(ids.iter().map(String::as_str));
+        self.run(&args).map(|_| ())
+    }
+
+    /// `restic check`.
+    pub fn check(&self) -> Result<(), String> {
+        self.run(&["check"]).map(|_| ())
+    }
+
+    /// Restores `snapshot` (optionally only `include`) into `target`. (Tested here; the periodic
+    /// test restore and `unyo backup restore` that will call it are not in this build.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn restore(
+        &self,
+        snapshot: &str,
+        target: &Path,
+        include: Option<&str>,
+    ) -> Result<(), String> {
+        let target = target.display().to_string();
+        let mut args = vec!["restore", snapshot, "--target", target.as_str()];
+        if let Some(i) = include {
+            args.extend(["--include", i]);
+        }
+        self.run(&args).map(|_| ())
+    }
+}
+
+/// The generations of a plan's snapshots (by their generation tag), oldest first, each with
+/// whether it holds a full.
+pub fn generations(snaps: &[Snapshot]) -> Vec<(String, Vec<&Snapshot>, bool)> {
+    let mut out: Vec<(String, Vec<&Snapshot>, bool)> = Vec::new();
+    for s in snaps {
+        let Some(g) = s.tag("unyo-generation") else {
+            continue;
+        };
+        let full = s.tag("unyo-type") == Some("Full");
+        match out.iter_mut().find(|(id, _, _)| id == g) {
+            Some(entry) => {
+                entry.1.push(s);
+                entry.2 |= full;
+            }
+            None => out.push((g.to_string(), vec![s], full)),
+        }
+    }
+    out
+}
+
+/// The snapshot ids to forget so that the newest `keep` generations with a full remain (never
+/// fewer than one): every snapshot of an older generation.
+pub fn to_forget(snaps: &[Snapshot], keep: u32) -> Vec<String> {
+    let gens = generations(snaps);
+    let complete: Vec<&String> = gens.iter().filter(|g| g.2).map(|g| &g.0).collect();
+    let keep = keep.max(1) as usize;
+    if complete.len() <= keep {
+        return vec![];
+    }
+    let oldest_kept = complete[complete.len() - keep];
+    let cut = gens.iter().position(|g| &g.0 == oldest_kept).unwrap_or(0);
+    gens[..cut]
+        .iter()
+        .flat_map(|g| g.1.iter().map(|s| s.id.clone()))
+        .collect()
+}
+
+/// Runs one rule of a plan (or, with `rule` None, a full backup on request) on the host
+/// beneath `root`, updating `state` (the host's backup state under the plan).
+pub fn run_rule(
+    plan: &str,
+    spec: &unyo_crds::backup::BackupPlanSpec,
+    rule: Option<&unyo_crds::backup::BackupRule>,
+    root: &Path,
+    state: &mut unyo_crds::backup::HostBackup,
+) {
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use unyo_crds::backup::{BackupRun, BackupType, RunResult, Verification};
+
+    let on_host = |p: &str| {
+        if p.starts_with('/') {
+            root.join(p.trim_start_matches('/'))
+        } else {
+            PathBuf::from(p)
+        }
+    };
+    let repo = |r: &unyo_crds::backup::BackupRepository| Restic {
+        repo: if r.location.starts_with('/') {
+            on_host(&r.location).display().to_string()
+        } else {
+            r.location.clone()
+        },
+        password_file: on_host(&r.password_file),
+    };
+    let started = Timestamp::now();
+    let rule_name = rule
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| "on-request".into());
+    let wanted = rule.map(|r| r.backup_type).unwrap_or(BackupType::Full);
+    let primary = repo(&spec.repositories.primary);
+    let secondary = spec.repositories.secondary.as_ref().map(repo);
+    let sources: Vec<&unyo_crds::backup::BackupSource> = spec
+        .sources
+        .iter()
+        .filter(|s| rule.is_none_or(|r| r.sources.is_empty() || r.sources.contains(&s.name)))
+        .collect();
+    let paths: Vec<PathBuf> = sources
+        .iter()
+        .flat_map(|s| s.paths.iter().map(|p| on_host(p)))
+        .collect();
+    let excludes: Vec<String> = sources
+        .iter()
+        .flat_map(|s| s.excludes.iter().map(|e| on_host(e).display().to_string()))
+        .collect();
+
+    let result: Result<(BackupType, Made, Option<bool>, String), String> = (|| {
+        primary.ensure(None)?;
+        if let Some(sec) = &secondary {
+            sec.ensure(Some(&primary))?;
+        }
+        let plan_tag = format!("unyo-plan={plan}");
+        let last_full = primary
+            .snapshots(&[plan_tag.clone(), "unyo-type=Full".into()])?
+            .pop();
+        let (kind, parent, generation, note) = match (wanted, &last_full) {
+            (BackupType::Differential, Some(full)) => (
+                BackupType::Differential,
+                Some(full.short_id.clone()),
+                full.tag("unyo-generation")
+                    .unwrap_or(&full.short_id)
+                    .to_string(),
+                String::new(),
+            ),
+            (BackupType::Differential, None) => (
+                BackupType::Full,
+                None,
+                format!("g{}", started.as_millisecond()),
+                "no full backup yet, so this run is a full; ".to_string(),
+            ),
+            (BackupType::Full, _) => (
+                BackupType::Full,
+                None,
+                format!("g{}", started.as_millisecond()),
+                String::new(),
+            ),
+        };
+        let mut tags = vec![
+            plan_tag.clone(),
+            format!("unyo-rule={rule_name}"),
+            format!("unyo-type={kind:?}"),
+            format!("unyo-generation={generation}"),
+            format!("unyo-class={:?}", spec.media.information_class),
+        ];
+        if let Some(label) = &spec.media.label {
+            tags.push(format!("unyo-label={}", label.replace(',', " ")));
+        }
+        let made = primary.backup(&paths, &excludes, &tags, parent.as_deref())?;
+        let copied = match &secondary {
+            Some(sec) => Some(sec.copy_from(&primary, &made.snapshot).is_ok()),
+            None => None,
+        };
+        // Retention by generations, in both repositories.
+        let keep = spec.retention.generations;
+        let forget = to_forget(&primary.snapshots(std::slice::from_ref(&plan_tag))?, keep);
+        primary.forget(&forget)?;
+        if let Some(sec) = &secondary {
+            let forget = to_forget(&sec.snapshots(&[plan_tag])?, keep);
+            sec.forget(&forget)?;
+        }
+        Ok((kind, made, copied, note))
+    })();
+
+    let finished = Timestamp::now();
+    let run = match &result {
+        Ok((kind, made, copied, note)) => BackupRun {
+            rule: rule_name.clone(),
+            backup_type: *kind,
+            result: RunResult::Succeeded,
+            started_at: Time(started),
+            finished_at: Some(Time(finished)),
+            snapshot: Some(made.snapshot.clone()),
+            copied: *copied,
+            bytes_added: Some(made.bytes_added),
+            message: Some(format!(
+                "{note}{} file(s) read, {} bytes added{}",
+                made.files_read,
+                made.bytes_added,
+                match copied {
+                    Some(true) => ", copied to the secondary repository",
+                    Some(false) => ", NOT copied to the secondary repository",
+                    None => "",
+                }
+            )),
+        },
+        Err(e) => BackupRun {
+            rule: rule_name.clone(),
+            backup_type: wanted,
+            result: RunResult::Failed,
+            started_at: Time(started),
+            finished_at: Some(Time(finished)),
+            snapshot: None,
+            copied: None,
+            bytes_added: None,
+            message: Some(e.clone()),
+        },
+    };
+    match run.backup_type {
+        BackupType::Full => state.last_full = Some(run),
+        BackupType::Differential => state.last_differential = Some(run),
+    }
+    if let Ok(snaps) = primary.snapshots(&[format!("unyo-plan={plan}")]) {
+        state.generations = Some(generations(&snaps).iter().filter(|g| g.2).count() as u32);
+    }
+    if result.is_ok()
+        && spec
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.check_after_run)
+    {
+        let checked = primary.check();
+        state.last_verification = Some(Verification {
+            at: Time(Timestamp::now()),
+            result: if checked.is_ok() {
+                RunResult::Succeeded
+            } else {
+                RunResult::Failed
+            },
+            message: Some(
+                checked
+                    .err()
+                    .unwrap_or_else(|| "restic check: no errors".into()),
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(name: &str) -> (PathBuf, Restic, Restic) {
+        let dir = std::env::temp_dir().join(format!("unyo-restic-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data/db")).unwrap();
+        std::fs::write(dir.join("pass"), "correct horse battery staple\n").unwrap();
+        let primary = Restic {
+            repo: dir.join("primary").display().to_string(),
+            password_file: dir.join("pass"),
+        };
+        let secondary = Restic {
+            repo: dir.join("secondary").display().to_string(),
+            password_file: dir.join("pass"),
+        };
+        (dir, primary, secondary)
+    }
+
+    fn tags(kind: &str, generation: &str) -> Vec<String> {
+        vec![
+            "unyo-plan=db".into(),
+            format!("unyo-type={kind}"),
+            format!("unyo-generation={generation}"),
+            "unyo-class=ClassI".into(),
+        ]
+    }
+
+    #[test]
+    fn full_differential_copy_restore_and_retention_with_real_restic() {
+        let (dir, primary, secondary) = setup("gen");
+        primary.ensure(None).unwrap();
+        secondary.ensure(Some(&primary)).unwrap();
+        let data = dir.join("data");
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        std::fs::write(data.join("db/base.dat"), &big).unwrap();
+        std::fs::write(data.join("db/journal"), b"one\n").unwrap();
+        let full = primary
+            .backup(
+                std::slice::from_ref(&data),
+                &[],
+                &tags("Full", "pending"),
+                None,
+            )
+            .unwrap();
+        assert!(full.bytes_added > 0);
+        assert!(full.files_read >= 2);
+        // A differential against the full reads only the changed file.
+        std::fs::write(data.join("db/journal"), b"one\ntwo\n").unwrap();
+        let diff = primary
+            .backup(
+                std::slice::from_ref(&data),
+                &[],
+                &tags("Differential", &full.snapshot),
+                Some(&full.snapshot),
+            )
+            .unwrap();
+        assert_eq!(diff.files_read, 1, "{diff:?}");
+        assert!(diff.bytes_added < full.bytes_added);
+        // The copy in the secondary repository restores byte for byte.
+        secondary.copy_from(&primary, &diff.snapshot).unwrap();
+        let copied = secondary.snapshots(&["unyo-plan=db".into()]).unwrap();
+        assert_eq!(copied.len(), 1);
+        let target = dir.join("restore");
+        secondary
+            .restore(&copied[0].short_id, &target, None)
+            .unwrap();
+        let restored = target.join(data.strip_prefix("/").unwrap());
+        assert_eq!(std::fs::read(restored.join("db/base.dat")).unwrap(), big);
+        assert_eq!(
+            std::fs::read(restored.join("db/journal")).unwrap(),
+            b"one\ntwo\n"
+        );
+        primary.check().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_generations() {
+        let snap = |id: &str, kind: &str, g: &str, t: &str| Snapshot {
+            id: id.into(),
+            short_id: id.into(),
+            time: t.into(),
+            tags: vec![format!("unyo-type={kind}"), format!("unyo-generation={g}")],
+        };
+        let mut snaps = Vec::new();
+        for g in 1..=7 {
+            snaps.push(snap(
+                &format!("f{g}"),
+                "Full",
+                &format!("g{g}"),
+                &format!("2026-11-{:02}T19:30:00Z", g * 2),
+            ));
+            snaps.push(snap(
+                &format!("d{g}"),
+                "Differential",
+                &format!("g{g}"),
+                &format!("2026-11-{:02}T19:30:00Z", g * 2 + 1),
+            ));
+        }
+        assert_eq!(to_forget(&snaps, 5), ["f1", "d1", "f2", "d2"]);
+        assert!(to_forget(&snaps, 7).is_empty());
+        // A generation whose full failed (only differentials) does not count as kept.
+        snaps.retain(|s| s.id != "f7");
+        assert_eq!(to_forget(&snaps, 5), ["f1", "d1"]);
+        assert_eq!(
+            to_forget(&snaps, 0).len(),
+            10,
+            "never fewer than one generation"
+        );
+    }
+
+    #[test]
+    fn wrong_password_and_missing_password_file_are_clear() {
+        let (dir, primary, _) = setup("pw");
+        primary.ensure(None).unwrap();
+        std::fs::write(dir.join("wrong"), "nope\n").unwrap();
+        let wrong = Restic {
+            repo: primary.repo.clone(),
+            password_file: dir.join("wrong"),
+        };
+        let err = wrong.ensure(None).unwrap_err();
+        assert!(err.contains("wrong password"), "{err}");
+        let missing = Restic {
+            repo: primary.repo.clone(),
+            password_file: dir.join("absent"),
+        };
+        assert!(missing.ensure(None).unwrap_err().contains("does not exist"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
