@@ -83,6 +83,8 @@ pub fn problems(
     server: &Server,
     policies: &[MonitoringPolicy],
     schedules: &[VirusScanSchedule],
+    plans: &[unyo_crds::BackupPlan],
+    calendars: &[unyo_crds::OperationCalendar],
     now: Timestamp,
     agent_grace: SignedDuration,
 ) -> Vec<Problem> {
@@ -119,6 +121,43 @@ pub fn problems(
                 .as_deref()
                 .and_then(|w| parse_duration(w).ok())
                 .unwrap_or(DEFAULT_REOPEN),
+        });
+    }
+    // A failed or missed backup is a problem until a run of the plan succeeds on time.
+    let mut selecting_routes: Vec<NotificationRoute> = Vec::new();
+    for p in unyo_crds::selection::monitoring_policies_for(server, policies) {
+        for r in &p.spec.notifications {
+            if !selecting_routes.iter().any(|x| x.name == r.name) {
+                selecting_routes.push(r.clone());
+            }
+        }
+    }
+    for plan in unyo_crds::selection::backup_plans_for(server, plans) {
+        let (ok, reason, message) = crate::backup::health(server, plan, calendars, now);
+        if reason == "NeverBackedUp" {
+            continue;
+        }
+        let last = status
+            .operations
+            .as_ref()
+            .and_then(|o| o.backups.iter().find(|b| b.plan == plan.name_any()))
+            .and_then(|b| {
+                [&b.last_full, &b.last_differential]
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.started_at.0)
+                    .max()
+            })
+            .unwrap_or(now);
+        out.push(Problem {
+            policy: plan.name_any(),
+            check: "backup".into(),
+            severity: Severity::Critical,
+            firing: !ok && (reason == "BackupFailed" || reason == "MissedRun"),
+            since: last,
+            message,
+            routes: selecting_routes.clone(),
+            reopen: DEFAULT_REOPEN,
         });
     }
     // Every detection of the last scan is a problem until a later scan no longer finds it.
@@ -237,7 +276,25 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         .map_err(api("listing VirusScanSchedules"))?
         .items;
     let mut wake: Option<Duration> = None;
-    let mut found = problems(&server, &policies, &schedules, now, ctx.agent_grace);
+    let plans = Api::<unyo_crds::BackupPlan>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing BackupPlans"))?
+        .items;
+    let calendars = Api::<unyo_crds::OperationCalendar>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing OperationCalendars"))?
+        .items;
+    let mut found = problems(
+        &server,
+        &policies,
+        &schedules,
+        &plans,
+        &calendars,
+        now,
+        ctx.agent_grace,
+    );
     // A detection a later scan no longer lists has gone (quarantined, deleted): its open
     // Incident recovers at the time of that scan.
     let last_scan = server

@@ -4,9 +4,11 @@
 //! `--leader-elect`) runs one reconcile loop per kind, each in the module of its name:
 //! `server` (drift, conditions, drift ChangeRecords), `change` (ChangeRecord phases),
 //! `incident` (Incidents and notifications), `policy` (MonitoringPolicy status), `virusscan`
-//! (VirusScanSchedule status; AntivirusHealthy) and `calendar` (OperationCalendar status); until
+//! (VirusScanSchedule status; AntivirusHealthy), `backup` (BackupPlan status; BackupHealthy) and
+//! `calendar` (OperationCalendar status); until
 //! SIGINT or SIGTERM.
 
+mod backup;
 mod calendar;
 mod change;
 mod conditions;
@@ -103,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             policy::run(ctx.clone(), ns.clone()),
             calendar::run(ctx.clone(), ns.clone()),
             virusscan::run(ctx.clone(), ns.clone()),
+            backup::run(ctx.clone(), ns.clone()),
         );
     };
     tracing::info!(?clock, "all unyo.dev kinds are served");

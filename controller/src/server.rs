@@ -339,6 +339,16 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         .await
         .map_err(api("listing OperationCalendars"))?
         .items;
+    let plans = Api::<unyo_crds::BackupPlan>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing BackupPlans"))?
+        .items;
+    let backups = crate::backup::server_health(&server, &plans, &calendars, now).map(
+        |(ok, reason, message)| {
+            condition(conds, "BackupHealthy", ok, reason, message, generation, now)
+        },
+    );
     let antivirus =
         crate::virusscan::server_health(&server, &schedules, &calendars, now).map(|h| {
             condition(
@@ -386,6 +396,7 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         conditions: [sync_condition, agent_condition, ready_condition]
             .into_iter()
             .chain(antivirus)
+            .chain(backups)
             .collect(),
         ..Default::default()
     };

@@ -1153,3 +1153,129 @@ spec:
     })
     .await;
 }
+
+fn backup_state(result: &str, kind: &str) -> serde_json::Value {
+    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap();
+    let run = json!({"rule": "on-request", "type": kind, "result": result, "startedAt": now.to_string(),
+                     "finishedAt": now.to_string(), "copied": true, "message": format!("{result} run")});
+    let key = if kind == "Full" {
+        "lastFull"
+    } else {
+        "lastDifferential"
+    };
+    json!({"backups": [{"plan": "db", key: run, "generations": 3}]})
+}
+
+#[tokio::test]
+async fn backup_health_plan_status_and_failed_run_incidents() {
+    let cp = control_plane().unwrap();
+    let ns = cp.namespace("backups").await.unwrap();
+    let client = cp.client().await.unwrap();
+    let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
+    let plans: Api<unyo_crds::BackupPlan> = Api::namespaced(client.clone(), &ns);
+    let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
+    let calendar = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/samples/calendar.yaml"
+    ))
+    .unwrap()
+    .replace("namespace: mie", &format!("namespace: {ns}"));
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&calendar))
+        .unwrap();
+    for name in ["db01", "db02"] {
+        cp.kubectl_ok(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&server_yaml(&ns, name)),
+        )
+        .unwrap();
+    }
+    let plan = format!(
+        r#"apiVersion: unyo.dev/v1alpha1
+kind: BackupPlan
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: db}}}}
+  sources: [{{name: pgdata, paths: [/var/lib/postgresql]}}]
+  repositories:
+    primary: {{location: /backup/primary, passwordFile: /etc/unyo/backup.pass}}
+    secondary: {{location: /backup/secondary, passwordFile: /etc/unyo/backup.pass}}
+  rules:
+    - {{name: weekly-full, type: Full, schedule: {{calendar: mie-operations, at: "19:30", days: FirstBusinessDayOfWeek}}}}
+    - {{name: daily-diff, type: Differential, schedule: {{calendar: mie-operations, at: "19:30", days: BusinessDays}}}}
+  media: {{informationClass: ClassI}}
+"#
+    );
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&plan))
+        .unwrap();
+    agent_writes_operations(&servers, "db01", backup_state("Succeeded", "Full")).await;
+    agent_writes_operations(&servers, "db02", backup_state("Failed", "Differential")).await;
+    let ctl = controller(cp, &ns, "controller", &[]).await;
+
+    let cond = |s: &Server| {
+        s.status.as_ref().and_then(|st| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == "BackupHealthy")
+                .cloned()
+        })
+    };
+    let s = wait(&servers, "db01", "BackupHealthy", 60, &ctl, |s| {
+        cond(s).is_some()
+    })
+    .await;
+    let c = cond(&s).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "Healthy"),
+        "{c:?}"
+    );
+    let s = wait(&servers, "db02", "BackupHealthy", 60, &ctl, |s| {
+        cond(s).is_some()
+    })
+    .await;
+    let c = cond(&s).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "BackupFailed"),
+        "{c:?}"
+    );
+
+    let p = wait(&plans, "db", "status", 60, &ctl, |p| {
+        p.status.as_ref().is_some_and(|s| s.servers.len() == 2)
+    })
+    .await;
+    let st = p.status.unwrap();
+    assert_eq!(st.healthy_servers, Some(1));
+    let db01 = st.servers.iter().find(|s| s.server == "db01").unwrap();
+    assert_eq!(db01.generations, Some(3));
+    assert!(db01.last_full.is_some() && db01.next_run.is_some());
+    assert!(db01.next_run.as_ref().unwrap().0 > Timestamp::now());
+    assert_eq!(st.conditions[0].status, "True");
+
+    // The failed run opened an Incident; a successful run recovers it.
+    let mut found = Vec::new();
+    for _ in 0..120 {
+        found = incidents
+            .list(&ListParams::default().labels("unyo.dev/server=db02"))
+            .await
+            .unwrap()
+            .items;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(found.len(), 1, "{}", ctl.log());
+    assert_eq!(found[0].labels()["unyo.dev/check"], "db.backup");
+    let name = found[0].name_any();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent_writes_operations(&servers, "db02", backup_state("Succeeded", "Full")).await;
+    wait(&incidents, &name, "recovered", 60, &ctl, |i| {
+        i.status.as_ref().and_then(|s| s.phase) == Some(IncidentPhase::Recovered)
+    })
+    .await;
+    wait(&servers, "db02", "healthy", 60, &ctl, |s| {
+        cond(s).is_some_and(|c| c.status == "True")
+    })
+    .await;
+}

@@ -1,0 +1,332 @@
+//! Backup health: the `BackupHealthy` condition of each Server a BackupPlan selects (judged
+//! here, written by the Server loop), and the BackupPlan loop, whose status shows per server the
+//! last full, the last differential, the generations held and the next run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use unyo_crds::backup::{
+    BackupPlan, BackupPlanStatus, BackupRule, BackupRun, BackupType, HostBackup, RunResult,
+    ServerBackupSummary,
+};
+use unyo_crds::selection::{backup_plans_for, selects};
+use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
+use unyo_crds::{OperationCalendar, Server};
+
+use crate::conditions::condition;
+use crate::context::{Context, FIELD_MANAGER};
+
+/// A scheduled run counts as missed when no run of its type started within this time after it.
+pub const MISSED_GRACE: SignedDuration = SignedDuration::from_hours(1);
+
+fn fire_times(
+    plan: &BackupPlan,
+    rule: &BackupRule,
+    calendars: &[OperationCalendar],
+) -> Option<(WorkCalendar, unyo_crds::workcalendar::CompiledSchedule)> {
+    let cal = calendars
+        .iter()
+        .find(|c| c.name_any() == rule.schedule.calendar && c.namespace() == plan.namespace())?;
+    let work = WorkCalendar::from_spec(&cal.spec).ok()?;
+    let sched = compile_schedule(&rule.schedule, "spec.rules.schedule").ok()?;
+    Some((work, sched))
+}
+
+/// The last fire time of `rule` at or before `before` (looking back 8 days), and the next after
+/// `after`.
+fn last_and_next(
+    plan: &BackupPlan,
+    rule: &BackupRule,
+    calendars: &[OperationCalendar],
+    before: Timestamp,
+    after: Timestamp,
+) -> (Option<Timestamp>, Option<Timestamp>) {
+    let Some((work, sched)) = fire_times(plan, rule, calendars) else {
+        return (None, None);
+    };
+    let last = work
+        .fire_times(&sched, before - SignedDuration::from_hours(24 * 8))
+        .map_while(Result::ok)
+        .map(|z| z.timestamp())
+        .take_while(|t| *t <= before)
+        .last();
+    let next = work
+        .fire_times(&sched, after)
+        .next()
+        .and_then(Result::ok)
+        .map(|z| z.timestamp());
+    (last, next)
+}
+
+fn host_state<'a>(server: &'a Server, plan: &str) -> Option<&'a HostBackup> {
+    server
+        .status
+        .as_ref()?
+        .operations
+        .as_ref()?
+        .backups
+        .iter()
+        .find(|b| b.plan == plan)
+}
+
+fn last_run(h: &HostBackup) -> Option<&BackupRun> {
+    [&h.last_full, &h.last_differential]
+        .into_iter()
+        .flatten()
+        .max_by_key(|r| r.started_at.0)
+}
+
+/// Judges `server` under `plan`: (healthy, reason, message).
+pub fn health(
+    server: &Server,
+    plan: &BackupPlan,
+    calendars: &[OperationCalendar],
+    now: Timestamp,
+) -> (bool, &'static str, String) {
+    let name = plan.name_any();
+    let Some(h) = host_state(server, &name) else {
+        return (
+            false,
+            "NeverBackedUp",
+            format!("no backup of plan {name} reported yet"),
+        );
+    };
+    if let Some(run) = last_run(h).filter(|r| r.result == RunResult::Failed) {
+        return (
+            false,
+            "BackupFailed",
+            format!(
+                "{} ({:?}) failed: {}",
+                run.rule,
+                run.backup_type,
+                run.message.clone().unwrap_or_default()
+            ),
+        );
+    }
+    for rule in &plan.spec.rules {
+        let (due, _) = last_and_next(plan, rule, calendars, now - MISSED_GRACE, now);
+        let ran = match rule.backup_type {
+            // A full also satisfies a differential that was due.
+            BackupType::Full => h.last_full.as_ref().map(|r| r.started_at.0),
+            BackupType::Differential => [&h.last_full, &h.last_differential]
+                .into_iter()
+                .flatten()
+                .map(|r| r.started_at.0)
+                .max(),
+        };
+        if let Some(d) = due
+            && ran.is_none_or(|r| r < d)
+        {
+            return (
+                false,
+                "MissedRun",
+                format!("rule {} was due at {d} and did not run", rule.name),
+            );
+        }
+    }
+    if plan.spec.repositories.secondary.is_some()
+        && last_run(h).is_some_and(|r| r.copied == Some(false))
+    {
+        return (
+            false,
+            "NotCopied",
+            "the last run was not copied to the secondary repository".into(),
+        );
+    }
+    if h.last_verification
+        .as_ref()
+        .is_some_and(|v| v.result == RunResult::Failed)
+    {
+        return (
+            false,
+            "VerificationFailed",
+            "the last repository check failed".into(),
+        );
+    }
+    (
+        true,
+        "Healthy",
+        format!("{} generation(s) held", h.generations.unwrap_or(0)),
+    )
+}
+
+/// The BackupHealthy judgement of a server under every plan selecting it (the first unhealthy
+/// one decides), or None when no plan selects it.
+pub fn server_health(
+    server: &Server,
+    plans: &[BackupPlan],
+    calendars: &[OperationCalendar],
+    now: Timestamp,
+) -> Option<(bool, &'static str, String)> {
+    let all: Vec<_> = backup_plans_for(server, plans)
+        .into_iter()
+        .map(|p| health(server, p, calendars, now))
+        .collect();
+    all.iter().find(|h| !h.0).or(all.first()).cloned()
+}
+
+/// Failure of one reconcile.
+#[derive(thiserror::Error, Debug)]
+#[error("{what}: {source}")]
+pub struct Error {
+    what: String,
+    source: kube::Error,
+}
+
+#[tracing::instrument(skip_all, fields(namespace = p.namespace().unwrap_or_default(), plan = p.name_any()))]
+async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("BackupPlan");
+    let ns = p.namespace().unwrap_or_default();
+    let now = ctx.clock.now();
+    let list_err = |what: &str| {
+        let what = what.to_string();
+        move |source| Error { what, source }
+    };
+    let servers = Api::<Server>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(list_err("listing Servers"))?
+        .items;
+    let calendars = Api::<OperationCalendar>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(list_err("listing OperationCalendars"))?
+        .items;
+    let prev = p.status.clone().unwrap_or_default();
+    let mut status = BackupPlanStatus {
+        observed_generation: p.meta().generation,
+        ..Default::default()
+    };
+    let mut healthy = 0;
+    let mut selector_error = None;
+    let mut next_wake: Option<Timestamp> = None;
+    for s in &servers {
+        match selects(&p.spec.selector, s.labels()) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                selector_error = Some(e.to_string());
+                break;
+            }
+        }
+        if health(s, &p, &calendars, now).0 {
+            healthy += 1;
+        }
+        let h = host_state(s, &p.name_any());
+        let next_run = p
+            .spec
+            .rules
+            .iter()
+            .filter_map(|r| last_and_next(&p, r, &calendars, now, now).1)
+            .min();
+        if let Some(n) = next_run {
+            let due = n + MISSED_GRACE;
+            next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
+        }
+        status.servers.push(ServerBackupSummary {
+            server: s.name_any(),
+            last_full: h.and_then(|h| h.last_full.clone()),
+            last_differential: h.and_then(|h| h.last_differential.clone()),
+            generations: h.and_then(|h| h.generations),
+            next_run: next_run.map(Time),
+        });
+    }
+    status.healthy_servers = Some(healthy);
+    let missing_calendar = p.spec.rules.iter().find(|r| {
+        !calendars
+            .iter()
+            .any(|c| c.name_any() == r.schedule.calendar)
+    });
+    let (ok, reason, message) = match (&selector_error, missing_calendar) {
+        (Some(e), _) => (false, "InvalidSelector", e.clone()),
+        (None, Some(r)) => (
+            false,
+            "CalendarNotFound",
+            format!(
+                "spec.rules[{}].schedule.calendar: OperationCalendar {} does not exist",
+                r.name, r.schedule.calendar
+            ),
+        ),
+        (None, None) => (
+            true,
+            "Evaluated",
+            format!("{healthy} of {} server(s) healthy", status.servers.len()),
+        ),
+    };
+    status.conditions = vec![condition(
+        &prev.conditions,
+        "Ready",
+        ok,
+        reason,
+        message,
+        p.meta().generation,
+        now,
+    )];
+    if prev != status {
+        let patch = serde_json::json!({
+            "apiVersion": BackupPlan::api_version(&()),
+            "kind": BackupPlan::kind(&()),
+            "status": status,
+        });
+        Api::<BackupPlan>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(
+                &p.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(list_err("writing the BackupPlan status"))?;
+    }
+    Ok(match (next_wake, ctx.clock) {
+        (Some(t), crate::context::Clock::System) if t > now => Action::requeue(
+            Duration::from_millis((t.as_millisecond() - now.as_millisecond()) as u64 + 500),
+        ),
+        _ => Action::await_change(),
+    })
+}
+
+fn error_policy(_p: Arc<BackupPlan>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error("BackupPlan");
+    tracing::warn!(%error, "backup plan reconcile failed; retrying in 5s");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the BackupPlan controller until shutdown.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let (plans, servers): (Api<BackupPlan>, Api<Server>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let controller = Controller::new(plans, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(servers, watcher::Config::default(), move |s: Server| {
+            let ns = s.namespace();
+            store
+                .state()
+                .iter()
+                .filter(|p| p.namespace() == ns)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "backup plan reconcile");
+            }
+        })
+        .await;
+}
