@@ -242,8 +242,8 @@ impl Restic {
         self.run(&["check"]).map(|_| ())
     }
 
-    /// Restores `snapshot` (optionally only `include`) into `target`. (Tested here; the periodic
-    /// test restore and `unyo backup restore` that will call it are not in this build.)
+    /// Restores `snapshot` (optionally only `include`) into `target`. (Used by the tests; the
+    /// operator's restore command, `unyo backup restore`, is not in this build.)
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn restore(
         &self,
@@ -467,6 +467,138 @@ pub fn run_rule(
     }
 }
 
+/// Files under `paths` (recursively, sorted), at most `n`, spread evenly.
+fn sample_files(paths: &[PathBuf], n: usize) -> Vec<PathBuf> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+        if p.is_file() {
+            out.push(p.to_path_buf());
+        } else if let Ok(entries) = std::fs::read_dir(p) {
+            let mut list: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            list.sort();
+            for e in list {
+                walk(&e, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for p in paths {
+        walk(p, &mut all);
+    }
+    if all.len() <= n {
+        return all;
+    }
+    let step = all.len() as f64 / n as f64;
+    (0..n)
+        .map(|i| all[(i as f64 * step) as usize].clone())
+        .collect()
+}
+
+/// The periodic test restore: restores a sample of up to 20 files that have not changed since
+/// the latest snapshot of the plan into a temporary directory and compares them byte for byte
+/// with the files on the host.
+pub fn test_restore(
+    plan: &str,
+    spec: &unyo_crds::backup::BackupPlanSpec,
+    root: &Path,
+    state: &mut unyo_crds::backup::HostBackup,
+) {
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use unyo_crds::backup::{RunResult, Verification};
+
+    let on_host = |p: &str| root.join(p.trim_start_matches('/'));
+    let primary = Restic {
+        repo: if spec.repositories.primary.location.starts_with('/') {
+            on_host(&spec.repositories.primary.location)
+                .display()
+                .to_string()
+        } else {
+            spec.repositories.primary.location.clone()
+        },
+        password_file: on_host(&spec.repositories.primary.password_file),
+    };
+    let outcome: Result<String, String> = (|| {
+        let latest = primary
+            .snapshots(&[format!("unyo-plan={plan}")])?
+            .pop()
+            .ok_or("no snapshot of the plan to restore")?;
+        let taken: Timestamp = latest
+            .time
+            .parse()
+            .map_err(|e| format!("snapshot time {}: {e}", latest.time))?;
+        let paths: Vec<PathBuf> = spec
+            .sources
+            .iter()
+            .flat_map(|s| s.paths.iter().map(|p| on_host(p)))
+            .collect();
+        let unchanged: Vec<PathBuf> = sample_files(&paths, 200)
+            .into_iter()
+            .filter(|f| {
+                std::fs::metadata(f)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| Timestamp::try_from(t).ok())
+                    .is_some_and(|t| t < taken)
+            })
+            .take(20)
+            .collect();
+        if unchanged.is_empty() {
+            return Err("no file unchanged since the latest snapshot to compare".into());
+        }
+        let target = std::env::temp_dir().join(format!(
+            "unyo-test-restore-{}-{}",
+            std::process::id(),
+            taken.as_millisecond()
+        ));
+        let _ = std::fs::remove_dir_all(&target);
+        let mut args = vec![
+            "restore".to_string(),
+            latest.short_id.clone(),
+            "--target".into(),
+            target.display().to_string(),
+        ];
+        for f in &unchanged {
+            args.push("--include".into());
+            args.push(f.display().to_string());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let restored = primary.run(&refs);
+        let compared = restored.and_then(|_| {
+            for f in &unchanged {
+                let copy = target.join(f.strip_prefix("/").unwrap_or(f));
+                let (a, b) = (std::fs::read(f), std::fs::read(&copy));
+                match (a, b) {
+                    (Ok(a), Ok(b)) if a == b => {}
+                    (Ok(_), Ok(_)) => {
+                        return Err(format!("{} differs from its restored copy", f.display()));
+                    }
+                    (_, Err(e)) => return Err(format!("{} was not restored: {e}", f.display())),
+                    (Err(e), _) => return Err(format!("{}: {e}", f.display())),
+                }
+            }
+            Ok(format!(
+                "restored {} file(s) of snapshot {} and found them identical",
+                unchanged.len(),
+                latest.short_id
+            ))
+        });
+        let _ = std::fs::remove_dir_all(&target);
+        compared
+    })();
+    state.last_verification = Some(Verification {
+        at: Time(Timestamp::now()),
+        result: if outcome.is_ok() {
+            RunResult::Succeeded
+        } else {
+            RunResult::Failed
+        },
+        message: Some(match outcome {
+            Ok(m) => m,
+            Err(e) => format!("test restore: {e}"),
+        }),
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +674,65 @@ mod tests {
             b"one\ntwo\n"
         );
         primary.check().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_restore_compares_bytes() {
+        let (dir, _, _) = setup("verify");
+        let root = dir.join("host");
+        std::fs::create_dir_all(root.join("srv/data")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/pass"), "pw\n").unwrap();
+        for i in 0..30 {
+            std::fs::write(
+                root.join(format!("srv/data/f{i:02}")),
+                vec![i as u8; 1000 + i],
+            )
+            .unwrap();
+        }
+        let spec: unyo_crds::backup::BackupPlanSpec = serde_json::from_value(serde_json::json!({
+            "sources": [{"name": "data", "paths": ["/srv/data"]}],
+            "repositories": {"primary": {"location": "/backup/p", "passwordFile": "/etc/pass"}},
+            "rules": [{"name": "full", "type": "Full", "schedule": {"calendar": "c", "at": "19:30"}}],
+            "media": {"informationClass": "ClassI"},
+        }))
+        .unwrap();
+        let mut state = unyo_crds::backup::HostBackup {
+            plan: "p".into(),
+            last_full: None,
+            last_differential: None,
+            generations: None,
+            last_verification: None,
+        };
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        run_rule("p", &spec, None, &root, &mut state);
+        assert_eq!(
+            state.last_full.as_ref().unwrap().result,
+            unyo_crds::backup::RunResult::Succeeded
+        );
+        test_restore("p", &spec, &root, &mut state);
+        let v = state.last_verification.clone().unwrap();
+        assert_eq!(v.result, unyo_crds::backup::RunResult::Succeeded, "{v:?}");
+        assert!(v.message.unwrap().contains("restored 20 file(s)"));
+        // A file changed in place with its old modification time: the comparison fails.
+        let f = root.join("srv/data/f00");
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        std::fs::write(&f, b"silently corrupted").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        test_restore("p", &spec, &root, &mut state);
+        let v = state.last_verification.clone().unwrap();
+        assert_eq!(v.result, unyo_crds::backup::RunResult::Failed);
+        assert!(
+            v.message.unwrap().contains("f00 differs"),
+            "{:?}",
+            state.last_verification
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

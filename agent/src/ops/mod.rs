@@ -37,23 +37,22 @@ pub struct BackupJob {
 
 fn next_rule_fire(
     job: &BackupJob,
-    rule: &unyo_crds::backup::BackupRule,
+    schedule: &unyo_crds::common::Schedule,
     after: Timestamp,
 ) -> Result<Option<Timestamp>, String> {
     let cal = job
         .calendars
         .iter()
-        .find(|(n, _)| *n == rule.schedule.calendar)
+        .find(|(n, _)| *n == schedule.calendar)
         .map(|(_, c)| c)
         .ok_or_else(|| {
             format!(
                 "BackupPlan {}: OperationCalendar {} not found",
-                job.name, rule.schedule.calendar
+                job.name, schedule.calendar
             )
         })?;
     let work = WorkCalendar::from_spec(cal).map_err(|e| e.to_string())?;
-    let schedule =
-        compile_schedule(&rule.schedule, "spec.rules.schedule").map_err(|e| e.to_string())?;
+    let schedule = compile_schedule(schedule, "spec.rules.schedule").map_err(|e| e.to_string())?;
     match work.fire_times(&schedule, after).next() {
         Some(Ok(z)) => Ok(Some(z.timestamp())),
         Some(Err(e)) => Err(e.to_string()),
@@ -72,14 +71,27 @@ pub async fn run_backups(
     loop {
         let current = jobs.borrow_and_update().clone();
         let now = Timestamp::now();
-        let mut next: Option<(Timestamp, usize, usize)> = None;
+        // (fire time, job, rule; None for the job's test restore)
+        let mut next: Option<(Timestamp, usize, Option<usize>)> = None;
         for (j, job) in current.iter().enumerate() {
-            for (r, rule) in job.spec.rules.iter().enumerate() {
-                match next_rule_fire(job, rule, now) {
+            let verify = job
+                .spec
+                .verification
+                .as_ref()
+                .and_then(|v| v.test_restore.as_ref());
+            let schedules = job
+                .spec
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(r, rule)| (Some(r), &rule.schedule))
+                .chain(verify.map(|s| (None, s)));
+            for (r, schedule) in schedules {
+                match next_rule_fire(job, schedule, now) {
                     Ok(Some(t)) if next.is_none_or(|(n, _, _)| t < n) => next = Some((t, j, r)),
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(plan = %job.name, rule = %rule.name, error = %e, "cannot schedule the backup")
+                        tracing::warn!(plan = %job.name, error = %e, "cannot schedule the backup")
                     }
                 }
             }
@@ -91,8 +103,10 @@ pub async fn run_backups(
             .unwrap_or(Duration::from_secs(86_400));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
-                if let Some((_, j, r)) = next {
-                    backup_one(&current[j], Some(r), &host, &reporter).await;
+                match next {
+                    Some((_, j, Some(r))) => backup_one(&current[j], Some(r), &host, &reporter).await,
+                    Some((_, j, None)) => verify_one(&current[j], &host, &reporter).await,
+                    None => {}
                 }
             }
             changed = jobs.changed() => if changed.is_err() { break },
@@ -110,6 +124,25 @@ pub async fn run_backups(
                 }
             }
         }
+    }
+}
+
+async fn verify_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
+    let mut state = reporter.backup_state(&job.name).await;
+    let (job, host) = (job.clone(), host.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        backup::test_restore(&job.name, &job.spec, &host.path("/"), &mut state);
+        state
+    })
+    .await;
+    match done {
+        Ok(state) => {
+            if let Some(v) = &state.last_verification {
+                tracing::info!(plan = %state.plan, result = ?v.result, message = v.message.as_deref().unwrap_or(""), "test restore finished");
+            }
+            reporter.backup(state, None).await;
+        }
+        Err(e) => tracing::error!(error = %e, "the test restore task failed"),
     }
 }
 
