@@ -16,7 +16,7 @@ use unyo_crds::selection::{monitoring_policies_for, virus_scan_schedules_for};
 use unyo_crds::{BackupPlan, MonitoringPolicy, OperationCalendar, Server, VirusScanSchedule};
 
 use crate::checks::Assigned;
-use crate::ops::{BACKUP_NOW, BackupJob, SCAN_NOW, ScanJob};
+use crate::ops::{BACKUP_NOW, BackupJob, RESTORE, SCAN_NOW, ScanJob};
 use crate::report::Reporter;
 
 /// Where the assignment goes.
@@ -31,6 +31,8 @@ pub struct Outputs {
     pub backups: watch::Sender<Vec<BackupJob>>,
     /// A new value of the backup-now annotation.
     pub backup_now: watch::Sender<Option<String>>,
+    /// A new value of the restore annotation.
+    pub restore: watch::Sender<Option<String>>,
 }
 
 /// The BackupPlans that select `server`, with the calendars their rules name.
@@ -257,6 +259,7 @@ async fn publish(
     for (annotation, ready, sender) in [
         (SCAN_NOW, have_jobs, &tx.scan_now),
         (BACKUP_NOW, have_plans, &tx.backup_now),
+        (RESTORE, have_plans, &tx.restore),
     ] {
         if ready && let Some(asked) = server.annotations().get(annotation) {
             let file = annotation.trim_start_matches("unyo.dev/");

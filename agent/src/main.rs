@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let (backups_tx, backups_rx) =
         tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "backups"));
     let (backup_now_tx, backup_now_rx) = tokio::sync::watch::channel(None);
+    let (restore_tx, restore_rx) = tokio::sync::watch::channel(None);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reporter.clone().run_writer(client.clone()));
     tasks.spawn(heartbeat::run(
@@ -123,12 +124,14 @@ async fn main() -> anyhow::Result<()> {
             scan_now: scan_now_tx,
             backups: backups_tx,
             backup_now: backup_now_tx,
+            restore: restore_tx,
         },
         reporter.clone(),
     ));
     tasks.spawn(ops::run_backups(
         backups_rx,
         backup_now_rx,
+        restore_rx,
         host.clone(),
         reporter.clone(),
     ));

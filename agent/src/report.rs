@@ -296,6 +296,29 @@ impl Reporter {
         self.wake.notify_one();
     }
 
+    /// An Event about an operation on request (e.g. a restore), journaled like transitions.
+    pub async fn note(&self, reason: &str, message: &str, warning: bool) {
+        let mut state = self.state.lock().await;
+        let entry = JournalEntry {
+            policy: "operations".into(),
+            check: reason.to_string(),
+            state: if warning {
+                CheckState::Warning
+            } else {
+                CheckState::OK
+            },
+            since: now_seconds(),
+            value: None,
+            message: message.to_string(),
+            reason: Some(reason.to_string()),
+        };
+        self.append_journal(&entry);
+        state.journal.push(entry);
+        state.version += 1;
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// Drops the result of a check that is no longer assigned.
     pub async fn remove(&self, key: &(String, String)) {
         let mut state = self.state.lock().await;
@@ -458,7 +481,11 @@ impl Reporter {
                     .clone()
                     .unwrap_or_else(|| format!("Check{:?}", e.state)),
             ),
-            message: Some(format!("{}/{}: {}", e.policy, e.check, e.message)),
+            // A check transition names its policy and check; other Events say it all themselves.
+            message: Some(match &e.reason {
+                Some(_) => e.message.clone(),
+                None => format!("{}/{}: {}", e.policy, e.check, e.message),
+            }),
             type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
             first_timestamp: Some(Time(e.since)),
             last_timestamp: Some(Time(e.since)),

@@ -757,6 +757,55 @@ spec:
         );
     }
 
+    // A restore of the newest generation through the agent (what `unyo backup restore` does),
+    // compared byte for byte; a generation that does not exist is a clear failure.
+    let answer = unyo_cli::backup::request(
+        client.clone(),
+        &ns,
+        "db01",
+        "db",
+        1,
+        "/restore/one",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(answer.contains("into /restore/one"), "{answer}");
+    assert_eq!(
+        std::fs::read(
+            root.join("restore/one").join(
+                root.join("var/lib/postgresql/base.dat")
+                    .strip_prefix("/")
+                    .unwrap()
+            )
+        )
+        .unwrap(),
+        vec![7u8; 300_000]
+    );
+    let err = unyo_cli::backup::request(
+        client.clone(),
+        &ns,
+        "db01",
+        "db",
+        9,
+        "/restore/nine",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("generation 9 does not exist"), "{err}");
+    let plan_obj = Api::<unyo_crds::BackupPlan>::namespaced(client.clone(), &ns)
+        .get("db")
+        .await
+        .unwrap();
+    assert_eq!(
+        unyo_cli::backup::dry_run("db", &plan_obj, 1, "/srv/restore"),
+        [
+            "restic -r /backup/primary --password-file /etc/unyo/backup.pass restore latest --tag unyo-plan=db --target /srv/restore"
+        ]
+    );
+
     // Outage: the API server is unreachable; the port comes back meanwhile.
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -812,7 +861,15 @@ spec:
         oks.contains(&since.as_second()),
         "no Event dated {since} for the offline transition: {oks:?}"
     );
-    let journal_left = std::fs::read_to_string(&journal).unwrap();
+    // The journal is emptied right after the delivery the status shows.
+    let mut journal_left = String::new();
+    for _ in 0..20 {
+        journal_left = std::fs::read_to_string(&journal).unwrap();
+        if journal_left.trim().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert!(
         journal_left.trim().is_empty(),
         "journal not emptied: {journal_left}"

@@ -1,6 +1,6 @@
 //! `unyo`: the operator's command line (also installable as `kubectl-unyo`).
 
-use unyo_cli::{bootstrap, calendar, check};
+use unyo_cli::{backup, bootstrap, calendar, check};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,6 +40,41 @@ enum Command {
     /// Agents on the managed hosts.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Backups of BackupPlans.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BackupCommand {
+    /// Restore a generation of a plan on a host, through its agent (the latest snapshot of the
+    /// generation), into a directory on that host.
+    Restore {
+        /// The Server (host).
+        #[arg(long)]
+        server: String,
+        /// The BackupPlan.
+        #[arg(long)]
+        plan: String,
+        /// Namespace.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        /// Which generation: 1 is the newest.
+        #[arg(long, default_value_t = 1)]
+        generation: usize,
+        /// Absolute directory on the host to restore into.
+        #[arg(long)]
+        target: String,
+        /// Print the restic commands instead of asking the agent.
+        #[arg(long)]
+        dry_run: bool,
+        /// Kubeconfig (default: $KUBECONFIG or ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// How long to wait for the agent's answer, e.g. 10m.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +116,18 @@ fn main() -> ExitCode {
             server_url,
             token_ttl,
         }) => agent_bootstrap(&name, &namespace, out, kubeconfig, server_url, &token_ttl),
+        Command::Backup(BackupCommand::Restore {
+            server,
+            plan,
+            namespace,
+            generation,
+            target,
+            dry_run,
+            kubeconfig,
+            timeout,
+        }) => backup_restore(
+            &server, &plan, &namespace, generation, &target, dry_run, kubeconfig, &timeout,
+        ),
     }
 }
 
@@ -129,6 +176,56 @@ fn agent_bootstrap(
         }
         Err(e) => {
             eprintln!("unyo agent bootstrap: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backup_restore(
+    server: &str,
+    plan: &str,
+    namespace: &str,
+    generation: usize,
+    target: &str,
+    dry_run: bool,
+    kubeconfig: Option<PathBuf>,
+    timeout: &str,
+) -> ExitCode {
+    let timeout = match unyo_crds::common::parse_duration(timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("unyo backup restore: --timeout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("unyo backup restore: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = unyo_crds::client::connect(kubeconfig.as_deref()).await?;
+        if dry_run {
+            let plans: kube::Api<unyo_crds::BackupPlan> = kube::Api::namespaced(client, namespace);
+            let p = plans.get(plan).await?;
+            Ok(backup::dry_run(plan, &p, generation, target).join("\n"))
+        } else {
+            backup::request(client, namespace, server, plan, generation, target, timeout).await
+        }
+    });
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unyo backup restore: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -242,9 +242,7 @@ impl Restic {
         self.run(&["check"]).map(|_| ())
     }
 
-    /// Restores `snapshot` (optionally only `include`) into `target`. (Used by the tests; the
-    /// operator's restore command, `unyo backup restore`, is not in this build.)
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Restores `snapshot` (optionally only `include`) into `target`.
     pub fn restore(
         &self,
         snapshot: &str,
@@ -597,6 +595,48 @@ pub fn test_restore(
             Err(e) => format!("test restore: {e}"),
         }),
     });
+}
+
+/// Restores the latest snapshot of the `generation`-th newest generation (1 = newest) of a plan
+/// into `target` beneath the host root; returns what was restored.
+pub fn restore_generation(
+    plan: &str,
+    spec: &unyo_crds::backup::BackupPlanSpec,
+    root: &Path,
+    generation: usize,
+    target: &str,
+) -> Result<String, String> {
+    let on_host = |p: &str| root.join(p.trim_start_matches('/'));
+    let primary = Restic {
+        repo: if spec.repositories.primary.location.starts_with('/') {
+            on_host(&spec.repositories.primary.location)
+                .display()
+                .to_string()
+        } else {
+            spec.repositories.primary.location.clone()
+        },
+        password_file: on_host(&spec.repositories.primary.password_file),
+    };
+    let snaps = primary.snapshots(&[format!("unyo-plan={plan}")])?;
+    let gens: Vec<_> = generations(&snaps).into_iter().filter(|g| g.2).collect();
+    if generation == 0 || generation > gens.len() {
+        return Err(format!(
+            "plan {plan} holds {} generation(s); generation {generation} does not exist",
+            gens.len()
+        ));
+    }
+    let (id, members, _) = &gens[gens.len() - generation];
+    let snapshot = members
+        .iter()
+        .max_by(|a, b| a.time.cmp(&b.time))
+        .ok_or("an empty generation")?;
+    let dir = on_host(target);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{target}: {e}"))?;
+    primary.restore(&snapshot.short_id, &dir, None)?;
+    Ok(format!(
+        "restored snapshot {} (generation {id}, the {generation}. newest) into {target}",
+        snapshot.short_id
+    ))
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ use crate::report::Reporter;
 pub const SCAN_NOW: &str = "unyo.dev/scan-now";
 /// The Server annotation that asks for a full backup now; a new value runs one.
 pub const BACKUP_NOW: &str = "unyo.dev/backup-now";
+/// The Server annotation that asks for a restore: `<plan>:<generation>:<request id>:<target>`
+/// (what `unyo backup restore` writes); a new value runs one, answered by a `RestoreSucceeded`
+/// or `RestoreFailed` Event naming the request id.
+pub const RESTORE: &str = "unyo.dev/restore";
 
 /// A BackupPlan this host runs, with its calendar.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -65,6 +69,7 @@ fn next_rule_fire(
 pub async fn run_backups(
     mut jobs: watch::Receiver<Vec<BackupJob>>,
     mut backup_now: watch::Receiver<Option<String>>,
+    mut restore: watch::Receiver<Option<String>>,
     host: Collector,
     reporter: Reporter,
 ) {
@@ -110,6 +115,16 @@ pub async fn run_backups(
                 }
             }
             changed = jobs.changed() => if changed.is_err() { break },
+            changed = restore.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let asked = restore.borrow_and_update().clone();
+                if let Some(request) = asked {
+                    let latest = jobs.borrow().clone();
+                    restore_one(&latest, &request, &host, &reporter).await;
+                }
+            }
             changed = backup_now.changed() => {
                 if changed.is_err() {
                     break;
@@ -123,6 +138,57 @@ pub async fn run_backups(
                     }
                 }
             }
+        }
+    }
+}
+
+async fn restore_one(jobs: &[BackupJob], request: &str, host: &Collector, reporter: &Reporter) {
+    let mut parts = request.splitn(4, ':');
+    let (plan, generation, id, target) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let (Some(plan), Some(generation), Some(id), Some(target)) = (plan, generation, id, target)
+    else {
+        reporter
+            .note(
+                "RestoreFailed",
+                &format!("request {request:?}: expected <plan>:<generation>:<id>:<target>"),
+                true,
+            )
+            .await;
+        return;
+    };
+    let Some(job) = jobs.iter().find(|j| j.name == plan).cloned() else {
+        reporter
+            .note(
+                "RestoreFailed",
+                &format!("request {id}: no BackupPlan {plan} selects this server"),
+                true,
+            )
+            .await;
+        return;
+    };
+    let generation: usize = generation.parse().unwrap_or(0);
+    let (host, target_owned) = (host.clone(), target.to_string());
+    let done = tokio::task::spawn_blocking(move || {
+        backup::restore_generation(
+            &job.name,
+            &job.spec,
+            &host.path("/"),
+            generation,
+            &target_owned,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match done {
+        Ok(m) => {
+            reporter
+                .note("RestoreSucceeded", &format!("request {id}: {m}"), false)
+                .await
+        }
+        Err(e) => {
+            reporter
+                .note("RestoreFailed", &format!("request {id}: {e}"), true)
+                .await
         }
     }
 }
