@@ -295,6 +295,23 @@ pub fn to_forget(snaps: &[Snapshot], keep: u32) -> Vec<String> {
         .collect()
 }
 
+/// A path of the host beneath `root` (absolute paths only; restic URLs stay as they are).
+fn on_host(root: &Path, p: &str) -> PathBuf {
+    if p.starts_with('/') {
+        root.join(p.trim_start_matches('/'))
+    } else {
+        PathBuf::from(p)
+    }
+}
+
+/// A repository of a plan as restic on this host reaches it.
+fn repository(root: &Path, r: &unyo_crds::backup::BackupRepository) -> Restic {
+    Restic {
+        repo: on_host(root, &r.location).display().to_string(),
+        password_file: on_host(root, &r.password_file),
+    }
+}
+
 /// Runs one rule of a plan (or, with `rule` None, a full backup on request) on the host
 /// beneath `root`, updating `state` (the host's backup state under the plan).
 pub fn run_rule(
@@ -308,21 +325,8 @@ pub fn run_rule(
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use unyo_crds::backup::{BackupRun, BackupType, RunResult, Verification};
 
-    let on_host = |p: &str| {
-        if p.starts_with('/') {
-            root.join(p.trim_start_matches('/'))
-        } else {
-            PathBuf::from(p)
-        }
-    };
-    let repo = |r: &unyo_crds::backup::BackupRepository| Restic {
-        repo: if r.location.starts_with('/') {
-            on_host(&r.location).display().to_string()
-        } else {
-            r.location.clone()
-        },
-        password_file: on_host(&r.password_file),
-    };
+    let on_host = |p: &str| on_host(root, p);
+    let repo = |r: &unyo_crds::backup::BackupRepository| repository(root, r);
     let started = Timestamp::now();
     let rule_name = rule
         .map(|r| r.name.clone())
@@ -504,17 +508,8 @@ pub fn test_restore(
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use unyo_crds::backup::{RunResult, Verification};
 
-    let on_host = |p: &str| root.join(p.trim_start_matches('/'));
-    let primary = Restic {
-        repo: if spec.repositories.primary.location.starts_with('/') {
-            on_host(&spec.repositories.primary.location)
-                .display()
-                .to_string()
-        } else {
-            spec.repositories.primary.location.clone()
-        },
-        password_file: on_host(&spec.repositories.primary.password_file),
-    };
+    let on_host = |p: &str| on_host(root, p);
+    let primary = repository(root, &spec.repositories.primary);
     let outcome: Result<String, String> = (|| {
         let latest = primary
             .snapshots(&[format!("unyo-plan={plan}")])?
@@ -606,17 +601,8 @@ pub fn restore_generation(
     generation: usize,
     target: &str,
 ) -> Result<String, String> {
-    let on_host = |p: &str| root.join(p.trim_start_matches('/'));
-    let primary = Restic {
-        repo: if spec.repositories.primary.location.starts_with('/') {
-            on_host(&spec.repositories.primary.location)
-                .display()
-                .to_string()
-        } else {
-            spec.repositories.primary.location.clone()
-        },
-        password_file: on_host(&spec.repositories.primary.password_file),
-    };
+    let on_host = |p: &str| on_host(root, p);
+    let primary = repository(root, &spec.repositories.primary);
     let snaps = primary.snapshots(&[format!("unyo-plan={plan}")])?;
     let gens: Vec<_> = generations(&snaps).into_iter().filter(|g| g.2).collect();
     if generation == 0 || generation > gens.len() {
@@ -637,6 +623,117 @@ pub fn restore_generation(
         "restored snapshot {} (generation {id}, the {generation}. newest) into {target}",
         snapshot.short_id
     ))
+}
+
+/// Sets or clears the immutable attribute of a file with chattr(1).
+fn chattr(flag: &str, file: &Path) -> Result<(), String> {
+    let out = Command::new("chattr")
+        .arg(flag)
+        .arg(file)
+        .output()
+        .map_err(|e| format!("running chattr: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "chattr {flag} {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The write-protected snapshot of R8: a full backup tagged `unyo-protected=<date>` (outside
+/// the generations, so retention never forgets it), whose snapshot file in a local primary
+/// repository is made immutable (`chattr +i`), so that neither `restic forget` nor anyone else
+/// can remove it while it is locked; the data it references stays because it is referenced.
+/// Returns whether it is protected and what happened, honestly when the filesystem or the
+/// repository kind does not allow it.
+pub fn take_protected(
+    plan: &str,
+    spec: &unyo_crds::backup::BackupPlanSpec,
+    root: &Path,
+    date: &str,
+) -> Result<(bool, String), String> {
+    let primary = repository(root, &spec.repositories.primary);
+    primary.ensure(None)?;
+    let paths: Vec<PathBuf> = spec
+        .sources
+        .iter()
+        .flat_map(|s| s.paths.iter().map(|p| on_host(root, p)))
+        .collect();
+    let tags = vec![
+        format!("unyo-plan={plan}"),
+        "unyo-type=Full".to_string(),
+        format!("unyo-protected={date}"),
+        format!("unyo-class={:?}", spec.media.information_class),
+    ];
+    let made = primary.backup(&paths, &[], &tags, None)?;
+    let full_id = primary
+        .snapshots(&[format!("unyo-protected={date}")])?
+        .into_iter()
+        .find(|s| s.short_id == made.snapshot)
+        .map(|s| s.id)
+        .ok_or("the protected snapshot is not listed")?;
+    if !spec.repositories.primary.location.starts_with('/') {
+        return Ok((
+            false,
+            format!(
+                "snapshot {} taken, but NOT write-protected: the repository {} is not a local path",
+                made.snapshot, spec.repositories.primary.location
+            ),
+        ));
+    }
+    let file = PathBuf::from(&primary.repo)
+        .join("snapshots")
+        .join(&full_id);
+    Ok(match chattr("+i", &file) {
+        Ok(()) => (
+            true,
+            format!(
+                "snapshot {} taken and write-protected (chattr +i {})",
+                made.snapshot,
+                file.display()
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!(
+                "snapshot {} taken, but NOT write-protected: {e}",
+                made.snapshot
+            ),
+        ),
+    })
+}
+
+/// Unlocks and forgets the protected snapshots older than `keep`.
+pub fn expire_protected(
+    plan: &str,
+    spec: &unyo_crds::backup::BackupPlanSpec,
+    root: &Path,
+    keep: jiff::SignedDuration,
+    now: jiff::Timestamp,
+) -> Result<Vec<String>, String> {
+    let primary = repository(root, &spec.repositories.primary);
+    let old: Vec<Snapshot> = primary
+        .snapshots(&[format!("unyo-plan={plan}")])?
+        .into_iter()
+        .filter(|s| s.tag("unyo-protected").is_some())
+        .filter(|s| {
+            s.time
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|t| now.duration_since(t) > keep)
+        })
+        .collect();
+    for s in &old {
+        let file = PathBuf::from(&primary.repo).join("snapshots").join(&s.id);
+        if file.exists() {
+            chattr("-i", &file)?;
+        }
+    }
+    let ids: Vec<String> = old.iter().map(|s| s.id.clone()).collect();
+    primary.forget(&ids)?;
+    Ok(old.into_iter().map(|s| s.short_id).collect())
 }
 
 #[cfg(test)]
@@ -773,6 +870,63 @@ mod tests {
             "{:?}",
             state.last_verification
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn protected_snapshots_cannot_be_forgotten_until_they_expire() {
+        let (dir, _, _) = setup("protect");
+        let root = dir.join("host");
+        std::fs::create_dir_all(root.join("srv/data")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/pass"), "pw\n").unwrap();
+        std::fs::write(root.join("srv/data/a"), b"ledger of 2026-11-24").unwrap();
+        let spec: unyo_crds::backup::BackupPlanSpec = serde_json::from_value(serde_json::json!({
+            "sources": [{"name": "data", "paths": ["/srv/data"]}],
+            "repositories": {"primary": {"location": "/backup/p", "passwordFile": "/etc/pass"}},
+            "rules": [{"name": "full", "type": "Full", "schedule": {"calendar": "c", "at": "19:30"}}],
+            "media": {"informationClass": "ClassI"},
+        }))
+        .unwrap();
+        let (protected, message) = take_protected("p", &spec, &root, "2026-11-24").unwrap();
+        assert!(protected, "{message}");
+        let repo = repository(&root, &spec.repositories.primary);
+        let snap = repo
+            .snapshots(&["unyo-protected=2026-11-24".into()])
+            .unwrap()
+            .pop()
+            .unwrap();
+        let file = root.join("backup/p/snapshots").join(&snap.id);
+        let attrs = Command::new("lsattr").arg(&file).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&attrs.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .contains('i')
+        );
+        // Not even root can remove it while it is locked (restic forget would fail the same way,
+        // after its retries).
+        assert!(std::fs::remove_file(&file).is_err());
+        // Retention does not see it as a generation.
+        assert!(to_forget(&repo.snapshots(&["unyo-plan=p".into()]).unwrap(), 1).is_empty());
+        // Not yet expired, then expired: unlocked and forgotten.
+        let now = jiff::Timestamp::now();
+        assert!(
+            expire_protected("p", &spec, &root, jiff::SignedDuration::from_hours(24), now)
+                .unwrap()
+                .is_empty()
+        );
+        let gone = expire_protected(
+            "p",
+            &spec,
+            &root,
+            jiff::SignedDuration::ZERO,
+            now + jiff::SignedDuration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(gone, std::slice::from_ref(&snap.short_id));
+        assert!(!file.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

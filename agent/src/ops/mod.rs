@@ -64,6 +64,17 @@ fn next_rule_fire(
     }
 }
 
+/// What a BackupPlan schedule fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Task {
+    /// Rule number n.
+    Rule(usize),
+    /// The test restore.
+    Verify,
+    /// The write-protected snapshot.
+    Protect,
+}
+
 /// Runs the backup rules of the jobs on their schedules, and a full backup of every plan that
 /// allows it on request, until shutdown.
 pub async fn run_backups(
@@ -76,8 +87,8 @@ pub async fn run_backups(
     loop {
         let current = jobs.borrow_and_update().clone();
         let now = Timestamp::now();
-        // (fire time, job, rule; None for the job's test restore)
-        let mut next: Option<(Timestamp, usize, Option<usize>)> = None;
+        // (fire time, job, what fires)
+        let mut next: Option<(Timestamp, usize, Task)> = None;
         for (j, job) in current.iter().enumerate() {
             let verify = job
                 .spec
@@ -89,8 +100,14 @@ pub async fn run_backups(
                 .rules
                 .iter()
                 .enumerate()
-                .map(|(r, rule)| (Some(r), &rule.schedule))
-                .chain(verify.map(|s| (None, s)));
+                .map(|(r, rule)| (Task::Rule(r), &rule.schedule))
+                .chain(verify.map(|s| (Task::Verify, s)))
+                .chain(
+                    job.spec
+                        .protected_snapshot
+                        .as_ref()
+                        .map(|p| (Task::Protect, &p.schedule)),
+                );
             for (r, schedule) in schedules {
                 match next_rule_fire(job, schedule, now) {
                     Ok(Some(t)) if next.is_none_or(|(n, _, _)| t < n) => next = Some((t, j, r)),
@@ -109,8 +126,9 @@ pub async fn run_backups(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
                 match next {
-                    Some((_, j, Some(r))) => backup_one(&current[j], Some(r), &host, &reporter).await,
-                    Some((_, j, None)) => verify_one(&current[j], &host, &reporter).await,
+                    Some((_, j, Task::Rule(r))) => backup_one(&current[j], Some(r), &host, &reporter).await,
+                    Some((_, j, Task::Verify)) => verify_one(&current[j], &host, &reporter).await,
+                    Some((_, j, Task::Protect)) => protect_one(&current[j], &host, &reporter).await,
                     None => {}
                 }
             }
@@ -190,6 +208,64 @@ async fn restore_one(jobs: &[BackupJob], request: &str, host: &Collector, report
                 .note("RestoreFailed", &format!("request {id}: {e}"), true)
                 .await
         }
+    }
+}
+
+async fn protect_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
+    let (job, host) = (job.clone(), host.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        let root = host.path("/");
+        let date = Timestamp::now().strftime("%Y-%m-%d").to_string();
+        let taken = backup::take_protected(&job.name, &job.spec, &root, &date);
+        let keep = job
+            .spec
+            .protected_snapshot
+            .as_ref()
+            .and_then(|p| unyo_crds::common::parse_duration(&p.keep_for).ok())
+            .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+            .unwrap_or(jiff::SignedDuration::from_hours(24 * 30));
+        let expired = backup::expire_protected(&job.name, &job.spec, &root, keep, Timestamp::now());
+        (job.name, taken, expired)
+    })
+    .await;
+    match done {
+        Ok((plan, taken, expired)) => {
+            match taken {
+                Ok((true, m)) => {
+                    reporter
+                        .note("SnapshotProtected", &format!("{plan}: {m}"), false)
+                        .await
+                }
+                Ok((false, m)) => {
+                    reporter
+                        .note("SnapshotNotProtected", &format!("{plan}: {m}"), true)
+                        .await
+                }
+                Err(e) => {
+                    reporter
+                        .note("SnapshotNotProtected", &format!("{plan}: {e}"), true)
+                        .await
+                }
+            }
+            match expired {
+                Ok(ids) if !ids.is_empty() => {
+                    reporter
+                        .note(
+                            "ProtectedSnapshotsExpired",
+                            &format!("{plan}: unlocked and forgot {}", ids.join(", ")),
+                            false,
+                        )
+                        .await
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    reporter
+                        .note("ProtectedSnapshotsExpired", &format!("{plan}: {e}"), true)
+                        .await
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "the protected snapshot task failed"),
     }
 }
 
