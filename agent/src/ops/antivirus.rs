@@ -73,6 +73,50 @@ pub fn update_from_directory(source: &Path, db: &Path) -> Result<usize, String> 
     Ok(copied)
 }
 
+/// Downloads the signature files a mirror lists into `db`: the mirror serves `index.txt`, one
+/// file name a line (e.g. `main.cvd`, `daily.cvd`, `local.hdb`), and each file beside it; only
+/// database files are taken, only changed ones written. Returns how many changed.
+pub async fn update_from_mirror(
+    client: &reqwest::Client,
+    url: &str,
+    db: &Path,
+) -> Result<usize, String> {
+    std::fs::create_dir_all(db).map_err(|e| format!("{}: {e}", db.display()))?;
+    let base = url.trim_end_matches('/');
+    let get = |u: String| async move {
+        let resp = client
+            .get(&u)
+            .send()
+            .await
+            .map_err(|e| format!("GET {u}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {u}: {}", resp.status()));
+        }
+        resp.bytes().await.map_err(|e| format!("GET {u}: {e}"))
+    };
+    let index = get(format!("{base}/index.txt")).await?;
+    let mut changed = 0;
+    for name in String::from_utf8_lossy(&index).lines().map(str::trim) {
+        if name.is_empty() || name.starts_with('#') {
+            continue;
+        }
+        if name.contains('/') || !is_db_file(Path::new(name)) {
+            return Err(format!(
+                "mirror index lists {name:?}, which is not a signature file name"
+            ));
+        }
+        let bytes = get(format!("{base}/{name}")).await?;
+        let to = db.join(name);
+        if std::fs::read(&to).ok().as_deref() != Some(&bytes[..]) {
+            let tmp = db.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// The signature version and time of the database in `db`: for official containers the
 /// version and build time `sigtool --info` reports; for unofficial signature files their
 /// modification time. The time is that of the newest signature file.
@@ -469,6 +513,53 @@ mod tests {
         assert_eq!(status.signature_version.as_deref(), Some("unyo.hdb"));
         assert!(status.signature_time.is_some());
         assert!(status.engine_version.unwrap().starts_with("ClamAV "));
+    }
+
+    #[tokio::test]
+    async fn signatures_from_an_http_mirror_are_loaded() {
+        let (root, db) = host("mirror");
+        // A real HTTP server (Python's http.server) serving the index and the signature file.
+        let mirror = root.join("source");
+        std::fs::write(mirror.join("index.txt"), "# signatures\nunyo.hdb\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&mirror);
+        let _server = unyo_tests::Running::spawn(cmd, "mirror").unwrap();
+        let url = format!("http://127.0.0.1:{port}/");
+        let client = reqwest::Client::new();
+        let mut changed = Err(String::new());
+        for _ in 0..50 {
+            changed = update_from_mirror(&client, &url, &db).await;
+            if changed.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(changed, Ok(1));
+        assert_eq!(
+            update_from_mirror(&client, &url, &db).await,
+            Ok(0),
+            "unchanged"
+        );
+        // The engine really loads what came from the mirror: it detects the test file.
+        let out = scan("daily", &spec(vec![DetectionAction::Notify]), &root, &db);
+        assert_eq!(out.found.len(), 1, "{:?}", out.run);
+        // A mirror listing something that is not a signature file is refused.
+        std::fs::write(mirror.join("index.txt"), "../../etc/passwd\n").unwrap();
+        let err = update_from_mirror(&client, &url, &db).await.unwrap_err();
+        assert!(err.contains("not a signature file name"), "{err}");
     }
 
     #[test]

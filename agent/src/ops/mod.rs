@@ -405,6 +405,19 @@ async fn run_one(
     server: &str,
     reporter: &Reporter,
 ) {
+    if job.spec.signatures.source_directory.is_none()
+        && let Some(url) = &job.spec.signatures.mirror_url
+    {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap_or_default();
+        match antivirus::update_from_mirror(&client, url, db).await {
+            Ok(n) if n > 0 => tracing::info!(%url, files = n, "signatures updated from the mirror"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%url, error = %e, "signature update from the mirror failed"),
+        }
+    }
     let (job, host, db, server) = (
         job.clone(),
         host.clone(),
@@ -419,8 +432,6 @@ async fn run_one(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "signature update failed"),
             }
-        } else if let Some(url) = &job.spec.signatures.mirror_url {
-            tracing::warn!(%url, "signature updates from an HTTP mirror are not in this agent build; set signatures.sourceDirectory");
         }
         let root = host.path("/");
         let outcome = antivirus::scan(&job.name, &job.spec, &root, &db);
