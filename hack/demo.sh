@@ -94,6 +94,57 @@ kubectl get server ops01 -n mie -o jsonpath='{range .status.drift[*]}  {.path}: 
 kubectl get servers -n mie
 kubectl get changerecords -n mie
 
+step "a virus scan and a backup on this machine, within the demo directory only"
+# The sample 'daily' scan selects every server; here it is narrowed so that this machine (ops01)
+# is scanned only in the demo directory.
+kubectl patch vss daily -n mie --type=merge \
+  -p '{"spec":{"selector":{"matchExpressions":[{"key":"unyo.dev/role","operator":"NotIn","values":["ops"]}]}}}' >/dev/null
+ops="$demo_dir/ops"
+rm -rf "$ops"
+mkdir -p "$ops/scan/www" "$ops/signatures" "$ops/data"
+printf 'unyo demo test virus (harmless)\n' >"$ops/scan/www/upload.php"
+sigtool --md5 "$ops/scan/www/upload.php" | sed 's/:[^:]*$/:Unyo.Demo.TestFile/' >"$ops/signatures/demo.hdb"
+printf 'ledger data of the demo\n' >"$ops/data/ledger.csv"
+printf 'demo password, a file on the host\n' >"$ops/backup.pass"
+kubectl apply --server-side --field-manager=unyo-demo -f - <<YAML >/dev/null
+apiVersion: unyo.dev/v1alpha1
+kind: VirusScanSchedule
+metadata: {name: demo-scan, namespace: mie}
+spec:
+  selector: {matchLabels: {unyo.dev/role: ops}}
+  schedule: {calendar: mie-operations, at: "12:30"}
+  paths: [$ops/scan]
+  residentCheck: false
+  signatures: {maxAge: 24h, sourceDirectory: $ops/signatures}
+  actions: [Quarantine, Notify]
+  quarantineDir: $ops/quarantine
+---
+apiVersion: unyo.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: demo-backup, namespace: mie}
+spec:
+  selector: {matchLabels: {unyo.dev/role: ops}}
+  sources: [{name: ledger, paths: [$ops/data]}]
+  repositories:
+    primary: {location: $ops/backup/primary, passwordFile: $ops/backup.pass}
+    secondary: {location: $ops/backup/secondary, passwordFile: $ops/backup.pass, offsite: true}
+  rules:
+    - {name: weekly-full, type: Full, schedule: {calendar: mie-operations, at: "19:30", days: FirstBusinessDayOfWeek}}
+    - {name: daily-diff, type: Differential, schedule: {calendar: mie-operations, at: "19:30", days: BusinessDays}}
+  media: {informationClass: ClassI, label: demo}
+  verification: {checkAfterRun: true}
+YAML
+kubectl annotate --overwrite server ops01 -n mie unyo.dev/scan-now="demo-$(date +%s)" unyo.dev/backup-now=demo >/dev/null
+for _ in $(seq 120); do
+  detections=$(kubectl get server ops01 -n mie -o jsonpath='{.status.operations.antivirus.lastScan.detections}')
+  generations=$(kubectl get server ops01 -n mie -o jsonpath='{.status.operations.backups[0].generations}')
+  [ -n "$detections" ] && [ -n "$generations" ] && break
+  sleep 0.5
+done
+kubectl get server ops01 -n mie -o jsonpath='scan: {.status.operations.antivirus.lastScan.message}; found {range .status.operations.antivirus.detections[*]}{.signature} in {.path} ({.actions[0]}){end}{"\n"}'
+kubectl get server ops01 -n mie -o jsonpath='backup: {range .status.operations.backups[*]}plan {.plan}: {.lastFull.message}; snapshot {.lastFull.snapshot}; {.generations} generation(s); check {.lastVerification.result}{end}{"\n"}'
+kubectl get vss,bp -n mie
+
 step "unyo calendar: national holidays, business days and schedule fire times, offline"
 "$unyo" calendar holidays --year 2027
 "$unyo" calendar check -f manifests/samples/calendar.yaml --date 2027-01-01 || true

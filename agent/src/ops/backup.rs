@@ -930,6 +930,86 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Weeks of rules as the scheduler runs them: six weekly fulls (a differential after the
+    /// first and the last), with retention 5 — in both repositories — and a wrong password
+    /// failing clearly. (Each restic call derives the repository key, so the test keeps runs
+    /// few.)
+    #[test]
+    fn six_generations_keep_five_in_both_repositories() {
+        let (dir, _, _) = setup("week");
+        let root = dir.join("host");
+        std::fs::create_dir_all(root.join("srv/db")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/pass"), "pw\n").unwrap();
+        let spec: unyo_crds::backup::BackupPlanSpec = serde_json::from_value(serde_json::json!({
+            "sources": [{"name": "db", "paths": ["/srv/db"]}],
+            "repositories": {
+                "primary": {"location": "/backup/p", "passwordFile": "/etc/pass"},
+                "secondary": {"location": "/backup/s", "passwordFile": "/etc/pass"}
+            },
+            "rules": [
+                {"name": "weekly-full", "type": "Full", "schedule": {"calendar": "c", "at": "19:30"}},
+                {"name": "daily-diff", "type": "Differential", "schedule": {"calendar": "c", "at": "19:30"}}
+            ],
+            "media": {"informationClass": "ClassI"},
+        }))
+        .unwrap();
+        let mut state = unyo_crds::backup::HostBackup {
+            plan: "db".into(),
+            last_full: None,
+            last_differential: None,
+            generations: None,
+            last_verification: None,
+        };
+        for week in 0..6 {
+            std::fs::write(root.join("srv/db/data"), format!("week {week}")).unwrap();
+            run_rule("db", &spec, spec.rules.first(), &root, &mut state);
+            assert_eq!(
+                state.last_full.as_ref().unwrap().result,
+                unyo_crds::backup::RunResult::Succeeded,
+                "{:?}",
+                state.last_full
+            );
+            let days = if week == 0 || week == 5 { 1 } else { 0 };
+            for day in 0..days {
+                std::fs::write(
+                    root.join("srv/db/journal"),
+                    format!("week {week} day {day}"),
+                )
+                .unwrap();
+                run_rule("db", &spec, spec.rules.get(1), &root, &mut state);
+                let d = state.last_differential.as_ref().unwrap();
+                assert_eq!(d.result, unyo_crds::backup::RunResult::Succeeded, "{d:?}");
+                assert_eq!(d.copied, Some(true));
+            }
+        }
+        assert_eq!(state.generations, Some(5));
+        for repo in [
+            &spec.repositories.primary,
+            spec.repositories.secondary.as_ref().unwrap(),
+        ] {
+            let snaps = repository(&root, repo)
+                .snapshots(&["unyo-plan=db".into()])
+                .unwrap();
+            assert_eq!(generations(&snaps).len(), 5, "{}", repo.location);
+            assert_eq!(
+                snaps.len(),
+                6,
+                "five fulls and the last differential; the first generation is gone"
+            );
+        }
+        // A wrong password: the run fails with a clear message, nothing is created.
+        std::fs::write(root.join("etc/pass"), "not the password\n").unwrap();
+        run_rule("db", &spec, spec.rules.get(1), &root, &mut state);
+        let d = state.last_differential.as_ref().unwrap();
+        assert_eq!(d.result, unyo_crds::backup::RunResult::Failed);
+        assert!(
+            d.message.as_deref().unwrap().contains("wrong password"),
+            "{d:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn retention_keeps_the_newest_generations() {
         let snap = |id: &str, kind: &str, g: &str, t: &str| Snapshot {
