@@ -219,6 +219,11 @@ impl Reporter {
         self.wake.notify_one();
     }
 
+    /// This host's antivirus state (from its last scan).
+    pub async fn antivirus_state(&self) -> Option<unyo_crds::virusscan::HostAntivirus> {
+        self.state.lock().await.antivirus.clone()
+    }
+
     /// Records the antivirus state after a scan, and an Event for each detection (journaled
     /// first, like transitions).
     pub async fn antivirus(&self, status: unyo_crds::virusscan::HostAntivirus, schedule: &str) {

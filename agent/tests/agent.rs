@@ -317,6 +317,7 @@ spec:
     - {{name: loopback, kind: Ping, host: 127.0.0.1, timeout: 2s}}
     - {{name: cpu, kind: Cpu, warning: 99, critical: 100}}
     - {{name: memory, kind: Memory, warning: 99, critical: 100}}
+    - {{name: antivirus, kind: Antivirus}}
 ---
 apiVersion: unyo.dev/v1alpha1
 kind: MonitoringPolicy
@@ -408,7 +409,7 @@ spec:
     // Every check of the selecting policy, none of the other.
     let s = wait_server(&servers, "all checks reported", 60, &agent, |s| {
         s.status.as_ref().is_some_and(|st| {
-            st.checks.len() == 11
+            st.checks.len() == 12
                 && st
                     .checks
                     .iter()
@@ -451,6 +452,11 @@ spec:
             .contains("no answer")
     );
     assert_eq!(state_of("loopback"), Some(CheckState::OK));
+    assert_eq!(
+        state_of("antivirus"),
+        Some(CheckState::Unknown),
+        "no scan yet"
+    );
     for usage in ["cpu", "memory"] {
         let c = check(&s, usage).unwrap();
         assert_ne!(c.state, CheckState::Unknown, "{c:?}");
@@ -830,6 +836,16 @@ spec:
             "restic -r /backup/primary --password-file /etc/unyo/backup.pass restore latest --tag unyo-plan=db --target /srv/restore"
         ]
     );
+
+    // The Antivirus check follows the scans: clean now (the second scan found nothing).
+    wait_server(
+        &servers,
+        "the Antivirus check OK after the clean scan",
+        30,
+        &agent,
+        |s| check(s, "antivirus").is_some_and(|c| c.state == CheckState::OK),
+    )
+    .await;
 
     // Outage: the API server is unreachable; the port comes back meanwhile.
     proxy.cut();

@@ -115,9 +115,8 @@ impl Probe {
             CheckKind::Http => self.http().await,
             CheckKind::Ping => self.ping().await,
             CheckKind::TimeSync => self.time_sync().await,
-            CheckKind::Antivirus => unknown(
-                "the antivirus state is reported by the VirusScanSchedule operations, not by this agent build",
-            ),
+            // Judged from this agent's scan results (see `antivirus`), not by a probe.
+            CheckKind::Antivirus => unknown("no scan results to judge"),
         }
     }
 
@@ -305,6 +304,59 @@ impl Probe {
     }
 }
 
+/// The Antivirus check, from this host's scan results: the last scan failed or found something
+/// (the check's severity), signatures older than 24 hours (Warning), no scan yet (Unknown), else
+/// OK.
+pub fn antivirus(
+    check: &Check,
+    state: Option<unyo_crds::virusscan::HostAntivirus>,
+    now: jiff::Timestamp,
+) -> Sample {
+    let failed = |message: String| Sample {
+        state: match check.severity.unwrap_or(Severity::Critical) {
+            Severity::Critical => CheckState::Critical,
+            Severity::Warning | Severity::Info => CheckState::Warning,
+        },
+        value: None,
+        message,
+    };
+    let Some(av) = state else {
+        return unknown("no virus scan has run on this host yet (VirusScanSchedule)");
+    };
+    let Some(last) = av.last_scan.as_ref() else {
+        return unknown("no virus scan has run on this host yet (VirusScanSchedule)");
+    };
+    if last.result == unyo_crds::backup::RunResult::Failed {
+        return failed(format!(
+            "the last scan failed: {}",
+            last.message.clone().unwrap_or_default()
+        ));
+    }
+    if !av.detections.is_empty() {
+        let mut s = failed(format!(
+            "{} detection(s) in the last scan, e.g. {} in {}",
+            av.detections.len(),
+            av.detections[0].signature,
+            av.detections[0].path
+        ));
+        s.value = Some(av.detections.len() as f64);
+        return s;
+    }
+    let age_h = av
+        .signature_time
+        .as_ref()
+        .map(|t| now.duration_since(t.0).as_secs_f64() / 3600.0);
+    match age_h {
+        Some(h) if h <= 24.0 => ok(Some(h), format!("last scan clean; signatures {h:.1} h old")),
+        Some(h) => Sample {
+            state: CheckState::Warning,
+            value: Some(h),
+            message: format!("signatures are {h:.1} h old"),
+        },
+        None => unknown("the signature time is not known"),
+    }
+}
+
 /// The clock's offset from the NTP server `host:port` (SNTP, RFC 4330), in seconds.
 async fn sntp_offset(host: &str, port: u16, timeout: Duration) -> Result<(f64, String), String> {
     let addr: SocketAddr = tokio::net::lookup_host((host, port))
@@ -368,5 +420,74 @@ impl sntpc::NtpUdpSocket for Udp {
             .recv_from(buf)
             .await
             .map_err(|_| sntpc::Error::Network)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use unyo_crds::virusscan::{Detection, HostAntivirus, ScanRun};
+
+    fn state(result: &str, detections: usize, signature_age_h: i64) -> HostAntivirus {
+        let now = jiff::Timestamp::now();
+        HostAntivirus {
+            engine_version: Some("ClamAV 1.4.6".into()),
+            signature_version: Some("unyo.hdb".into()),
+            signature_time: Some(Time(
+                now - jiff::SignedDuration::from_hours(signature_age_h),
+            )),
+            resident_running: None,
+            last_scan: Some(ScanRun {
+                schedule: "daily".into(),
+                started_at: Time(now),
+                finished_at: Some(Time(now)),
+                files_scanned: 10,
+                detections: detections as u32,
+                result: serde_json::from_value(serde_json::json!(result)).unwrap(),
+                message: Some("m".into()),
+            }),
+            detections: (0..detections)
+                .map(|_| Detection {
+                    host: "h".into(),
+                    path: "/srv/x".into(),
+                    signature: "Sig".into(),
+                    actions: vec![],
+                    at: Time(now),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn antivirus_check_from_scan_results() {
+        let check: Check =
+            serde_json::from_value(serde_json::json!({"name": "av", "kind": "Antivirus"})).unwrap();
+        let now = jiff::Timestamp::now();
+        assert_eq!(antivirus(&check, None, now).state, CheckState::Unknown);
+        assert_eq!(
+            antivirus(&check, Some(state("Succeeded", 0, 2)), now).state,
+            CheckState::OK
+        );
+        assert_eq!(
+            antivirus(&check, Some(state("Succeeded", 1, 2)), now).state,
+            CheckState::Critical
+        );
+        assert_eq!(
+            antivirus(&check, Some(state("Failed", 0, 2)), now).state,
+            CheckState::Critical
+        );
+        assert_eq!(
+            antivirus(&check, Some(state("Succeeded", 0, 30)), now).state,
+            CheckState::Warning
+        );
+        let warn: Check = serde_json::from_value(
+            serde_json::json!({"name": "av", "kind": "Antivirus", "severity": "Warning"}),
+        )
+        .unwrap();
+        assert_eq!(
+            antivirus(&warn, Some(state("Succeeded", 1, 2)), now).state,
+            CheckState::Warning
+        );
     }
 }

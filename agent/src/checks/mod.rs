@@ -111,7 +111,15 @@ async fn run_check(
     let mut probe = measure::Probe::new(&a.check, &host, http);
     let interval = Duration::from_millis(a.interval_ms.max(1000));
     loop {
-        let sample = probe.sample().await;
+        let sample = if a.check.kind == unyo_crds::monitoring::CheckKind::Antivirus {
+            measure::antivirus(
+                &a.check,
+                reporter.antivirus_state().await,
+                jiff::Timestamp::now(),
+            )
+        } else {
+            probe.sample().await
+        };
         metrics.sample(&a.policy, &a.check.name, &sample);
         if let Some(t) = tracker.observe(&sample, jiff::Timestamp::now()) {
             tracing::info!(
