@@ -5,13 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use unyo_crds::backup::{
     BackupPlan, BackupPlanStatus, BackupRule, BackupRun, BackupType, HostBackup, RunResult,
@@ -301,32 +298,6 @@ fn error_policy(_p: Arc<BackupPlan>, error: &Error, ctx: Arc<Context>) -> Action
 
 /// Runs the BackupPlan controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let client = ctx.client.clone();
-    let (plans, servers): (Api<BackupPlan>, Api<Server>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    let controller = Controller::new(plans, watcher::Config::default());
-    let store = controller.store();
-    controller
-        .watches(servers, watcher::Config::default(), move |s: Server| {
-            let ns = s.namespace();
-            store
-                .state()
-                .iter()
-                .filter(|p| p.namespace() == ns)
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "backup plan reconcile");
-            }
-        })
+    crate::context::run_namespace_summary(ctx, namespace, "BackupPlan", reconcile, error_policy)
         .await;
 }

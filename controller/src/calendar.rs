@@ -160,10 +160,7 @@ fn error_policy(_cal: Arc<OperationCalendar>, error: &Error, ctx: Arc<Context>) 
 
 /// Runs the OperationCalendar controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let api: Api<OperationCalendar> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<OperationCalendar> = crate::context::api(&ctx.client, &namespace);
     Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

@@ -316,13 +316,8 @@ fn error_policy(_r: Arc<ChangeRecord>, error: &Error, ctx: Arc<Context>) -> Acti
 /// Runs the ChangeRecord controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let (records, servers): (Api<ChangeRecord>, Api<Server>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    let records: Api<ChangeRecord> = crate::context::api(&client, &namespace);
+    let servers: Api<Server> = crate::context::api(&client, &namespace);
     let controller = Controller::new(records, watcher::Config::default());
     let store = controller.store();
     ctx.metrics.caches.lock().await.changes = Some(store.clone());

@@ -72,3 +72,66 @@ impl Context {
         })
     }
 }
+
+/// An Api of `K` in `namespace`, or in every namespace when there is none.
+pub fn api<K>(client: &Client, namespace: &Option<String>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}
+
+/// Runs a loop over `K` whose status summarises the Servers of its namespace: it is driven by
+/// `K` and, for every change of a Server, by each `K` of that Server's namespace.
+pub async fn run_namespace_summary<K, Fut>(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    kind: &'static str,
+    reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
+    error_policy: impl Fn(Arc<K>, &Fut::Error, Arc<Context>) -> kube::runtime::controller::Action,
+) where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    Fut: futures::TryFuture<Ok = kube::runtime::controller::Action> + Send + 'static,
+    Fut::Error: std::error::Error + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::ResourceExt;
+    use kube::runtime::reflector::ObjectRef;
+    let objects: kube::Api<K> = api(&ctx.client, &namespace);
+    let servers: kube::Api<unyo_crds::Server> = api(&ctx.client, &namespace);
+    let controller =
+        kube::runtime::Controller::new(objects, kube::runtime::watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(
+            servers,
+            kube::runtime::watcher::Config::default(),
+            move |s: unyo_crds::Server| {
+                let ns = s.namespace();
+                store
+                    .state()
+                    .iter()
+                    .filter(|o| o.namespace() == ns)
+                    .map(|o| ObjectRef::from_obj(o.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, kind, "reconcile");
+            }
+        })
+        .await;
+}

@@ -679,19 +679,9 @@ fn error_policy(_s: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
 /// Runs the Incident controller (keyed by Server) until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let (servers, incidents, policies): (Api<Server>, Api<Incident>, Api<MonitoringPolicy>) =
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client),
-            ),
-        };
+    let servers: Api<Server> = crate::context::api(&client, &namespace);
+    let incidents: Api<Incident> = crate::context::api(&client, &namespace);
+    let policies: Api<MonitoringPolicy> = crate::context::api(&client, &namespace);
     let controller = Controller::new(servers, watcher::Config::default());
     let store = controller.store();
     let incident_store = {

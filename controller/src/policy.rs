@@ -5,11 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use unyo_crds::common::parse_duration;
 use unyo_crds::monitoring::{FiringCounts, MonitoringPolicy, MonitoringPolicyStatus};
@@ -174,32 +171,12 @@ fn error_policy(_p: Arc<MonitoringPolicy>, error: &Error, ctx: Arc<Context>) -> 
 
 /// Runs the MonitoringPolicy controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let client = ctx.client.clone();
-    let (policies, servers): (Api<MonitoringPolicy>, Api<Server>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    let controller = Controller::new(policies, watcher::Config::default());
-    let store = controller.store();
-    controller
-        .watches(servers, watcher::Config::default(), move |s: Server| {
-            let ns = s.namespace();
-            store
-                .state()
-                .iter()
-                .filter(|p| p.namespace() == ns)
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "policy reconcile");
-            }
-        })
-        .await;
+    crate::context::run_namespace_summary(
+        ctx,
+        namespace,
+        "MonitoringPolicy",
+        reconcile,
+        error_policy,
+    )
+    .await;
 }

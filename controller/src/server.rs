@@ -470,25 +470,10 @@ fn error_policy(_s: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
 /// Runs the Server controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let (servers, leases, records, schedules): (
-        Api<Server>,
-        Api<Lease>,
-        Api<ChangeRecord>,
-        Api<unyo_crds::VirusScanSchedule>,
-    ) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client),
-        ),
-    };
+    let servers: Api<Server> = crate::context::api(&client, &namespace);
+    let leases: Api<Lease> = crate::context::api(&client, &namespace);
+    let records: Api<ChangeRecord> = crate::context::api(&client, &namespace);
+    let schedules: Api<unyo_crds::VirusScanSchedule> = crate::context::api(&client, &namespace);
     let controller = Controller::new(servers, watcher::Config::default());
     let store = controller.store();
     ctx.metrics.caches.lock().await.servers = Some(store.clone());

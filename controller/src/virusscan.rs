@@ -6,12 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use unyo_crds::backup::RunResult;
 use unyo_crds::common::parse_duration;
@@ -326,32 +323,12 @@ fn error_policy(_s: Arc<VirusScanSchedule>, error: &Error, ctx: Arc<Context>) ->
 
 /// Runs the VirusScanSchedule controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let client = ctx.client.clone();
-    let (schedules, servers): (Api<VirusScanSchedule>, Api<Server>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    let controller = Controller::new(schedules, watcher::Config::default());
-    let store = controller.store();
-    controller
-        .watches(servers, watcher::Config::default(), move |s: Server| {
-            let ns = s.namespace();
-            store
-                .state()
-                .iter()
-                .filter(|v| v.namespace() == ns)
-                .map(|v| ObjectRef::from_obj(v.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "virus scan schedule reconcile");
-            }
-        })
-        .await;
+    crate::context::run_namespace_summary(
+        ctx,
+        namespace,
+        "VirusScanSchedule",
+        reconcile,
+        error_policy,
+    )
+    .await;
 }

@@ -44,24 +44,18 @@ fn next_rule_fire(
     schedule: &unyo_crds::common::Schedule,
     after: Timestamp,
 ) -> Result<Option<Timestamp>, String> {
-    let cal = job
+    let calendar = job
         .calendars
         .iter()
         .find(|(n, _)| *n == schedule.calendar)
-        .map(|(_, c)| c)
-        .ok_or_else(|| {
-            format!(
-                "BackupPlan {}: OperationCalendar {} not found",
-                job.name, schedule.calendar
-            )
-        })?;
-    let work = WorkCalendar::from_spec(cal).map_err(|e| e.to_string())?;
-    let schedule = compile_schedule(schedule, "spec.rules.schedule").map_err(|e| e.to_string())?;
-    match work.fire_times(&schedule, after).next() {
-        Some(Ok(z)) => Ok(Some(z.timestamp())),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Ok(None),
-    }
+        .map(|(_, c)| c);
+    first_fire(
+        &format!("BackupPlan {}", job.name),
+        calendar,
+        schedule,
+        "spec.rules.schedule",
+        after,
+    )
 }
 
 /// What a BackupPlan schedule fires.
@@ -326,15 +320,32 @@ pub struct ScanJob {
 
 /// The next fire time of a job after `after`.
 pub fn next_fire(job: &ScanJob, after: Timestamp) -> Result<Option<Timestamp>, String> {
-    let Some(cal) = &job.calendar else {
+    first_fire(
+        &format!("VirusScanSchedule {}", job.name),
+        job.calendar.as_ref(),
+        &job.spec.schedule,
+        "spec.schedule",
+        after,
+    )
+}
+
+/// The first fire time after `after` of `schedule` (the field `field` of `owner`) on
+/// `calendar`, which must exist.
+fn first_fire(
+    owner: &str,
+    calendar: Option<&OperationCalendarSpec>,
+    schedule: &unyo_crds::common::Schedule,
+    field: &str,
+    after: Timestamp,
+) -> Result<Option<Timestamp>, String> {
+    let Some(cal) = calendar else {
         return Err(format!(
-            "VirusScanSchedule {}: OperationCalendar {} not found",
-            job.name, job.spec.schedule.calendar
+            "{owner}: OperationCalendar {} not found",
+            schedule.calendar
         ));
     };
     let work = WorkCalendar::from_spec(cal).map_err(|e| e.to_string())?;
-    let schedule =
-        compile_schedule(&job.spec.schedule, "spec.schedule").map_err(|e| e.to_string())?;
+    let schedule = compile_schedule(schedule, field).map_err(|e| e.to_string())?;
     match work.fire_times(&schedule, after).next() {
         Some(Ok(z)) => Ok(Some(z.timestamp())),
         Some(Err(e)) => Err(e.to_string()),
