@@ -15,7 +15,7 @@ use unyo_crds::backup::{
     ServerBackupSummary,
 };
 use unyo_crds::selection::{backup_plans_for, selects};
-use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
+use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
 use crate::conditions::condition;
@@ -23,19 +23,6 @@ use crate::context::{Context, FIELD_MANAGER};
 
 /// A scheduled run counts as missed when no run of its type started within this time after it.
 pub const MISSED_GRACE: SignedDuration = SignedDuration::from_hours(1);
-
-fn fire_times(
-    plan: &BackupPlan,
-    rule: &BackupRule,
-    calendars: &[OperationCalendar],
-) -> Option<(WorkCalendar, unyo_crds::workcalendar::CompiledSchedule)> {
-    let cal = calendars
-        .iter()
-        .find(|c| c.name_any() == rule.schedule.calendar && c.namespace() == plan.namespace())?;
-    let work = WorkCalendar::from_spec(&cal.spec).ok()?;
-    let sched = compile_schedule(&rule.schedule, "spec.rules.schedule").ok()?;
-    Some((work, sched))
-}
 
 /// The last fire time of `rule` at or before `before` (looking back 8 days), and the next after
 /// `after`.
@@ -46,21 +33,18 @@ fn last_and_next(
     before: Timestamp,
     after: Timestamp,
 ) -> (Option<Timestamp>, Option<Timestamp>) {
-    let Some((work, sched)) = fire_times(plan, rule, calendars) else {
+    let Some((work, sched)) = schedule_on(
+        calendars,
+        plan.namespace().as_deref(),
+        &rule.schedule,
+        "spec.rules.schedule",
+    ) else {
         return (None, None);
     };
-    let last = work
-        .fire_times(&sched, before - SignedDuration::from_hours(24 * 8))
-        .map_while(Result::ok)
-        .map(|z| z.timestamp())
-        .take_while(|t| *t <= before)
-        .last();
-    let next = work
-        .fire_times(&sched, after)
-        .next()
-        .and_then(Result::ok)
-        .map(|z| z.timestamp());
-    (last, next)
+    (
+        work.last_fire_time(&sched, before, SignedDuration::from_hours(24 * 8)),
+        work.next_fire_time(&sched, after),
+    )
 }
 
 fn host_state<'a>(server: &'a Server, plan: &str) -> Option<&'a HostBackup> {

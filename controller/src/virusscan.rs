@@ -14,7 +14,7 @@ use unyo_crds::backup::RunResult;
 use unyo_crds::common::parse_duration;
 use unyo_crds::selection::{selects, virus_scan_schedules_for};
 use unyo_crds::virusscan::{VirusScanSchedule, VirusScanScheduleStatus};
-use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
+use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
 use crate::conditions::condition;
@@ -46,16 +46,13 @@ fn last_fire(
     calendars: &[OperationCalendar],
     before: Timestamp,
 ) -> Option<Timestamp> {
-    let cal = calendars
-        .iter()
-        .find(|c| c.name_any() == s.spec.schedule.calendar && c.namespace() == s.namespace())?;
-    let work = WorkCalendar::from_spec(&cal.spec).ok()?;
-    let sched = compile_schedule(&s.spec.schedule, "spec.schedule").ok()?;
-    work.fire_times(&sched, before - SignedDuration::from_hours(24 * 8))
-        .map_while(Result::ok)
-        .map(|z| z.timestamp())
-        .take_while(|t| *t <= before)
-        .last()
+    let (work, sched) = schedule_on(
+        calendars,
+        s.namespace().as_deref(),
+        &s.spec.schedule,
+        "spec.schedule",
+    )?;
+    work.last_fire_time(&sched, before, SignedDuration::from_hours(24 * 8))
 }
 
 /// Judges `server` under schedule `s` at `now`.
@@ -299,14 +296,9 @@ async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Actio
             .map_err(api("writing the VirusScanSchedule status"))?;
     }
     // Look again when the next scan would count as missed.
-    let next_due = calendars
-        .iter()
-        .find(|c| c.name_any() == s.spec.schedule.calendar)
-        .and_then(|c| WorkCalendar::from_spec(&c.spec).ok())
-        .zip(compile_schedule(&s.spec.schedule, "spec.schedule").ok())
-        .and_then(|(w, sched)| w.fire_times(&sched, now - MISSED_GRACE).next())
-        .and_then(Result::ok)
-        .map(|z| z.timestamp() + MISSED_GRACE);
+    let next_due = schedule_on(&calendars, Some(&ns), &s.spec.schedule, "spec.schedule")
+        .and_then(|(w, sched)| w.next_fire_time(&sched, now - MISSED_GRACE))
+        .map(|t| t + MISSED_GRACE);
     Ok(match (next_due, ctx.clock) {
         (Some(t), crate::context::Clock::System) if t > now => Action::requeue(
             Duration::from_millis((t.as_millisecond() - now.as_millisecond()) as u64 + 500),

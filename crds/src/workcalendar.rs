@@ -311,6 +311,23 @@ fn add_days(date: Date, days: i32) -> Result<Date, CalendarError> {
     Ok(date.checked_add(jiff::Span::new().try_days(days)?)?)
 }
 
+/// The calendar named by `schedule` among `calendars` (of `namespace`) and the compiled
+/// schedule, when both can be used.
+pub fn schedule_on(
+    calendars: &[crate::OperationCalendar],
+    namespace: Option<&str>,
+    schedule: &Schedule,
+    field: &str,
+) -> Option<(WorkCalendar, CompiledSchedule)> {
+    let cal = calendars.iter().find(|c| {
+        c.metadata.name.as_deref() == Some(schedule.calendar.as_str())
+            && c.metadata.namespace.as_deref() == namespace
+    })?;
+    let work = WorkCalendar::from_spec(&cal.spec).ok()?;
+    let compiled = compile_schedule(schedule, field).ok()?;
+    Some((work, compiled))
+}
+
 /// Checks a schedule's `at`/`cron`; `field` is the path of the schedule for error messages.
 pub fn compile_schedule(s: &Schedule, field: &str) -> Result<CompiledSchedule, CalendarError> {
     let times = match (&s.at, &s.cron) {
@@ -714,6 +731,32 @@ impl WorkCalendar {
             idle_days: 0,
             done: false,
         }
+    }
+
+    /// The last fire time of `schedule` at or before `before`, looking back `lookback`.
+    pub fn last_fire_time(
+        &self,
+        schedule: &CompiledSchedule,
+        before: Timestamp,
+        lookback: jiff::SignedDuration,
+    ) -> Option<Timestamp> {
+        self.fire_times(schedule, before - lookback)
+            .map_while(Result::ok)
+            .map(|z| z.timestamp())
+            .take_while(|t| *t <= before)
+            .last()
+    }
+
+    /// The first fire time of `schedule` after `after`.
+    pub fn next_fire_time(
+        &self,
+        schedule: &CompiledSchedule,
+        after: Timestamp,
+    ) -> Option<Timestamp> {
+        self.fire_times(schedule, after)
+            .next()
+            .and_then(Result::ok)
+            .map(|z| z.timestamp())
     }
 
     /// State, next transition, next business day and upcoming days off at `now`.
