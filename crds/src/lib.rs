@@ -20,6 +20,7 @@ pub mod holidays;
 pub mod incident;
 pub mod monitoring;
 pub mod patch;
+pub mod patching;
 pub mod selection;
 pub mod server;
 pub mod virusscan;

@@ -169,15 +169,15 @@ pub struct Promotion {
     /// PatchBaseline (same namespace) of the staging servers.
     #[schemars(length(min = 1, max = 253), pattern(NAME_PATTERN))]
     pub staging_baseline: String,
-    /// Days a patch must have been installed on a staging server, with no open Incident against
-    /// it, before production approves it (1–90).
-    #[serde(default = "default_soak_days")]
-    #[schemars(range(min = 1, max = 90))]
-    pub soak_days: u32,
+    /// How long a patch must have been installed on a staging server, with no open Incident
+    /// against that server, before production approves it, e.g. `7d` (default).
+    #[serde(default = "default_soak")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub soak: String,
 }
 
-fn default_soak_days() -> u32 {
-    7
+fn default_soak() -> String {
+    "7d".into()
 }
 
 /// Compliance of the selected servers, as the controller concluded it.
@@ -256,20 +256,99 @@ pub enum PatchState {
 }
 
 /// A candidate patch and the judgement on it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatchCandidate {
     /// Package name.
     pub package: String,
     /// Candidate version.
     pub version: String,
+    /// Security, Bugfix or Enhancement, from the archive that offers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<PatchClassification>,
+    /// Severity where the source gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<PatchSeverity>,
+    /// When the archive offering it was released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<Time>,
     /// Apply or Hold.
     pub judgement: Judgement,
-    /// Why, e.g. "installed on stg-db01 for 9 days, no open incident".
+    /// Why, e.g. "installed on stg-db01 for 9d, no open incident".
     pub reason: String,
     /// Servers that lack it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needed_by: Vec<String>,
+    /// Staging servers of the promotion's staging baseline and what they show for this patch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staging: Vec<StagingEvidence>,
+}
+
+/// What one staging server shows for a candidate patch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StagingEvidence {
+    /// Staging server.
+    pub server: String,
+    /// The version of the package it has installed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_version: Option<String>,
+    /// When that version was installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<Time>,
+    /// Incidents open against the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_incidents: Vec<String>,
+    /// Whether this server alone is enough evidence (installed for the soak period, no open Incident).
+    pub sufficient: bool,
+}
+
+/// Result of the agent's last search for updates on a host (`apt-get update` and a simulated
+/// upgrade against the host's configured sources; nothing is changed).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchScan {
+    /// When the scan ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanned_at: Option<Time>,
+    /// Whether every source could be read.
+    #[serde(default)]
+    pub succeeded: bool,
+    /// What went wrong, e.g. the source apt could not fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Updates the sources offer for installed packages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub available: Vec<AvailableUpdate>,
+    /// Whether the host waits for a reboot (`/run/reboot-required`).
+    #[serde(default)]
+    pub reboot_required: bool,
+    /// Packages that asked for the reboot (`/run/reboot-required.pkgs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reboot_packages: Vec<String>,
+}
+
+/// An update a host's sources offer for an installed package.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AvailableUpdate {
+    /// Package name.
+    pub package: String,
+    /// Installed version.
+    pub installed_version: String,
+    /// Version offered.
+    pub version: String,
+    /// Security, Bugfix or Enhancement, from the archive that offers it.
+    pub classification: PatchClassification,
+    /// Severity, from the package's `Urgency` field where the source gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<PatchSeverity>,
+    /// Release date of the archive that offers it (its Release file's `Date`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<Time>,
+    /// The archive, as `origin/suite`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub archive: String,
 }
 
 /// Judgement on a patch.
@@ -294,6 +373,9 @@ pub struct HostPatchState {
     /// Each patch with its state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patches: Vec<HostPatch>,
+    /// What the agent does next, e.g. waits for the maintenance window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One patch on one host.

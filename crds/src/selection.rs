@@ -62,6 +62,14 @@ pub fn backup_plans_for<'a>(server: &Server, plans: &'a [BackupPlan]) -> Vec<&'a
     selecting(server, plans, |p| &p.spec.selector)
 }
 
+/// The PatchBaselines that select `server`, in name order.
+pub fn patch_baselines_for<'a>(
+    server: &Server,
+    baselines: &'a [crate::PatchBaseline],
+) -> Vec<&'a crate::PatchBaseline> {
+    selecting(server, baselines, |b| &b.spec.selector)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

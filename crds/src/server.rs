@@ -636,4 +636,7 @@ pub struct OperationResults {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["baseline"]))]
     pub patches: Vec<crate::patch::HostPatchState>,
+    /// The last search for available updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_scan: Option<crate::patch::PatchScan>,
 }

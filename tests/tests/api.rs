@@ -255,7 +255,7 @@ async fn kubectl_explain_teaches_every_kind() -> Result<()> {
             "virusscanschedule.spec.signatures.maxAge",
             "Oldest signatures allowed",
         ),
-        ("patchbaseline.spec.promotion.soakDays", "no open Incident"),
+        ("patchbaseline.spec.promotion.soak", "no open Incident"),
         (
             "changerecord.spec.classification",
             "Minor, Major or Emergency",
@@ -708,16 +708,13 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
-            what: "zero soak days",
+            what: "soak that is not a duration",
             object: obj(
                 "PatchBaseline",
                 "p",
-                json!({"promotion": {"stagingBaseline": "staging", "soakDays": 0}}),
+                json!({"promotion": {"stagingBaseline": "staging", "soak": "7 days"}}),
             ),
-            expect: &[
-                "spec.promotion.soakDays",
-                "should be greater than or equal to 1",
-            ],
+            expect: &["spec.promotion.soak", "should match"],
         },
         Case {
             what: "approval delay over a year",
