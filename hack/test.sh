@@ -13,9 +13,11 @@ t0=$(date +%s)
 
 step "host tools"
 # tool:Debian package — the agent's tests run real ping, chronyd (as an NTP server on
-# 127.0.0.1), dpkg-query, ClamAV (clamscan, sigtool) and restic.
+# 127.0.0.1), dpkg-query, ClamAV (clamscan, sigtool) and restic; the patch tests build .debs
+# (dpkg-deb), index and release local repositories (dpkg-scanpackages, apt-ftparchive) and run
+# apt-get against them beneath their own roots.
 missing=()
-for pair in openssl:openssl curl:curl python3:python3 ping:iputils-ping chronyd:chrony dpkg-query:dpkg clamscan:clamav sigtool:clamav restic:restic; do
+for pair in openssl:openssl curl:curl python3:python3 ping:iputils-ping chronyd:chrony dpkg-query:dpkg clamscan:clamav sigtool:clamav restic:restic apt-get:apt dpkg-deb:dpkg dpkg-scanpackages:dpkg-dev apt-ftparchive:apt-utils; do
   tool=${pair%%:*}
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("${pair#*:}")
 done

@@ -13,9 +13,12 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use unyo_crds::common::parse_duration;
 use unyo_crds::selection::{monitoring_policies_for, virus_scan_schedules_for};
-use unyo_crds::{BackupPlan, MonitoringPolicy, OperationCalendar, Server, VirusScanSchedule};
+use unyo_crds::{
+    BackupPlan, MonitoringPolicy, OperationCalendar, PatchBaseline, Server, VirusScanSchedule,
+};
 
 use crate::checks::Assigned;
+use crate::ops::patch::{PATCH_SCAN_NOW, PatchJob};
 use crate::ops::{BACKUP_NOW, BackupJob, RESTORE, SCAN_NOW, ScanJob};
 use crate::report::Reporter;
 
@@ -33,6 +36,38 @@ pub struct Outputs {
     pub backup_now: watch::Sender<Option<String>>,
     /// A new value of the restore annotation.
     pub restore: watch::Sender<Option<String>>,
+    /// The patch baselines to follow.
+    pub patches: watch::Sender<Vec<PatchJob>>,
+    /// A new value of the patch-scan-now annotation.
+    pub patch_scan_now: watch::Sender<Option<String>>,
+}
+
+/// The PatchBaselines that select `server`, with what the controller approved and the calendar
+/// of their maintenance windows.
+pub fn patch_jobs(
+    server: &Server,
+    baselines: &[PatchBaseline],
+    calendars: &[OperationCalendar],
+) -> Vec<PatchJob> {
+    unyo_crds::selection::patch_baselines_for(server, baselines)
+        .into_iter()
+        .map(|b| PatchJob {
+            name: b.name_any(),
+            spec: b.spec.clone(),
+            approved: crate::ops::patch::approved(
+                b.status
+                    .as_ref()
+                    .map(|s| s.candidates.as_slice())
+                    .unwrap_or_default(),
+            ),
+            calendar: b.spec.maintenance_window.as_ref().and_then(|w| {
+                calendars
+                    .iter()
+                    .find(|c| c.name_any() == w.schedule.calendar)
+                    .map(|c| c.spec.clone())
+            }),
+        })
+        .collect()
 }
 
 /// The BackupPlans that select `server`, with the calendars their rules name.
@@ -122,12 +157,14 @@ pub async fn run(
     let policies: Api<MonitoringPolicy> = Api::namespaced(client.clone(), &namespace);
     let calendars: Api<OperationCalendar> = Api::namespaced(client.clone(), &namespace);
     let scans: Api<VirusScanSchedule> = Api::namespaced(client.clone(), &namespace);
-    let plans: Api<BackupPlan> = Api::namespaced(client, &namespace);
+    let plans: Api<BackupPlan> = Api::namespaced(client.clone(), &namespace);
+    let baselines: Api<PatchBaseline> = Api::namespaced(client, &namespace);
     let (server_store, server_writer) = reflector::store::<Server>();
     let (policy_store, policy_writer) = reflector::store::<MonitoringPolicy>();
     let (calendar_store, calendar_writer) = reflector::store::<OperationCalendar>();
     let (scan_store, scan_writer) = reflector::store::<VirusScanSchedule>();
     let (plan_store, plan_writer) = reflector::store::<BackupPlan>();
+    let (baseline_store, baseline_writer) = reflector::store::<PatchBaseline>();
     let own = watcher::Config::default().fields(&format!("metadata.name={server}"));
     let streams = futures::stream::select_all([
         watcher(servers, own)
@@ -155,6 +192,11 @@ pub async fn run(
             .reflect(plan_writer)
             .map(|e| e.map(|_| ()))
             .boxed(),
+        watcher(baselines, watcher::Config::default())
+            .default_backoff()
+            .reflect(baseline_writer)
+            .map(|e| e.map(|_| ()))
+            .boxed(),
     ]);
     let mut reported_facts_adopted = false;
     futures::pin_mut!(streams);
@@ -169,6 +211,7 @@ pub async fn run(
             &calendar_store,
             &scan_store,
             &plan_store,
+            &baseline_store,
             &server,
             &state_dir,
             &tx,
@@ -179,7 +222,8 @@ pub async fn run(
     }
 }
 
-fn save<T: serde::Serialize>(dir: &std::path::Path, name: &str, value: &T) {
+/// Keeps `value` in the state directory as `name`.json.
+pub fn save<T: serde::Serialize>(dir: &std::path::Path, name: &str, value: &T) {
     if let Ok(json) = serde_json::to_vec_pretty(value) {
         let _ = std::fs::write(dir.join(format!("{name}.json")), json);
     }
@@ -203,6 +247,7 @@ async fn publish(
     calendars: &Store<OperationCalendar>,
     scans: &Store<VirusScanSchedule>,
     plans: &Store<BackupPlan>,
+    baselines: &Store<PatchBaseline>,
     name: &str,
     state_dir: &std::path::Path,
     tx: &Outputs,
@@ -223,6 +268,8 @@ async fn publish(
             .send_if_modified(|a| !std::mem::take(a).is_empty());
         tx.scans.send_if_modified(|a| !std::mem::take(a).is_empty());
         tx.backups
+            .send_if_modified(|a| !std::mem::take(a).is_empty());
+        tx.patches
             .send_if_modified(|a| !std::mem::take(a).is_empty());
         return;
     };
@@ -254,12 +301,19 @@ async fn publish(
     save(state_dir, "backups", &backups);
     let have_plans = !backups.is_empty();
     replace_if_changed(&tx.backups, backups);
+    let all_baselines: Vec<PatchBaseline> =
+        baselines.state().iter().map(|b| (**b).clone()).collect();
+    let patches = patch_jobs(&server, &all_baselines, &all_calendars);
+    save(state_dir, "patches", &patches);
+    let have_baselines = !patches.is_empty();
+    replace_if_changed(&tx.patches, patches);
     // A new value of an on-request annotation runs the operation once (also across restarts);
     // it waits until a schedule or plan selecting the server has arrived.
     for (annotation, ready, sender) in [
         (SCAN_NOW, have_jobs, &tx.scan_now),
         (BACKUP_NOW, have_plans, &tx.backup_now),
         (RESTORE, have_plans, &tx.restore),
+        (PATCH_SCAN_NOW, have_baselines, &tx.patch_scan_now),
     ] {
         if ready && let Some(asked) = server.annotations().get(annotation) {
             let file = annotation.trim_start_matches("unyo.dev/");

@@ -47,6 +47,10 @@ struct Args {
     /// How often facts are collected (written only when they change), e.g. `5m`.
     #[arg(long, default_value = "5m", value_parser = duration)]
     facts_interval: Duration,
+    /// How often the host's sources are searched for updates (`apt-get update` and a simulated
+    /// upgrade), e.g. `6h`; also at start, on `unyo.dev/patch-scan-now` and after installs.
+    #[arg(long, default_value = "6h", value_parser = duration)]
+    patch_interval: Duration,
     /// Serve Prometheus /metrics and /healthz on this address, e.g. `127.0.0.1:9464`.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -104,6 +108,11 @@ async fn main() -> anyhow::Result<()> {
         tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "backups"));
     let (backup_now_tx, backup_now_rx) = tokio::sync::watch::channel(None);
     let (restore_tx, restore_rx) = tokio::sync::watch::channel(None);
+    let (patches_tx, patches_rx) =
+        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "patches"));
+    let (patch_scan_now_tx, patch_scan_now_rx) = tokio::sync::watch::channel(None);
+    let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
+        .context("preparing apt for the host's root")?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reporter.clone().run_writer(client.clone()));
     tasks.spawn(heartbeat::run(
@@ -125,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
             backups: backups_tx,
             backup_now: backup_now_tx,
             restore: restore_tx,
+            patches: patches_tx,
+            patch_scan_now: patch_scan_now_tx,
         },
         reporter.clone(),
     ));
@@ -133,6 +144,14 @@ async fn main() -> anyhow::Result<()> {
         backup_now_rx,
         restore_rx,
         host.clone(),
+        reporter.clone(),
+    ));
+    tasks.spawn(ops::patch::run_patches(
+        patches_rx,
+        patch_scan_now_rx,
+        apt,
+        args.patch_interval,
+        args.state_dir.clone(),
         reporter.clone(),
     ));
     tasks.spawn(ops::run_scans(

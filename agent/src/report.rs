@@ -73,6 +73,8 @@ struct State {
     checks: BTreeMap<(String, String), CheckResult>,
     antivirus: Option<unyo_crds::virusscan::HostAntivirus>,
     backups: BTreeMap<String, unyo_crds::backup::HostBackup>,
+    patch_scan: Option<unyo_crds::patch::PatchScan>,
+    patches: Vec<unyo_crds::patch::HostPatchState>,
     journal: Vec<JournalEntry>,
     /// Bumped on every change; the writer clears `dirty` only for what it delivered.
     version: u64,
@@ -135,6 +137,13 @@ impl Reporter {
             let list: Vec<unyo_crds::backup::HostBackup> =
                 serde_json::from_str(&text).unwrap_or_default();
             state.backups = list.into_iter().map(|b| (b.plan.clone(), b)).collect();
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("patches.json")) {
+            let saved: (
+                Option<unyo_crds::patch::PatchScan>,
+                Vec<unyo_crds::patch::HostPatchState>,
+            ) = serde_json::from_str(&text).unwrap_or_default();
+            (state.patch_scan, state.patches) = saved;
         }
         // Whatever an earlier run left is reported again.
         state.version = 1;
@@ -301,6 +310,34 @@ impl Reporter {
         self.wake.notify_one();
     }
 
+    /// Records the last patch scan and the patch state under each baseline (written only when
+    /// they changed).
+    pub async fn patches(
+        &self,
+        scan: Option<unyo_crds::patch::PatchScan>,
+        states: Vec<unyo_crds::patch::HostPatchState>,
+    ) {
+        let mut state = self.state.lock().await;
+        let scan = scan.or_else(|| {
+            if states.is_empty() {
+                None
+            } else {
+                state.patch_scan.clone()
+            }
+        });
+        if state.patch_scan == scan && state.patches == states {
+            return;
+        }
+        if let Ok(json) = serde_json::to_vec_pretty(&(&scan, &states)) {
+            let _ = write_atomic(&self.dir.join("patches.json"), &json);
+        }
+        state.patch_scan = scan;
+        state.patches = states;
+        state.version += 1;
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// An Event about an operation on request (e.g. a restore), journaled like transitions.
     pub async fn note(&self, reason: &str, message: &str, warning: bool) {
         let mut state = self.state.lock().await;
@@ -396,7 +433,7 @@ impl Reporter {
     }
 
     async fn deliver(&self, servers: &Api<Server>, events: &Api<Event>) -> Result<(), kube::Error> {
-        let (version, journal, facts, checks, uid, antivirus, backups) = {
+        let (version, journal, facts, checks, uid, antivirus, backups, patch_scan, patches) = {
             let s = self.state.lock().await;
             (
                 s.version,
@@ -406,6 +443,8 @@ impl Reporter {
                 s.server_uid.clone(),
                 s.antivirus.clone(),
                 s.backups.values().cloned().collect::<Vec<_>>(),
+                s.patch_scan.clone(),
+                s.patches.clone(),
             )
         };
         for entry in &journal {
@@ -423,9 +462,10 @@ impl Reporter {
         let operations = unyo_crds::server::OperationResults {
             antivirus,
             backups,
-            patches: vec![],
+            patches,
+            patch_scan,
         };
-        if operations.antivirus.is_some() || !operations.backups.is_empty() {
+        if operations != unyo_crds::server::OperationResults::default() {
             status["operations"] = serde_json::to_value(&operations).unwrap_or_default();
         }
         let patch = serde_json::json!({

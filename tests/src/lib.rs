@@ -5,6 +5,8 @@
 //! The control plane is started by `hack/control-plane.sh up --owner-pid <this process>`, whose
 //! watchdog stops etcd and kube-apiserver when the test process ends, however it ends.
 
+pub mod aptlab;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

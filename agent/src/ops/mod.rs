@@ -4,7 +4,9 @@
 //! `unyo.dev/backup-now=<reason>`, e.g. before and after a version-up).
 
 pub mod antivirus;
+pub mod apt;
 pub mod backup;
+pub mod patch;
 
 use std::path::PathBuf;
 use std::time::Duration;
