@@ -15,7 +15,24 @@ pub fn condition(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" };
+    judged(previous, type_, Some(ok), reason, message, generation, now)
+}
+
+/// A condition that may be Unknown (`ok` None), e.g. before anything was reported.
+pub fn judged(
+    previous: &[Condition],
+    type_: &str,
+    ok: Option<bool>,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = match ok {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    };
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)

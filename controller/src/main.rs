@@ -17,6 +17,7 @@ mod incident;
 mod leader;
 mod metrics;
 mod notify;
+mod patch;
 mod policy;
 mod server;
 mod virusscan;
@@ -106,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             calendar::run(ctx.clone(), ns.clone()),
             virusscan::run(ctx.clone(), ns.clone()),
             backup::run(ctx.clone(), ns.clone()),
+            patch::run(ctx.clone(), ns.clone()),
         );
     };
     tracing::info!(?clock, "all unyo.dev kinds are served");

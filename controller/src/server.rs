@@ -361,6 +361,22 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
                 now,
             )
         });
+    let baselines = Api::<unyo_crds::PatchBaseline>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(api("listing PatchBaselines"))?
+        .items;
+    let patches = crate::patch::server_health(&server, &baselines).map(|(ok, reason, message)| {
+        crate::conditions::judged(
+            conds,
+            "PatchCompliant",
+            ok,
+            reason,
+            message,
+            generation,
+            now,
+        )
+    });
     let ready = in_sync == Some(true) && connected;
     let ready_reason = if !connected {
         "AgentDisconnected"
@@ -397,6 +413,7 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
             .into_iter()
             .chain(antivirus)
             .chain(backups)
+            .chain(patches)
             .collect(),
         ..Default::default()
     };
@@ -474,9 +491,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let leases: Api<Lease> = crate::context::api(&client, &namespace);
     let records: Api<ChangeRecord> = crate::context::api(&client, &namespace);
     let schedules: Api<unyo_crds::VirusScanSchedule> = crate::context::api(&client, &namespace);
+    let baselines: Api<unyo_crds::PatchBaseline> = crate::context::api(&client, &namespace);
     let controller = Controller::new(servers, watcher::Config::default());
     let store = controller.store();
     ctx.metrics.caches.lock().await.servers = Some(store.clone());
+    let same_namespace = store.clone();
     controller
         .watches(leases, watcher::Config::default(), |lease: Lease| {
             let ns = lease.namespace()?;
@@ -503,6 +522,19 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             move |v: unyo_crds::VirusScanSchedule| {
                 let ns = v.namespace();
                 store
+                    .state()
+                    .iter()
+                    .filter(|s| s.namespace() == ns)
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            baselines,
+            watcher::Config::default(),
+            move |b: unyo_crds::PatchBaseline| {
+                let ns = b.namespace();
+                same_namespace
                     .state()
                     .iter()
                     .filter(|s| s.namespace() == ns)
