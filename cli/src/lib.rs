@@ -5,3 +5,4 @@ pub mod backup;
 pub mod bootstrap;
 pub mod calendar;
 pub mod check;
+pub mod patch;

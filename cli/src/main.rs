@@ -1,6 +1,6 @@
 //! `unyo`: the operator's command line (also installable as `kubectl-unyo`).
 
-use unyo_cli::{backup, bootstrap, calendar, check};
+use unyo_cli::{backup, bootstrap, calendar, check, patch};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,6 +43,29 @@ enum Command {
     /// Backups of BackupPlans.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Patches of PatchBaselines.
+    #[command(subcommand)]
+    Patch(PatchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PatchCommand {
+    /// The apply/hold report: per candidate patch of every PatchBaseline in the namespace, the
+    /// staging evidence, the servers that need it and the judgement with its reason.
+    Report {
+        /// Namespace.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        /// Only this PatchBaseline.
+        #[arg(long)]
+        baseline: Option<String>,
+        /// markdown (for people and the monthly report) or json (for tools).
+        #[arg(long, short = 'o', default_value = "markdown", value_parser = ["markdown", "json"])]
+        output: String,
+        /// Kubeconfig (default: $KUBECONFIG or ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +151,47 @@ fn main() -> ExitCode {
         }) => backup_restore(
             &server, &plan, &namespace, generation, &target, dry_run, kubeconfig, &timeout,
         ),
+        Command::Patch(PatchCommand::Report {
+            namespace,
+            baseline,
+            output,
+            kubeconfig,
+        }) => block_on("unyo patch report", async {
+            let client = unyo_crds::client::connect(kubeconfig.as_deref()).await?;
+            let r = patch::report(client, &namespace, baseline.as_deref()).await?;
+            Ok(if output == "json" {
+                serde_json::to_string_pretty(&r)?
+            } else {
+                patch::markdown(&r)
+            })
+        }),
+    }
+}
+
+/// Runs `work` on a runtime of its own; prints its text, or its error prefixed with `what`.
+fn block_on(
+    what: &str,
+    work: impl std::future::Future<Output = anyhow::Result<String>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{what}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -159,26 +223,7 @@ fn agent_bootstrap(
         server_url: server_url.as_deref(),
         token_seconds: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("unyo agent bootstrap: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bootstrap::run(&b)) {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("unyo agent bootstrap: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    block_on("unyo agent bootstrap", bootstrap::run(&b))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -199,17 +244,7 @@ fn backup_restore(
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("unyo backup restore: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    block_on("unyo backup restore", async {
         let client = unyo_crds::client::connect(kubeconfig.as_deref()).await?;
         if dry_run {
             let plans: kube::Api<unyo_crds::BackupPlan> = kube::Api::namespaced(client, namespace);
@@ -218,17 +253,7 @@ fn backup_restore(
         } else {
             backup::request(client, namespace, server, plan, generation, target, timeout).await
         }
-    });
-    match result {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("unyo backup restore: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn print_crds() -> ExitCode {
