@@ -267,6 +267,22 @@ impl ControlPlane {
     }
 }
 
+/// A binary of this workspace, built first if needed (`cargo build -p package --bin bin`), for
+/// tests of one crate that run another crate's binary.
+pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "--locked", "-p", package, "--bin", bin])
+        .current_dir(repo_root())
+        .status()
+        .with_context(|| format!("building {bin}"))?;
+    anyhow::ensure!(status.success(), "building {bin} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    Ok(target.join("debug").join(bin))
+}
+
 /// A process a test started; it is killed (and reaped) when this is dropped, also when the test
 /// fails. Its standard output and error go to a log file.
 #[derive(Debug)]
