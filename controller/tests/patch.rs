@@ -316,10 +316,10 @@ spec:
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&objects))
         .unwrap();
 
-    let ctl = controller(&cp, &ns).await;
-    let stg = agent(&cp, &ns, "stg01", &work, &roots[0]);
-    let prd = agent(&cp, &ns, "prd01", &work, &roots[1]);
-    let prd2 = agent(&cp, &ns, "prd02", &work, &roots[2]);
+    let ctl = controller(cp, &ns).await;
+    let stg = agent(cp, &ns, "stg01", &work, &roots[0]);
+    let prd = agent(cp, &ns, "prd01", &work, &roots[1]);
+    let prd2 = agent(cp, &ns, "prd02", &work, &roots[2]);
     let logs = [&ctl, &stg, &prd, &prd2];
     let baselines: Api<PatchBaseline> = Api::namespaced(client.clone(), &ns);
     let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
