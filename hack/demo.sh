@@ -67,6 +67,11 @@ step "the calendar's state now, kept current by the controller (kubectl get opca
 kubectl get opcal -n mie -o wide
 kubectl get opcal -n mie mie-operations -o jsonpath='{range .status.upcomingHolidays[*]}{.date}{"\t"}{.name}{"\n"}{end}'
 
+# The sample production PatchBaseline selects every production server, ops01 too; its agent
+# would search this machine's own apt sources. The demo keeps this machine out of it.
+kubectl patch pb production -n mie --type=merge \
+  -p '{"spec":{"selector":{"matchExpressions":[{"key":"unyo.dev/role","operator":"NotIn","values":["ops"]}]}}}' >/dev/null
+
 step "an agent for this machine, as Server ops01, with least privilege (unyo agent bootstrap)"
 "$unyo" agent bootstrap ops01 -n mie --out "$demo_dir/ops01.kubeconfig" --token-ttl 24h
 target/debug/unyo-agent --server ops01 -n mie --kubeconfig "$demo_dir/ops01.kubeconfig" \
