@@ -16,7 +16,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 # Stops the controller and agent this demo started (their pids are recorded in the demo
 # directory).
 stop_controller() {
-  for pidfile in "$demo_dir/controller.pid" "$demo_dir/agent.pid"; do
+  for pidfile in "$demo_dir/controller.pid" "$demo_dir"/agent*.pid; do
     if [ -e "$pidfile" ]; then
       kill "$(cat "$pidfile")" 2>/dev/null || true
       rm -f "$pidfile"
@@ -32,7 +32,7 @@ fi
 
 step "building the control plane (first run only) and the unyo binaries"
 bin=$(hack/envtest/build.sh)
-cargo build -q --bin unyo --bin unyo-controller --bin unyo-agent
+cargo build -q --bin unyo --bin unyo-controller --bin unyo-agent --bin patch-lab
 unyo=target/debug/unyo
 kubectl() { "$bin/kubectl" "$@"; }
 
@@ -150,6 +150,27 @@ kubectl get server ops01 -n mie -o jsonpath='scan: {.status.operations.antivirus
 kubectl get server ops01 -n mie -o jsonpath='backup: {range .status.operations.backups[*]}plan {.plan}: {.lastFull.message}; snapshot {.lastFull.snapshot}; {.generations} generation(s); check {.lastVerification.result}{end}{"\n"}'
 kubectl get vss,bp -n mie
 
+step "patches, staging first: agents for stg-db01 and db01 on simulated hosts with real apt"
+# Two host roots beneath the demo directory with file-based apt repositories: a security update
+# released 5 days ago and a bugfix released yesterday. The sample baselines judge them: staging
+# approves security patches after 3 days, production only what staging has run for 7 days.
+patch_dir="$demo_dir/patch"
+target/debug/patch-lab "$patch_dir" stg-db01 db01 >/dev/null
+for h in stg-db01 db01; do
+  "$unyo" agent bootstrap "$h" -n mie --out "$demo_dir/$h.kubeconfig" --token-ttl 24h >/dev/null
+  target/debug/unyo-agent --server "$h" -n mie --kubeconfig "$demo_dir/$h.kubeconfig" \
+    --root "$patch_dir/$h-root" --state-dir "$demo_dir/agent-state-$h" --heartbeat 10s \
+    >"$demo_dir/agent-$h.log" 2>&1 &
+  echo $! >"$demo_dir/agent-$h.pid"
+done
+for _ in $(seq 120); do
+  [ -n "$(kubectl get pb production -n mie -o jsonpath='{.status.candidates[*].package}')" ] && break
+  sleep 0.5
+done
+kubectl get pb -n mie
+kubectl get server stg-db01 -n mie -o jsonpath='stg-db01 scan: {range .status.operations.patchScan.available[*]}{.package} {.installedVersion} -> {.version} ({.classification}, {.archive}); {end}{"\n"}'
+"$unyo" patch report -n mie
+
 step "unyo calendar: national holidays, business days and schedule fire times, offline"
 "$unyo" calendar holidays --year 2027
 "$unyo" calendar check -f manifests/samples/calendar.yaml --date 2027-01-01 || true
@@ -180,6 +201,7 @@ The demo control plane is running. To explore it:
   kubectl get servers -n mie -o wide
   kubectl explain server.spec.hardware
 The controller (pid $(cat "$demo_dir/controller.pid")) logs to $demo_dir/controller.log,
-the agent (pid $(cat "$demo_dir/agent.pid")) to $demo_dir/agent.log.
+the agent (pid $(cat "$demo_dir/agent.pid")) to $demo_dir/agent.log, the agents of the simulated
+hosts stg-db01 and db01 to $demo_dir/agent-stg-db01.log and agent-db01.log.
 Stop everything with: hack/demo.sh down
 MSG
