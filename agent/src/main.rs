@@ -26,10 +26,10 @@ use clap::Parser;
 #[command(name = "unyo-agent", version, about)]
 struct Args {
     /// Name of this host's Server object.
-    #[arg(long)]
+    #[arg(long, required_unless_present_any = ["print_facts", "print_patches"], default_value = "")]
     server: String,
     /// Namespace of the Server object (the fleet).
-    #[arg(long, short = 'n')]
+    #[arg(long, short = 'n', required_unless_present_any = ["print_facts", "print_patches"], default_value = "")]
     namespace: String,
     /// Kubeconfig file with this host's credentials (default: $KUBECONFIG or ~/.kube/config);
     /// `unyo agent bootstrap` writes one with least privilege.
@@ -60,6 +60,10 @@ struct Args {
     /// Print the facts this host would report as JSON and exit (needs no cluster).
     #[arg(long)]
     print_facts: bool,
+    /// Search the host's apt sources for updates as the agent's patch scan does (a simulation),
+    /// print the result as JSON and exit (needs no cluster).
+    #[arg(long)]
+    print_patches: bool,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -73,6 +77,13 @@ async fn main() -> anyhow::Result<()> {
         let mut f = facts::Collector::new(&args.root).collect();
         f.hash = Some(facts::content_hash(&f));
         println!("{}", serde_json::to_string_pretty(&f)?);
+        return Ok(());
+    }
+    if args.print_patches {
+        let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
+            .context("preparing apt for the host's root")?;
+        let host = ops::patch::scan(&apt);
+        println!("{}", serde_json::to_string_pretty(&host.scan)?);
         return Ok(());
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
