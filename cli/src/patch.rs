@@ -213,7 +213,11 @@ pub fn markdown(r: &Report) -> String {
                 out.push_str(&format!(
                     "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     s.server,
-                    if s.compliant { "yes" } else { "**no**" },
+                    match (s.compliant, s.reason.as_str()) {
+                        (true, _) => "yes".to_string(),
+                        (false, "") => "**no**".to_string(),
+                        (false, reason) => format!("**no** ({reason})"),
+                    },
                     n.installed,
                     n.installed_pending_reboot,
                     n.missing,
@@ -247,6 +251,7 @@ mod tests {
                 servers: vec![ServerCompliance {
                     server: "db01".into(),
                     compliant: false,
+                    reason: "MissingPatches".into(),
                     counts: PatchCounts {
                         missing: 1,
                         ..Default::default()
@@ -285,7 +290,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("approved \\| staged"), "{md}");
-        assert!(md.contains("| db01 | **no** | 0 | 0 | 1 |"), "{md}");
+        assert!(
+            md.contains("| db01 | **no** (MissingPatches) | 0 | 0 | 1 |"),
+            "{md}"
+        );
         assert!(
             md.contains("1 candidate patch(es): 1 to apply, 0 held."),
             "{md}"

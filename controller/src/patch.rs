@@ -377,7 +377,8 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
     let (mut compliant, mut non_compliant) = (0, 0);
     for s in &selected {
         let state = host_state(s, &name);
-        let ok = health(s, &b).0 == Some(true);
+        let (judged, reason, _) = health(s, &b);
+        let ok = judged == Some(true);
         if ok {
             compliant += 1;
         } else {
@@ -386,6 +387,7 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
         status.servers.push(ServerCompliance {
             server: s.name_any(),
             compliant: ok,
+            reason: reason.to_string(),
             counts: state.map(|h| h.counts.clone()).unwrap_or_default(),
         });
     }

@@ -648,6 +648,26 @@ spec:
     assert_eq!(st.non_compliant_servers, Some(1));
     let prd01 = st.servers.iter().find(|s| s.server == "prd01").unwrap();
     assert!(prd01.compliant && prd01.counts.installed == 1);
+    assert_eq!(prd01.reason, "Compliant");
+    let prd02 = st.servers.iter().find(|s| s.server == "prd02").unwrap();
+    assert_eq!(
+        (prd02.compliant, prd02.reason.as_str()),
+        (false, "ScanFailed")
+    );
+
+    // Each install result is an Event from the agent.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let all = events.list(&Default::default()).await.unwrap().items;
+    let said = |reason: &str, server: &str, text: &str| {
+        all.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.involved_object.name.as_deref() == Some(server)
+                && e.message.as_deref().is_some_and(|m| m.contains(text))
+        })
+    };
+    assert!(said("PatchFailed", "stg01", "gamma=2.0"), "{all:#?}");
+    assert!(said("PatchInstalled", "stg01", "alpha=1.1"), "{all:#?}");
+    assert!(said("PatchInstalled", "prd01", "alpha=1.1"), "{all:#?}");
 
     assert_eq!(
         std::fs::read("/var/lib/dpkg/status").unwrap_or_default(),

@@ -215,6 +215,10 @@ pub struct ServerCompliance {
     /// Whether the server has every approved patch at or above the compliance level.
     #[serde(default)]
     pub compliant: bool,
+    /// Why: Compliant, MissingPatches, InstallFailed, ScanFailed or NotScanned (as the Server's
+    /// PatchCompliant condition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// Counts of patches by state.
     #[serde(default)]
     pub counts: PatchCounts,
