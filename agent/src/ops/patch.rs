@@ -310,7 +310,12 @@ pub async fn run_patches(
                 );
             }
         }
-        let Some(h) = host.clone() else { continue };
+        let Some(h) = host.clone() else {
+            // The scan itself broke (a panic on its thread): try again later, not at once.
+            tracing::error!("the patch scan did not finish; trying again in a minute");
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            continue;
+        };
         let now = Timestamp::now();
         let mut states = Vec::new();
         let mut wake: Option<Timestamp> = None;
