@@ -332,64 +332,17 @@ pub async fn run_patches(
             let message = match gate {
                 Err(why) => Some(why),
                 Ok(open) => {
-                    let todo: Vec<&HostPatch> = patches
-                        .iter()
-                        .filter(|p| match p.state {
-                            PatchState::Missing => true,
-                            // A failed install is tried again in a later window.
-                            PatchState::Failed => {
-                                failures.get(&p.package).is_some_and(|f| f.window < open)
-                            }
-                            _ => false,
-                        })
-                        .collect();
-                    let blocked = match job.spec.rejected_action {
-                        RejectedAction::BlockEntirely => job.spec.rejected_patches.clone(),
-                        RejectedAction::AllowAsDependency => vec![],
-                    };
-                    for p in todo {
-                        let key = (job.name.clone(), p.package.clone(), p.version.clone(), open);
-                        if !attempted.insert(key) {
-                            continue;
-                        }
-                        let (a, pkg, ver, bl) = (
-                            apt.clone(),
-                            p.package.clone(),
-                            p.version.clone(),
-                            blocked.clone(),
-                        );
-                        let result =
-                            tokio::task::spawn_blocking(move || a.install(&pkg, &ver, &bl))
-                                .await
-                                .unwrap_or_else(|e| Err(e.to_string()));
-                        changed_host = true;
-                        match result {
-                            Ok(m) => {
-                                failures.remove(&p.package);
-                                reporter
-                                    .note("PatchInstalled", &format!("{}: {m}", job.name), false)
-                                    .await;
-                            }
-                            Err(e) => {
-                                tracing::warn!(package = %p.package, version = %p.version, error = %e, "install failed");
-                                reporter
-                                    .note(
-                                        "PatchFailed",
-                                        &format!("{}: {}={}: {e}", job.name, p.package, p.version),
-                                        true,
-                                    )
-                                    .await;
-                                failures.insert(
-                                    p.package.clone(),
-                                    Failure {
-                                        version: p.version.clone(),
-                                        message: e,
-                                        window: open,
-                                    },
-                                );
-                            }
-                        }
-                    }
+                    let tried = install_approved(
+                        job,
+                        &patches,
+                        open,
+                        &mut failures,
+                        &mut attempted,
+                        &apt,
+                        &reporter,
+                    )
+                    .await;
+                    changed_host |= tried;
                     crate::assign::save(&state_dir, &file, &failures);
                     Some("maintenance window open: approved missing patches are installed".into())
                 }
@@ -397,22 +350,7 @@ pub async fn run_patches(
             states.push((job.clone(), failures, message));
         }
         if changed_host {
-            // What the installs changed is read again (without fetching the lists again).
-            let a = apt.clone();
-            let mut rescanned = tokio::task::spawn_blocking(move || {
-                let mut h = HostPackages {
-                    installed: a.installed().unwrap_or_default(),
-                    installed_at: a.install_times(),
-                    ..Default::default()
-                };
-                h.scan.available = a.upgradable().map(|l| a.describe(l)).unwrap_or_default();
-                (h.scan.reboot_required, h.scan.reboot_packages) = a.reboot_required();
-                h
-            })
-            .await
-            .unwrap_or_default();
-            rescanned.scan.scanned_at = Some(Time(now_seconds()));
-            rescanned.scan.succeeded = true;
+            let rescanned = reread(&apt).await;
             reboot_if_asked(&current, &rescanned, &apt, &reporter).await;
             host = Some(rescanned);
             continue;
@@ -439,6 +377,88 @@ pub async fn run_patches(
             }
         }
     }
+}
+
+/// Installs the approved missing patches of `job` (and failed ones again, in a later window),
+/// each version once per window; records results in `failures` and as Events. Returns whether
+/// anything was tried.
+async fn install_approved(
+    job: &PatchJob,
+    patches: &[HostPatch],
+    open: Timestamp,
+    failures: &mut BTreeMap<String, Failure>,
+    attempted: &mut std::collections::BTreeSet<(String, String, String, Timestamp)>,
+    apt: &Apt,
+    reporter: &Reporter,
+) -> bool {
+    let todo = patches.iter().filter(|p| match p.state {
+        PatchState::Missing => true,
+        PatchState::Failed => failures.get(&p.package).is_some_and(|f| f.window < open),
+        _ => false,
+    });
+    let todo: Vec<&HostPatch> = todo.collect();
+    let blocked = match job.spec.rejected_action {
+        RejectedAction::BlockEntirely => job.spec.rejected_patches.clone(),
+        RejectedAction::AllowAsDependency => vec![],
+    };
+    let mut tried = false;
+    for p in todo {
+        if !attempted.insert((job.name.clone(), p.package.clone(), p.version.clone(), open)) {
+            continue;
+        }
+        tried = true;
+        let (a, pkg, ver, bl) = (
+            apt.clone(),
+            p.package.clone(),
+            p.version.clone(),
+            blocked.clone(),
+        );
+        let result = tokio::task::spawn_blocking(move || a.install(&pkg, &ver, &bl))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match result {
+            Ok(m) => {
+                failures.remove(&p.package);
+                reporter
+                    .note("PatchInstalled", &format!("{}: {m}", job.name), false)
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(package = %p.package, version = %p.version, error = %e, "install failed");
+                let what = format!("{}: {}={}: {e}", job.name, p.package, p.version);
+                reporter.note("PatchFailed", &what, true).await;
+                failures.insert(
+                    p.package.clone(),
+                    Failure {
+                        version: p.version.clone(),
+                        message: e,
+                        window: open,
+                    },
+                );
+            }
+        }
+    }
+    tried
+}
+
+/// What installs changed, read again without fetching the lists again.
+async fn reread(apt: &Apt) -> HostPackages {
+    let a = apt.clone();
+    let mut h = tokio::task::spawn_blocking(move || {
+        let mut h = HostPackages {
+            installed: a.installed().unwrap_or_default(),
+            installed_at: a.install_times(),
+            ..Default::default()
+        };
+        h.scan.available = a.upgradable().map(|l| a.describe(l)).unwrap_or_default();
+        (h.scan.reboot_required, h.scan.reboot_packages) = a.reboot_required();
+        h
+    })
+    .await
+    .unwrap_or_default();
+    h.scan.scanned_at = Some(Time(now_seconds()));
+    h.scan.succeeded = true;
+    h
 }
 
 /// With reboot policy RebootIfNeeded a host that waits for a reboot after installs is rebooted
