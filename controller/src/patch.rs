@@ -499,3 +499,150 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn server(name: &str, env: &str, operations: serde_json::Value) -> Server {
+        serde_json::from_value(json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "Server",
+            "metadata": {"name": name, "namespace": "mie", "labels": {"env": env}},
+            "spec": {"hostname": name, "role": "DB", "os": {"name": "Debian GNU/Linux", "version": "12"}},
+            "status": {"operations": operations,
+                       "observed": {"packages": [{"name": "alpha", "version": "1.0"}]}},
+        }))
+        .unwrap()
+    }
+
+    fn baseline(name: &str, env: &str, extra: serde_json::Value) -> PatchBaseline {
+        let mut spec = json!({"selector": {"matchLabels": {"env": env}}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "PatchBaseline",
+            "metadata": {"name": name, "namespace": "mie"}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn update(package: &str, from: &str, to: &str) -> serde_json::Value {
+        json!({"package": package, "installedVersion": from, "version": to,
+               "classification": "Security", "releasedAt": "2026-11-10T00:00:00Z"})
+    }
+
+    #[test]
+    fn candidates_come_from_scans_patch_states_and_explicit_versions() {
+        let b = baseline(
+            "prod",
+            "production",
+            json!({"approvedPatches": ["tzdata=2026a", "curl"]}),
+        );
+        let db01 = server(
+            "db01",
+            "production",
+            json!({"patchScan": {"succeeded": true, "available": [update("alpha", "1.0", "1.1")]},
+                   "patches": [{"baseline": "prod", "patches": [
+                       {"package": "beta", "version": "2.0", "state": "Failed"},
+                       {"package": "gamma", "version": "3.0", "state": "Installed"},
+                       {"package": "zeta", "version": "1.0", "state": "NotApplicable"}]}]}),
+        );
+        let ap01 = server(
+            "ap01",
+            "production",
+            json!({"patchScan": {"succeeded": true, "available": [update("alpha", "1.0", "1.1")]}}),
+        );
+        let all = gather(&b, &[&db01, &ap01]);
+        let keys: Vec<(&str, &str)> = all.keys().map(|(p, v)| (p.as_str(), v.as_str())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("alpha", "1.1"),
+                ("beta", "2.0"),
+                ("gamma", "3.0"),
+                ("tzdata", "2026a")
+            ]
+        );
+        let (alpha, needed) = &all[&("alpha".to_string(), "1.1".to_string())];
+        assert_eq!(
+            alpha.classification,
+            Some(unyo_crds::patch::PatchClassification::Security)
+        );
+        assert_eq!(needed, &vec!["db01".to_string(), "ap01".to_string()]);
+        assert_eq!(
+            all[&("beta".to_string(), "2.0".to_string())].1,
+            vec!["db01".to_string()]
+        );
+        assert!(all[&("gamma".to_string(), "3.0".to_string())].1.is_empty());
+    }
+
+    #[test]
+    fn staging_evidence_from_the_staging_state_or_facts_and_open_incidents() {
+        let stg = server(
+            "stg01",
+            "staging",
+            json!({"patches": [{"baseline": "stg", "patches": [
+                {"package": "beta", "version": "2.0", "state": "InstalledPendingReboot",
+                 "installedAt": "2026-11-20T00:00:00Z"}]}]}),
+        );
+        let incident = |name: &str, state: &str| -> Incident {
+            serde_json::from_value(json!({
+                "apiVersion": "unyo.dev/v1alpha1", "kind": "Incident",
+                "metadata": {"name": name, "namespace": "mie"},
+                "spec": {"type": "Inquiry", "title": "t", "severity": "Warning",
+                         "servers": ["stg01"], "state": state}}))
+            .unwrap()
+        };
+        let incidents = vec![
+            incident("open-one", "InProgress"),
+            incident("done", "Closed"),
+        ];
+        let h = staging_host(&stg, "stg", "beta", &incidents);
+        assert_eq!(
+            h.installed,
+            Some((
+                "2.0".to_string(),
+                Some("2026-11-20T00:00:00Z".parse().unwrap())
+            ))
+        );
+        assert_eq!(h.open_incidents, vec!["open-one".to_string()]);
+        // A package only in the facts: its version, without an install time.
+        let h = staging_host(&stg, "stg", "alpha", &[]);
+        assert_eq!(h.installed, Some(("1.0".to_string(), None)));
+        assert!(h.open_incidents.is_empty());
+    }
+
+    #[test]
+    fn patch_compliant_judgement_per_server() {
+        let b = baseline(
+            "prod",
+            "production",
+            json!({"complianceLevel": "Important"}),
+        );
+        let never = server("db01", "production", json!({}));
+        assert_eq!(server_health(&never, &[b.clone()]).unwrap().1, "NotScanned");
+        let failed = server(
+            "db01",
+            "production",
+            json!({"patchScan": {"succeeded": false, "message": "apt-get update could not read http://127.0.0.1:9"}}),
+        );
+        let (ok, reason, msg) = server_health(&failed, &[b.clone()]).unwrap();
+        assert_eq!((ok, reason), (Some(false), "ScanFailed"));
+        assert!(msg.contains("127.0.0.1:9"), "{msg}");
+        let low_missing = server(
+            "db01",
+            "production",
+            json!({"patchScan": {"succeeded": true},
+                   "patches": [{"baseline": "prod", "patches": [
+                       {"package": "a", "version": "2", "state": "Missing", "severity": "Low"}]}]}),
+        );
+        assert_eq!(
+            server_health(&low_missing, &[b.clone()]).unwrap().1,
+            "Compliant"
+        );
+        let other = baseline("web", "web", json!({}));
+        assert!(server_health(&low_missing, &[other]).is_none());
+    }
+}

@@ -68,6 +68,13 @@ use crate::common::*;
         description = "The agent's heartbeat is current"
     ),
     printcolumn(
+        name = "Patched",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"PatchCompliant\")].status",
+        priority = "1",
+        description = "Every approved patch at the baseline's compliance level is installed"
+    ),
+    printcolumn(
         name = "Drift",
         type_ = "integer",
         json_path = ".status.driftCount",

@@ -148,7 +148,8 @@ pub fn evaluate(
             out.push(p);
         } else if let Some(c) = versions
             .iter()
-            .find(|c| version_cmp(&c.version, installed).is_le())
+            .filter(|c| version_cmp(&c.version, installed).is_le())
+            .max_by(|a, b| version_cmp(&a.version, &b.version))
         {
             let reboot = host.scan.reboot_packages.iter().any(|r| r == package);
             let state = if reboot {
