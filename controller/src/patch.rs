@@ -622,13 +622,13 @@ mod tests {
             json!({"complianceLevel": "Important"}),
         );
         let never = server("db01", "production", json!({}));
-        assert_eq!(server_health(&never, &[b.clone()]).unwrap().1, "NotScanned");
+        assert_eq!(server_health(&never, &b).unwrap().1, "NotScanned");
         let failed = server(
             "db01",
             "production",
             json!({"patchScan": {"succeeded": false, "message": "apt-get update could not read http://127.0.0.1:9"}}),
         );
-        let (ok, reason, msg) = server_health(&failed, &[b.clone()]).unwrap();
+        let (ok, reason, msg) = server_health(&failed, &b).unwrap();
         assert_eq!((ok, reason), (Some(false), "ScanFailed"));
         assert!(msg.contains("127.0.0.1:9"), "{msg}");
         let low_missing = server(
@@ -638,10 +638,7 @@ mod tests {
                    "patches": [{"baseline": "prod", "patches": [
                        {"package": "a", "version": "2", "state": "Missing", "severity": "Low"}]}]}),
         );
-        assert_eq!(
-            server_health(&low_missing, &[b.clone()]).unwrap().1,
-            "Compliant"
-        );
+        assert_eq!(server_health(&low_missing, &b).unwrap().1, "Compliant");
         let other = baseline("web", "web", json!({}));
         assert!(server_health(&low_missing, &[other]).is_none());
     }
