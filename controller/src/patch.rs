@@ -616,11 +616,11 @@ mod tests {
 
     #[test]
     fn patch_compliant_judgement_per_server() {
-        let b = baseline(
+        let b = vec![baseline(
             "prod",
             "production",
             json!({"complianceLevel": "Important"}),
-        );
+        )];
         let never = server("db01", "production", json!({}));
         assert_eq!(server_health(&never, &b).unwrap().1, "NotScanned");
         let failed = server(
