@@ -669,6 +669,50 @@ spec:
     assert!(said("PatchInstalled", "stg01", "alpha=1.1"), "{all:#?}");
     assert!(said("PatchInstalled", "prd01", "alpha=1.1"), "{all:#?}");
 
+    // prd02's source is fixed and a scan asked for: it scans, then installs in the open window.
+    std::fs::write(
+        roots[2].join("etc/apt/sources.list"),
+        sources.join("\n") + "\n",
+    )
+    .unwrap();
+    cp.kubectl_ok(
+        &[
+            "annotate",
+            "server",
+            "prd02",
+            "-n",
+            &ns,
+            "unyo.dev/patch-scan-now=source-fixed",
+        ],
+        None,
+    )
+    .unwrap();
+    let s = wait(
+        &servers,
+        "prd02",
+        "rescanned and installed",
+        120,
+        &logs,
+        |s| {
+            patch_state(s, "production", "alpha") == Some((PatchState::Installed, "1.1".into()))
+                && condition(s, "PatchCompliant").is_some_and(|c| c.0 == "True")
+        },
+    )
+    .await;
+    assert!(
+        s.status
+            .unwrap()
+            .operations
+            .unwrap()
+            .patch_scan
+            .unwrap()
+            .succeeded
+    );
+    assert_eq!(
+        aptlab::installed_version(&roots[2], "alpha").as_deref(),
+        Some("1.1")
+    );
+
     assert_eq!(
         std::fs::read("/var/lib/dpkg/status").unwrap_or_default(),
         machine_before,
