@@ -17,6 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -420,16 +421,18 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
         now,
     )];
     if prev != status {
-        for c in &status.candidates {
-            let was = prev
-                .candidates
-                .iter()
-                .find(|p| p.package == c.package && p.version == c.version)
-                .map(|p| p.judgement);
-            if c.judgement == Judgement::Apply && was != Some(Judgement::Apply) {
-                tracing::info!(package = %c.package, version = %c.version, reason = %c.reason, "patch approved");
-            }
-        }
+        let approved: Vec<&PatchCandidate> = status
+            .candidates
+            .iter()
+            .filter(|c| {
+                c.judgement == Judgement::Apply
+                    && !prev.candidates.iter().any(|p| {
+                        p.package == c.package
+                            && p.version == c.version
+                            && p.judgement == Judgement::Apply
+                    })
+            })
+            .collect();
         let patch = serde_json::json!({
             "apiVersion": PatchBaseline::api_version(&()),
             "kind": PatchBaseline::kind(&()),
@@ -443,6 +446,22 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
             )
             .await
             .map_err(err("writing the PatchBaseline status"))?;
+        for c in approved {
+            tracing::info!(package = %c.package, version = %c.version, reason = %c.reason, "patch approved");
+            let _ = ctx
+                .recorder
+                .publish(
+                    &Event {
+                        type_: EventType::Normal,
+                        reason: "PatchApproved".into(),
+                        note: Some(format!("{}={}: {}", c.package, c.version, c.reason)),
+                        action: "Approve".into(),
+                        secondary: None,
+                    },
+                    &b.object_ref(&()),
+                )
+                .await;
+        }
     }
     Ok(match (wake, ctx.clock) {
         (Some(t), crate::context::Clock::System) if t > now => Action::requeue(

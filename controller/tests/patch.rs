@@ -668,6 +668,12 @@ spec:
     assert!(said("PatchFailed", "stg01", "gamma=2.0"), "{all:#?}");
     assert!(said("PatchInstalled", "stg01", "alpha=1.1"), "{all:#?}");
     assert!(said("PatchInstalled", "prd01", "alpha=1.1"), "{all:#?}");
+    // The controller's approvals are Events of the baseline.
+    assert!(
+        said("PatchApproved", "production", "alpha=1.1: approved by"),
+        "{all:#?}"
+    );
+    assert!(!said("PatchApproved", "production", "delta"), "{all:#?}");
 
     // prd02's source is fixed and a scan asked for: it scans, then installs in the open window.
     std::fs::write(
