@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use unyo_crds::backup::{
@@ -19,7 +19,7 @@ use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
 use crate::conditions::condition;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 
 /// A scheduled run counts as missed when no run of its type started within this time after it.
 pub const MISSED_GRACE: SignedDuration = SignedDuration::from_hours(1);
@@ -252,26 +252,11 @@ async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Erro
         now,
     )];
     if prev != status {
-        let patch = serde_json::json!({
-            "apiVersion": BackupPlan::api_version(&()),
-            "kind": BackupPlan::kind(&()),
-            "status": status,
-        });
-        Api::<BackupPlan>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &p.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        ctx.apply_status::<BackupPlan>(&ns, &p.name_any(), &status)
             .await
             .map_err(list_err("writing the BackupPlan status"))?;
     }
-    Ok(match (next_wake, ctx.clock) {
-        (Some(t), crate::context::Clock::System) if t > now => Action::requeue(
-            Duration::from_millis((t.as_millisecond() - now.as_millisecond()) as u64 + 500),
-        ),
-        _ => Action::await_change(),
-    })
+    Ok(ctx.requeue_at(next_wake, now))
 }
 
 fn error_policy(_p: Arc<BackupPlan>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -19,7 +18,7 @@ use unyo_crds::calendar::{ExtraHoliday, OperationCalendar, OperationCalendarStat
 use unyo_crds::workcalendar::WorkCalendar;
 
 use crate::conditions::condition;
-use crate::context::{Clock, Context, FIELD_MANAGER};
+use crate::context::{Clock, Context};
 
 /// Failure of one reconcile.
 #[derive(thiserror::Error, Debug)]
@@ -120,22 +119,12 @@ async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Act
     let now = ctx.clock.now();
     let (status, wake) = desired_status(&cal, now);
     if cal.status.as_ref() != Some(&status) {
-        let api: Api<OperationCalendar> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = serde_json::json!({
-            "apiVersion": OperationCalendar::api_version(&()),
-            "kind": OperationCalendar::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::Write {
-            name: name.clone(),
-            source,
-        })?;
+        ctx.apply_status::<OperationCalendar>(&namespace, &name, &status)
+            .await
+            .map_err(|source| Error::Write {
+                name: name.clone(),
+                source,
+            })?;
         tracing::info!(
             state = ?status.state,
             next_transition = ?status.next_transition.as_ref().map(|t| t.0.to_string()),

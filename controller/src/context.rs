@@ -71,6 +71,50 @@ impl Context {
             agent_grace,
         })
     }
+
+    /// Reconcile again at `wake` (half a second late, so that it has passed), or on the next
+    /// change when there is no such instant or the clock is fixed.
+    pub fn requeue_at(
+        &self,
+        wake: Option<Timestamp>,
+        now: Timestamp,
+    ) -> kube::runtime::controller::Action {
+        match (wake, self.clock) {
+            (Some(t), Clock::System) if t > now => {
+                kube::runtime::controller::Action::requeue(std::time::Duration::from_millis(
+                    (t.as_millisecond() - now.as_millisecond()) as u64 + 500,
+                ))
+            }
+            _ => kube::runtime::controller::Action::await_change(),
+        }
+    }
+
+    /// Writes the status of the namespaced object `name` by server-side apply, as the controller.
+    pub async fn apply_status<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &impl serde::Serialize,
+    ) -> Result<K, kube::Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        kube::Api::<K>::namespaced(self.client.clone(), namespace)
+            .patch_status(
+                name,
+                &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await
+    }
 }
 
 /// An Api of `K` in `namespace`, or in every namespace when there is none.

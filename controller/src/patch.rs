@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -34,7 +34,7 @@ use unyo_crds::selection::{patch_baselines_for, selects};
 use unyo_crds::{Incident, OperationCalendar, Server};
 
 use crate::conditions::condition;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 
 fn operations(server: &Server) -> Option<&unyo_crds::server::OperationResults> {
     server.status.as_ref()?.operations.as_ref()
@@ -433,17 +433,7 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
                     })
             })
             .collect();
-        let patch = serde_json::json!({
-            "apiVersion": PatchBaseline::api_version(&()),
-            "kind": PatchBaseline::kind(&()),
-            "status": status,
-        });
-        Api::<PatchBaseline>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        ctx.apply_status::<PatchBaseline>(&ns, &name, &status)
             .await
             .map_err(err("writing the PatchBaseline status"))?;
         for c in approved {
@@ -463,12 +453,7 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
                 .await;
         }
     }
-    Ok(match (wake, ctx.clock) {
-        (Some(t), crate::context::Clock::System) if t > now => Action::requeue(
-            Duration::from_millis((t.as_millisecond() - now.as_millisecond()) as u64 + 500),
-        ),
-        _ => Action::await_change(),
-    })
+    Ok(ctx.requeue_at(wake, now))
 }
 
 fn error_policy(_b: Arc<PatchBaseline>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use unyo_crds::common::parse_duration;
@@ -14,7 +14,7 @@ use unyo_crds::selection::selects;
 use unyo_crds::server::{CheckState, Server};
 
 use crate::conditions::condition;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 
 /// At most this many server names are listed in status.
 const MAX_LISTED: usize = 100;
@@ -143,22 +143,12 @@ async fn reconcile(p: Arc<MonitoringPolicy>, ctx: Arc<Context>) -> Result<Action
         .items;
     let status = desired_status(&p, &servers, ctx.clock.now());
     if p.status.as_ref() != Some(&status) {
-        let api: Api<MonitoringPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = serde_json::json!({
-            "apiVersion": MonitoringPolicy::api_version(&()),
-            "kind": MonitoringPolicy::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &p.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error {
-            what: "writing the MonitoringPolicy status".into(),
-            source,
-        })?;
+        ctx.apply_status::<MonitoringPolicy>(&ns, &p.name_any(), &status)
+            .await
+            .map_err(|source| Error {
+                what: "writing the MonitoringPolicy status".into(),
+                source,
+            })?;
     }
     Ok(Action::await_change())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use unyo_crds::backup::RunResult;
@@ -18,7 +18,7 @@ use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
 use crate::conditions::condition;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 
 /// A scheduled scan counts as missed when no scan started within this time after it.
 pub const MISSED_GRACE: SignedDuration = SignedDuration::from_mins(15);
@@ -281,17 +281,7 @@ async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Actio
         now,
     )];
     if prev != status {
-        let patch = serde_json::json!({
-            "apiVersion": VirusScanSchedule::api_version(&()),
-            "kind": VirusScanSchedule::kind(&()),
-            "status": status,
-        });
-        Api::<VirusScanSchedule>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &s.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        ctx.apply_status::<VirusScanSchedule>(&ns, &s.name_any(), &status)
             .await
             .map_err(api("writing the VirusScanSchedule status"))?;
     }
@@ -299,12 +289,7 @@ async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Actio
     let next_due = schedule_on(&calendars, Some(&ns), &s.spec.schedule, "spec.schedule")
         .and_then(|(w, sched)| w.next_fire_time(&sched, now - MISSED_GRACE))
         .map(|t| t + MISSED_GRACE);
-    Ok(match (next_due, ctx.clock) {
-        (Some(t), crate::context::Clock::System) if t > now => Action::requeue(
-            Duration::from_millis((t.as_millisecond() - now.as_millisecond()) as u64 + 500),
-        ),
-        _ => Action::await_change(),
-    })
+    Ok(ctx.requeue_at(next_due, now))
 }
 
 fn error_policy(_s: Arc<VirusScanSchedule>, error: &Error, ctx: Arc<Context>) -> Action {
