@@ -257,10 +257,9 @@ pub fn scan(apt: &Apt) -> HostPackages {
 fn state_of(
     job: &PatchJob,
     host: &HostPackages,
-    failures: &BTreeMap<String, Failure>,
+    patches: Vec<HostPatch>,
     message: Option<String>,
 ) -> HostPatchState {
-    let patches = evaluate(job, host, failures);
     HostPatchState {
         baseline: job.name.clone(),
         scanned_at: host.scan.scanned_at.clone(),
@@ -348,7 +347,8 @@ pub async fn run_patches(
                     Some("maintenance window open: approved missing patches are installed".into())
                 }
             };
-            states.push((job.clone(), failures, message));
+            // Without an install (else the host is read again below) the patches stand as evaluated.
+            states.push(state_of(job, &h, patches, message));
         }
         if changed_host {
             let rescanned = reread(&apt).await;
@@ -356,11 +356,7 @@ pub async fn run_patches(
             host = Some(rescanned);
             continue;
         }
-        let reported: Vec<HostPatchState> = states
-            .iter()
-            .map(|(job, failures, message)| state_of(job, &h, failures, message.clone()))
-            .collect();
-        reporter.patches(Some(h.scan.clone()), reported).await;
+        reporter.patches(Some(h.scan.clone()), states).await;
         let until_scan = interval.saturating_sub(last_scan.elapsed());
         let until_window = wake
             .map(|t| {
@@ -515,11 +511,7 @@ mod tests {
         let lab = std::env::temp_dir().join(format!("unyo-patch-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&lab);
         let reboot = "#!/bin/sh\nset -e\nmkdir -p \"$DPKG_ROOT/run\"\ntouch \"$DPKG_ROOT/run/reboot-required\"\necho kern >> \"$DPKG_ROOT/run/reboot-required.pkgs\"\n";
-        let deb = |name, version| Deb {
-            name,
-            version,
-            ..Default::default()
-        };
+        let deb = Deb::new;
         let archives = vec![
             Archive {
                 dir: "security",
@@ -580,7 +572,7 @@ mod tests {
             ("updates", "delta"),
         ]
         .iter()
-        .map(|(d, p)| lab.join(d).join(format!("{p}_1.0_all.deb")))
+        .map(|(d, p)| aptlab::deb_file(&lab, d, p, "1.0"))
         .collect();
         let sources: Vec<String> = dirs.iter().map(|d| aptlab::source_line(d)).collect();
         aptlab::host_root(&root, &sources, &old).unwrap();
