@@ -13,32 +13,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::wait::await_condition;
 use unyo_crds::Server;
 use unyo_crds::patch::{Judgement, PatchBaseline, PatchCandidate, PatchState};
 use unyo_tests::aptlab::{self, Archive, Deb};
-use unyo_tests::{ControlPlane, Running, control_plane, workspace_binary};
+use unyo_tests::{ControlPlane, Running, control_plane, wait_for as wait, workspace_binary};
 
-async fn controller(cp: &ControlPlane, ns: &str) -> Running {
-    let kubeconfig = cp.controller_kubeconfig().await.unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-controller"));
-    cmd.arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["-n", ns])
-        .env("RUST_LOG", "info,unyo_controller=debug");
-    Running::spawn(cmd, &format!("controller-patch-{ns}")).unwrap()
-}
+mod common;
 
-fn server_yaml(ns: &str, name: &str, env: &str) -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/samples/servers/db01.yaml"
-    ))
-    .unwrap()
-    .replace("namespace: mie", &format!("namespace: {ns}"))
-    .replace("name: db01", &format!("name: {name}"))
-    .replace("hostname: db01", &format!("hostname: {name}"))
-    .replace(
+fn server_in(ns: &str, name: &str, env: &str) -> String {
+    common::server_yaml(ns, name).replace(
         "unyo.dev/environment: production",
         &format!("unyo.dev/environment: {env}"),
     )
@@ -66,42 +49,6 @@ fn agent(cp: &ControlPlane, ns: &str, server: &str, work: &Path, root: &Path) ->
         .args(["--heartbeat", "2s", "--facts-interval", "5s"])
         .env("RUST_LOG", "info,unyo_agent=debug");
     Running::spawn(cmd, &format!("agent-{server}-{ns}")).unwrap()
-}
-
-async fn wait<K>(
-    api: &Api<K>,
-    name: &str,
-    what: &str,
-    secs: u64,
-    logs: &[&Running],
-    cond: impl Fn(&K) -> bool,
-) -> K
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default,
-{
-    let r = tokio::time::timeout(
-        Duration::from_secs(secs),
-        await_condition(api.clone(), name, move |o: Option<&K>| o.is_some_and(&cond)),
-    )
-    .await;
-    match r {
-        Ok(Ok(Some(o))) => o,
-        other => panic!(
-            "{name}: {what} did not happen ({other:?})\nnow: {:#?}\nlogs:\n{}",
-            api.get_opt(name).await.ok().flatten(),
-            logs.iter()
-                .map(|l| l.log())
-                .collect::<Vec<_>>()
-                .join("\n-----\n")
-        ),
-    }
 }
 
 fn candidate<'a>(b: &'a PatchBaseline, package: &str) -> Option<&'a PatchCandidate> {
@@ -156,11 +103,7 @@ fn closed_window() -> String {
 const OPEN_WINDOW: &str = "{schedule: {calendar: ops, cron: \"* * * * *\"}, duration: 1h}";
 
 fn lab(work: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let deb = |name, version| Deb {
-        name,
-        version,
-        ..Default::default()
-    };
+    let deb = Deb::new;
     let shared = Some(("/usr/share/common/shared.txt", "beta's"));
     let archives = vec![
         Archive {
@@ -211,7 +154,7 @@ fn lab(work: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
         ("updates", "gamma"),
     ]
     .iter()
-    .map(|(d, p)| work.join(d).join(format!("{p}_1.0_all.deb")))
+    .map(|(d, p)| aptlab::deb_file(work, d, p, "1.0"))
     .collect();
     (dirs, old)
 }
@@ -243,7 +186,7 @@ async fn staging_first_promotion_installs_in_the_window_and_reports() {
         ("prd01", "production"),
         ("prd02", "production"),
     ] {
-        objects.push_str(&server_yaml(&ns, name, env));
+        objects.push_str(&server_in(&ns, name, env));
         objects.push_str("\n---\n");
     }
     objects.push_str(&format!(
@@ -316,7 +259,7 @@ spec:
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&objects))
         .unwrap();
 
-    let ctl = controller(cp, &ns).await;
+    let ctl = common::controller(cp, &ns, "controller-patch", &[]).await;
     let stg = agent(cp, &ns, "stg01", &work, &roots[0]);
     let prd = agent(cp, &ns, "prd01", &work, &roots[1]);
     let prd2 = agent(cp, &ns, "prd02", &work, &roots[2]);

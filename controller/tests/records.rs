@@ -15,37 +15,16 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
-use kube::runtime::wait::await_condition;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use unyo_crds::change::{ChangePhase, ChangeRecord, ChangeResolution};
 use unyo_crds::incident::{DeliveryState, Incident, IncidentPhase};
 use unyo_crds::{MonitoringPolicy, OperationCalendar, Server};
-use unyo_tests::{ControlPlane, Running, control_plane};
+use unyo_tests::{Running, control_plane, wait_for};
 
-/// The controller binary, with the identity of manifests/controller/rbac.yaml.
-async fn controller(cp: &ControlPlane, ns: &str, name: &str, extra: &[&str]) -> Running {
-    let kubeconfig = cp.controller_kubeconfig().await.unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-controller"));
-    cmd.arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["-n", ns])
-        .args(extra)
-        .env("RUST_LOG", "info,unyo_controller=debug");
-    Running::spawn(cmd, &format!("{name}-{ns}")).unwrap()
-}
-
-fn server_yaml(ns: &str, name: &str) -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/samples/servers/db01.yaml"
-    ))
-    .unwrap()
-    .replace("namespace: mie", &format!("namespace: {ns}"))
-    .replace("name: db01", &format!("name: {name}"))
-    .replace("hostname: db01", &format!("hostname: {name}"))
-}
+mod common;
+use common::{controller, server_yaml};
 
 /// Facts of a host matching the db01 ledger, with `os_version` and `pg` as given.
 fn facts(host: &str, os_version: &str, pg: &str) -> serde_json::Value {
@@ -116,19 +95,7 @@ where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default,
 {
-    let r = tokio::time::timeout(
-        Duration::from_secs(secs),
-        await_condition(api.clone(), name, move |o: Option<&K>| o.is_some_and(&cond)),
-    )
-    .await;
-    match r {
-        Ok(Ok(Some(o))) => o,
-        other => panic!(
-            "{name}: {what} did not happen ({other:?})\nnow: {:#?}\ncontroller log:\n{}",
-            api.get_opt(name).await.ok().flatten(),
-            log.log()
-        ),
-    }
+    wait_for(api, name, what, secs, &[log], cond).await
 }
 
 fn condition<'a>(

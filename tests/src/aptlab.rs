@@ -27,6 +27,27 @@ pub struct Deb {
     pub postinst: Option<&'static str>,
 }
 
+impl Deb {
+    /// `name` at `version`, with nothing else set.
+    pub fn new(name: &'static str, version: &'static str) -> Deb {
+        Deb {
+            name,
+            version,
+            ..Default::default()
+        }
+    }
+}
+
+/// The file `build_archives` writes for `name` at `version` in the archive directory `dir`
+/// below `lab`.
+pub fn deb_file(lab: &Path, dir: &str, name: &str, version: &str) -> PathBuf {
+    lab.join(dir).join(deb_name(name, version))
+}
+
+fn deb_name(name: &str, version: &str) -> String {
+    format!("{name}_{version}_all.deb")
+}
+
 /// An archive: a flat repository with its Release file.
 #[derive(Clone, Debug)]
 pub struct Archive {
@@ -90,7 +111,7 @@ pub fn build_deb(work: &Path, out_dir: &Path, deb: &Deb) -> Result<PathBuf> {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
     }
     std::fs::create_dir_all(out_dir)?;
-    let file = out_dir.join(format!("{}_{}_all.deb", deb.name, deb.version));
+    let file = out_dir.join(deb_name(deb.name, deb.version));
     run(
         Command::new("dpkg-deb")
             .args(["--root-owner-group", "-Zgzip", "--build"])

@@ -267,6 +267,46 @@ impl ControlPlane {
     }
 }
 
+/// Waits up to `secs` for `cond` to hold for the object `name`; on time-out, panics with `what`,
+/// the object as it is, and the logs of the processes the test started.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    secs: u64,
+    logs: &[&Running],
+    cond: impl Fn(&K) -> bool,
+) -> K
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default,
+{
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        kube::runtime::wait::await_condition(api.clone(), name, move |o: Option<&K>| {
+            o.is_some_and(&cond)
+        }),
+    )
+    .await;
+    match r {
+        Ok(Ok(Some(o))) => o,
+        other => panic!(
+            "{name}: {what} did not happen ({other:?})\nnow: {:#?}\nlogs:\n{}",
+            api.get_opt(name).await.ok().flatten(),
+            logs.iter()
+                .map(|l| l.log())
+                .collect::<Vec<_>>()
+                .join("\n-----\n")
+        ),
+    }
+}
+
 /// A binary of this workspace, built first if needed (`cargo build -p package --bin bin`), for
 /// tests of one crate that run another crate's binary.
 pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {

@@ -12,11 +12,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().context("usage: patch-lab DIR HOST...")?);
     let hosts: Vec<String> = args.collect();
-    let deb = |name, version| Deb {
-        name,
-        version,
-        ..Default::default()
-    };
+    let deb = Deb::new;
     let archives = [
         Archive {
             dir: "security",
@@ -45,8 +41,8 @@ fn main() -> Result<()> {
     let dirs = aptlab::build_archives(&dir, &archives)?;
     let sources: Vec<String> = dirs.iter().map(|d| aptlab::source_line(d)).collect();
     let old = vec![
-        dir.join("security/unyo-demo-ssl_1.0_all.deb"),
-        dir.join("updates/unyo-demo-tz_1.0_all.deb"),
+        aptlab::deb_file(&dir, "security", "unyo-demo-ssl", "1.0"),
+        aptlab::deb_file(&dir, "updates", "unyo-demo-tz", "1.0"),
     ];
     for h in hosts {
         let root = dir.join(format!("{h}-root"));
