@@ -19,6 +19,7 @@ pub mod drift;
 pub mod holidays;
 pub mod incident;
 pub mod monitoring;
+pub mod names;
 pub mod patch;
 pub mod patching;
 pub mod selection;

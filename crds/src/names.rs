@@ -1,0 +1,168 @@
+//! Names both sides of the API agree on: label and annotation keys, condition types and
+//! reasons, and the names derived from a Server's name. The controller, the agent and the CLI
+//! use these, never their own spelling.
+
+use sha2::{Digest, Sha256};
+
+use crate::drift::Drift;
+
+/// Label and annotation keys.
+pub mod labels {
+    /// The Server an object belongs to (ChangeRecords, Incidents).
+    pub const SERVER: &str = "unyo.dev/server";
+    /// Where a ChangeRecord came from (`Drift`).
+    pub const ORIGIN: &str = "unyo.dev/origin";
+    /// `<policy>.<check>` of an Incident, cut to 63 characters.
+    pub const CHECK: &str = "unyo.dev/check";
+    /// The fingerprint of an Incident's problem.
+    pub const FINGERPRINT: &str = "unyo.dev/fingerprint";
+    /// The Server whose agent an object serves (ServiceAccount, Role, Lease of an agent).
+    pub const AGENT_OF: &str = "unyo.dev/agent-of";
+    /// The standard managed-by label.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// Its value on objects unyo makes.
+    pub const MANAGED_BY_UNYO: &str = "unyo";
+    /// Annotation: the MonitoringPolicy (or plan, schedule, `agent`) of an Incident's problem.
+    pub const POLICY_ANNOTATION: &str = "unyo.dev/policy";
+    /// Annotation: the check of an Incident's problem, uncut.
+    pub const CHECK_ANNOTATION: &str = "unyo.dev/check-name";
+}
+
+/// Condition types.
+pub mod conditions {
+    /// Every kind: the object was reconciled.
+    pub const READY: &str = "Ready";
+    /// Server: the host matches its ledger.
+    pub const IN_SYNC: &str = "InSync";
+    /// Server: the agent renews its Lease.
+    pub const AGENT_CONNECTED: &str = "AgentConnected";
+    /// Server: backups of the plans selecting it are healthy.
+    pub const BACKUP_HEALTHY: &str = "BackupHealthy";
+    /// Server: antivirus scans and signatures are healthy.
+    pub const ANTIVIRUS_HEALTHY: &str = "AntivirusHealthy";
+    /// Server: patched to the baselines selecting it.
+    pub const PATCH_COMPLIANT: &str = "PatchCompliant";
+    /// Incident: every due notification was delivered.
+    pub const NOTIFIED: &str = "Notified";
+    /// ChangeRecord: a planned outage was announced too late.
+    pub const LEAD_TIME_VIOLATED: &str = "LeadTimeViolated";
+}
+
+/// Condition reasons.
+pub mod reasons {
+    /// AgentConnected: the Lease is current.
+    pub const LEASE_RENEWED: &str = "LeaseRenewed";
+    /// AgentConnected: the Lease ran out.
+    pub const LEASE_EXPIRED: &str = "LeaseExpired";
+    /// AgentConnected: there is no Lease.
+    pub const NO_LEASE: &str = "NoLease";
+    /// AgentConnected: the Lease was never renewed.
+    pub const NEVER_RENEWED: &str = "NeverRenewed";
+    /// InSync / Ready: the host matches its ledger.
+    pub const IN_SYNC: &str = "InSync";
+    /// InSync / Ready: ledger paths differ from the host.
+    pub const DRIFTED: &str = "Drifted";
+    /// InSync / Ready: no facts reported yet.
+    pub const NO_FACTS: &str = "NoFacts";
+    /// Ready (Server): the agent is disconnected.
+    pub const AGENT_DISCONNECTED: &str = "AgentDisconnected";
+    /// Ready (Server): in sync and connected.
+    pub const READY: &str = "Ready";
+    /// Ready (policies, calendars, baselines): evaluated.
+    pub const EVALUATED: &str = "Evaluated";
+    /// Ready (ChangeRecord): recorded.
+    pub const RECORDED: &str = "Recorded";
+    /// Ready (Incident): the problem is present.
+    pub const FIRING: &str = "Firing";
+    /// Ready (Incident): the problem went away.
+    pub const RECOVERED: &str = "Recovered";
+    /// Notified: every due notification was delivered.
+    pub const DELIVERED: &str = "Delivered";
+    /// Notified: a notification is still due.
+    pub const PENDING: &str = "Pending";
+    /// Notified: a notification was given up.
+    pub const UNDELIVERED: &str = "Undelivered";
+    /// A label selector does not parse.
+    pub const INVALID_SELECTOR: &str = "InvalidSelector";
+    /// A setting does not parse.
+    pub const INVALID_SETTINGS: &str = "InvalidSettings";
+    /// A named OperationCalendar does not exist.
+    pub const CALENDAR_NOT_FOUND: &str = "CalendarNotFound";
+}
+
+/// Name of the Lease the agent of `server` renews (also its ServiceAccount, Role and
+/// RoleBinding).
+pub fn agent_lease_name(server: &str) -> String {
+    format!("unyo-agent-{server}")
+}
+
+/// The Server of an agent Lease named by [`agent_lease_name`].
+pub fn server_of_agent_lease(lease: &str) -> Option<&str> {
+    lease.strip_prefix("unyo-agent-").filter(|s| !s.is_empty())
+}
+
+/// `value` as a label value: cut to 63 characters and ending in a letter or digit (the full
+/// value is always in the object's spec or annotations).
+pub fn label_value(value: &str) -> String {
+    let cut: String = value.chars().take(63).collect();
+    cut.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+/// The deterministic name of the ChangeRecord for `drifts` on `server`: the same drift set
+/// always gives the same name, so a retry or a restart cannot open a second record. At most
+/// 253 characters, whatever the Server's name.
+pub fn drift_record_name(server: &str, drifts: &[Drift]) -> String {
+    let mut h = Sha256::new();
+    for d in drifts {
+        for part in [Some(d.path.as_str()), d.observed.as_deref()] {
+            h.update(part.unwrap_or("\u{0}").as_bytes());
+            h.update([0xff]);
+        }
+    }
+    let digest = hex::encode(&h.finalize()[..5]);
+    let base: String = server.chars().take(253 - 17).collect();
+    format!("{base}-drift-{digest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::DriftKind;
+
+    fn d(path: &str, observed: Option<&str>) -> Drift {
+        Drift {
+            path: path.into(),
+            expected: Some("x".into()),
+            observed: observed.map(String::from),
+            kind: DriftKind::SoftwareVersion,
+        }
+    }
+
+    #[test]
+    fn record_names_are_deterministic_per_drift_set() {
+        let a = drift_record_name("db01", &[d("os.version", Some("13"))]);
+        assert_eq!(a, drift_record_name("db01", &[d("os.version", Some("13"))]));
+        assert_ne!(a, drift_record_name("db01", &[d("os.version", Some("14"))]));
+        assert_ne!(a, drift_record_name("db02", &[d("os.version", Some("13"))]));
+        assert!(a.starts_with("db01-drift-") && a.len() == "db01-drift-".len() + 10);
+        let long = "s".repeat(253);
+        assert_eq!(drift_record_name(&long, &[]).len(), 253);
+    }
+
+    #[test]
+    fn label_values_fit() {
+        assert_eq!(label_value("db01"), "db01");
+        let long = format!("{}.x", "a".repeat(62));
+        assert_eq!(label_value(&long), "a".repeat(62));
+        assert_eq!(label_value(&"b".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn lease_names_round_trip() {
+        assert_eq!(agent_lease_name("db01"), "unyo-agent-db01");
+        assert_eq!(server_of_agent_lease("unyo-agent-db01"), Some("db01"));
+        assert_eq!(server_of_agent_lease("unyo-agent-"), None);
+        assert_eq!(server_of_agent_lease("unyo-controller"), None);
+    }
+}
