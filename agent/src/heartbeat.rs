@@ -8,11 +8,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
+use unyo_crds::names::{agent_lease_name as lease_name, label_value, labels};
+
 use crate::metrics::Metrics;
 
-/// Name of a host's Lease.
-pub fn lease_name(server: &str) -> String {
-    format!("unyo-agent-{server}")
+/// The labels an agent's Lease carries: the controller watches only Leases labelled
+/// `unyo.dev/agent-of`.
+fn lease_labels(server: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (labels::AGENT_OF.to_string(), label_value(server)),
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_UNYO.to_string(),
+        ),
+    ]
+    .into()
 }
 
 /// Renews the Lease once: read, set holder, duration and renew time, replace. Creates it when
@@ -23,6 +33,10 @@ pub async fn renew(leases: &Api<Lease>, server: &str, every: Duration) -> Result
     let duration = i32::try_from(every.as_secs().saturating_mul(3)).unwrap_or(i32::MAX);
     match leases.get_opt(&name).await? {
         Some(mut lease) => {
+            let have = lease.metadata.labels.get_or_insert_with(Default::default);
+            for (k, v) in lease_labels(server) {
+                have.entry(k).or_insert(v);
+            }
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
             if spec.holder_identity.as_deref() != Some(server) {
                 spec.holder_identity = Some(server.to_string());
@@ -38,6 +52,7 @@ pub async fn renew(leases: &Api<Lease>, server: &str, every: Duration) -> Result
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(name),
+                    labels: Some(lease_labels(server)),
                     ..Default::default()
                 },
                 spec: Some(LeaseSpec {

@@ -17,6 +17,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
 use kube::{Api, Client};
 use unyo_crds::Server;
+use unyo_crds::names::{agent_lease_name, label_value, labels};
 
 const FIELD_MANAGER: &str = "unyo-cli";
 
@@ -50,7 +51,7 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> 
 /// The rules of a host's Role: its own Server and status, its own Lease, the policies and
 /// calendars of the namespace, and Events. Nothing else.
 pub fn agent_rules(server: &str) -> Vec<PolicyRule> {
-    let lease = format!("unyo-agent-{server}");
+    let lease = agent_lease_name(server);
     vec![
         rule(
             &["unyo.dev"],
@@ -93,12 +94,12 @@ fn meta(name: &str, namespace: &str) -> ObjectMeta {
         labels: Some(
             [
                 (
-                    "app.kubernetes.io/managed-by".to_string(),
-                    "unyo".to_string(),
+                    labels::MANAGED_BY.to_string(),
+                    labels::MANAGED_BY_UNYO.to_string(),
                 ),
                 (
-                    "unyo.dev/agent-of".to_string(),
-                    name.trim_start_matches("unyo-agent-").to_string(),
+                    labels::AGENT_OF.to_string(),
+                    label_value(name.trim_start_matches("unyo-agent-")),
                 ),
             ]
             .into(),
@@ -154,7 +155,7 @@ pub async fn run(b: &Bootstrap<'_>) -> Result<String> {
     let (admin_url, ca) = cluster_of(b.kubeconfig)?;
     let url = b.server_url.map(str::to_string).unwrap_or(admin_url);
     let ns = b.namespace;
-    let name = format!("unyo-agent-{}", b.server);
+    let name = agent_lease_name(b.server);
 
     let servers: Api<Server> = Api::namespaced(client.clone(), ns);
     if servers.get_opt(b.server).await?.is_none() {
