@@ -3,13 +3,11 @@
 //! last full, the last differential, the generations held and the next run.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use unyo_crds::backup::{
     BackupPlan, BackupPlanStatus, BackupRule, BackupRun, BackupType, HostBackup, RunResult,
     ServerBackupSummary,
@@ -19,7 +17,10 @@ use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
 use crate::conditions::condition;
-use crate::context::Context;
+use crate::context::{Context, namespace_summary};
+use crate::error::Error;
+use crate::stores::{Kinds, in_namespace, servers_in};
+use unyo_crds::names::conditions as cond;
 
 /// A scheduled run counts as missed when no run of its type started within this time after it.
 pub const MISSED_GRACE: SignedDuration = SignedDuration::from_hours(1);
@@ -154,33 +155,14 @@ pub fn server_health(
     all.iter().find(|h| !h.0).or(all.first()).cloned()
 }
 
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-#[error("{what}: {source}")]
-pub struct Error {
-    what: String,
-    source: kube::Error,
-}
-
-#[tracing::instrument(skip_all, fields(namespace = p.namespace().unwrap_or_default(), plan = p.name_any()))]
-async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("BackupPlan");
-    let ns = p.namespace().unwrap_or_default();
-    let now = ctx.clock.now();
-    let list_err = |what: &str| {
-        let what = what.to_string();
-        move |source| Error { what, source }
-    };
-    let servers = Api::<Server>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(list_err("listing Servers"))?
-        .items;
-    let calendars = Api::<OperationCalendar>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(list_err("listing OperationCalendars"))?
-        .items;
+/// The status of plan `p` over the Servers of its namespace at `now` (None when it is
+/// unchanged), and when to look again: when a run next counts as missed.
+pub fn decide(
+    p: &BackupPlan,
+    servers: &[Arc<Server>],
+    calendars: &[OperationCalendar],
+    now: Timestamp,
+) -> (Option<BackupPlanStatus>, Option<Timestamp>) {
     let prev = p.status.clone().unwrap_or_default();
     let mut status = BackupPlanStatus {
         observed_generation: p.meta().generation,
@@ -189,7 +171,7 @@ async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Erro
     let mut healthy = 0;
     let mut selector_error = None;
     let mut next_wake: Option<Timestamp> = None;
-    for s in &servers {
+    for s in servers {
         match selects(&p.spec.selector, s.labels()) {
             Ok(true) => {}
             Ok(false) => continue,
@@ -198,7 +180,7 @@ async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Erro
                 break;
             }
         }
-        if health(s, &p, &calendars, now).0 {
+        if health(s, p, calendars, now).0 {
             healthy += 1;
         }
         let h = host_state(s, &p.name_any());
@@ -206,10 +188,10 @@ async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Erro
             .spec
             .rules
             .iter()
-            .filter_map(|r| last_and_next(&p, r, &calendars, now, now).1)
+            .filter_map(|r| last_and_next(p, r, calendars, now, now).1)
             .min();
         if let Some(n) = next_run {
-            let due = n + MISSED_GRACE;
+            let due = n.checked_add(MISSED_GRACE).unwrap_or(n);
             next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
         }
         status.servers.push(ServerBackupSummary {
@@ -244,29 +226,32 @@ async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     status.conditions = vec![condition(
         &prev.conditions,
-        "Ready",
+        cond::READY,
         ok,
         reason,
         message,
         p.meta().generation,
         now,
     )];
-    if prev != status {
+    ((prev != status).then_some(status), next_wake)
+}
+
+#[tracing::instrument(skip_all, fields(namespace = p.namespace().unwrap_or_default(), plan = p.name_any()))]
+async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = p.namespace().unwrap_or_default();
+    let now = ctx.clock.now();
+    let servers = servers_in(&ctx.stores.servers, &ns);
+    let calendars = in_namespace(&ctx.stores.calendars, &ns);
+    let (status, wake) = decide(&p, &servers, &calendars, now);
+    if let Some(status) = status {
         ctx.apply_status::<BackupPlan>(&ns, &p.name_any(), &status)
-            .await
-            .map_err(list_err("writing the BackupPlan status"))?;
+            .await?;
     }
-    Ok(ctx.requeue_at(next_wake, now))
+    Ok(ctx.requeue_at(wake, now))
 }
 
-fn error_policy(_p: Arc<BackupPlan>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("BackupPlan");
-    tracing::warn!(%error, "backup plan reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// Runs the BackupPlan controller until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    crate::context::run_namespace_summary(ctx, namespace, "BackupPlan", reconcile, error_policy)
-        .await;
+/// Runs the BackupPlan loop until shutdown.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let controller = namespace_summary(kinds.plans.subscribe(), ctx.stores.plans.clone(), kinds);
+    crate::context::run_loop(controller, ctx, "BackupPlan", reconcile)
 }

@@ -6,35 +6,18 @@
 //! first); it writes the status with server-side apply only when it differs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use unyo_crds::calendar::{ExtraHoliday, OperationCalendar, OperationCalendarStatus};
 use unyo_crds::workcalendar::WorkCalendar;
 
 use crate::conditions::condition;
-use crate::context::{Clock, Context};
-
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-pub enum Error {
-    /// Writing the status failed.
-    #[error("writing the status of OperationCalendar {name}: {source}")]
-    Write {
-        /// The calendar.
-        name: String,
-        /// The API error.
-        source: kube::Error,
-    },
-    /// The object has no namespace (it is namespaced, so the API never sends one without).
-    #[error("OperationCalendar {0} has no namespace")]
-    NoNamespace(String),
-}
+use crate::context::Context;
+use crate::error::Error;
+use crate::stores::Kinds;
 
 /// The status a calendar should have at `now`, and when to look again.
 pub fn desired_status(
@@ -111,20 +94,13 @@ pub fn desired_status(
 
 #[tracing::instrument(skip_all, fields(namespace = cal.namespace().unwrap_or_default(), calendar = cal.name_any()))]
 async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("OperationCalendar");
     let name = cal.name_any();
-    let namespace = cal
-        .namespace()
-        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let namespace = cal.namespace().unwrap_or_default();
     let now = ctx.clock.now();
     let (status, wake) = desired_status(&cal, now);
     if cal.status.as_ref() != Some(&status) {
         ctx.apply_status::<OperationCalendar>(&namespace, &name, &status)
-            .await
-            .map_err(|source| Error::Write {
-                name: name.clone(),
-                source,
-            })?;
+            .await?;
         tracing::info!(
             state = ?status.state,
             next_transition = ?status.next_transition.as_ref().map(|t| t.0.to_string()),
@@ -132,33 +108,14 @@ async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Act
             "status updated"
         );
     }
-    Ok(match (wake, &ctx.clock) {
-        (Some(at), Clock::System) => {
-            let wait = at.as_millisecond() - now.as_millisecond() + 200;
-            Action::requeue(Duration::from_millis(wait.max(0) as u64))
-        }
-        _ => Action::await_change(),
-    })
+    Ok(ctx.requeue_at(wake, now))
 }
 
-fn error_policy(_cal: Arc<OperationCalendar>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("OperationCalendar");
-    tracing::warn!(%error, "reconcile failed; retrying in 10s");
-    Action::requeue(Duration::from_secs(10))
-}
-
-/// Runs the OperationCalendar controller until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let api: Api<OperationCalendar> = crate::context::api(&ctx.client, &namespace);
-    Controller::new(api, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "calendar reconcile");
-            }
-        })
-        .await;
+/// Runs the OperationCalendar loop until shutdown.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let controller =
+        Controller::for_shared_stream(kinds.calendars.subscribe(), ctx.stores.calendars.clone());
+    crate::context::run_loop(controller, ctx, "OperationCalendar", reconcile)
 }
 
 #[cfg(test)]

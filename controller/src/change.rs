@@ -12,25 +12,24 @@
 //! Driven by watches of ChangeRecords and of Servers (a Server's drift changes its records).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use unyo_crds::Server;
 use unyo_crds::change::{
     ChangeOrigin, ChangePhase, ChangeRecord, ChangeRecordStatus, ChangeResolution, ReviewResult,
 };
 use unyo_crds::drift::{Drift, ignored, observed_at};
+use unyo_crds::names::{conditions as cond, reasons};
 
 use crate::conditions::condition;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
+use crate::error::Error;
+use crate::stores::{Kinds, get};
 
 /// Notice a planned outage needs (R14: announced at least one month ahead).
 const OUTAGE_NOTICE: SignedDuration = SignedDuration::from_hours(24 * 30);
@@ -79,14 +78,6 @@ pub fn planned_applies(r: &ChangeRecord, server: &str, now: Timestamp) -> bool {
             .plan
             .as_ref()
             .is_some_and(|p| p.window.start.0 <= now && now < p.window.end.0)
-}
-
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-#[error("{what}: {source}")]
-pub struct Error {
-    what: String,
-    source: kube::Error,
 }
 
 /// The status a record should have, given the Servers it names.
@@ -166,7 +157,7 @@ pub fn desired_status(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> C
                 let violated = plan.outage && notice < OUTAGE_NOTICE;
                 let mut c = condition(
                     &prev.conditions,
-                    "LeadTimeViolated",
+                    cond::LEAD_TIME_VIOLATED,
                     violated,
                     if violated {
                         "NoticeUnder30Days"
@@ -223,9 +214,9 @@ pub fn desired_status(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> C
         0,
         condition(
             &prev.conditions,
-            "Ready",
+            cond::READY,
             true,
-            "Recorded",
+            reasons::RECORDED,
             format!("{:?}", status.phase.unwrap_or(ChangePhase::Open)),
             generation,
             now,
@@ -235,113 +226,94 @@ pub fn desired_status(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> C
     status
 }
 
-#[tracing::instrument(skip_all, fields(namespace = r.namespace().unwrap_or_default(), record = r.name_any()))]
-async fn reconcile(r: Arc<ChangeRecord>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("ChangeRecord");
-    let ns = r.namespace().unwrap_or_default();
-    let name = r.name_any();
-    let now = ctx.clock.now();
-    let servers_api: Api<Server> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut servers = Vec::new();
-    for s in r.spec.server.iter().chain(r.spec.servers.iter()) {
-        if let Some(found) = servers_api.get_opt(s).await.map_err(|source| Error {
-            what: format!("reading Server {s}"),
-            source,
-        })? {
-            servers.push(found);
-        }
-    }
-    let status = desired_status(&r, &servers, now);
+/// What the ChangeRecord loop does with one record.
+#[derive(Debug)]
+pub struct Decision {
+    /// The status to write, when it differs.
+    pub status: Option<ChangeRecordStatus>,
+    /// The new phase, when it changed (an Event).
+    pub phase_changed: Option<(ChangePhase, Option<ChangeResolution>)>,
+    /// When to look again without a change (a planned window opening or closing).
+    pub wake: Option<Timestamp>,
+}
+
+/// The whole judgement of record `r`, given the Servers it names, at `now`.
+pub fn decide(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> Decision {
+    let status = desired_status(r, servers, now);
     let prev = r.status.clone().unwrap_or_default();
-    if prev != status {
-        let api: Api<ChangeRecord> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = serde_json::json!({
-            "apiVersion": ChangeRecord::api_version(&()),
-            "kind": ChangeRecord::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error {
-            what: "writing the ChangeRecord status".into(),
-            source,
-        })?;
-        if prev.phase != status.phase {
-            tracing::info!(phase = ?status.phase, resolution = ?status.resolution, "change record phase");
-            let _ = ctx
-                .recorder
-                .publish(
-                    &Event {
-                        type_: EventType::Normal,
-                        reason: format!("{:?}", status.phase.unwrap_or(ChangePhase::Open)),
-                        note: Some(match status.resolution {
-                            Some(res) => {
-                                format!("{:?} ({res:?})", status.phase.unwrap_or(ChangePhase::Open))
-                            }
-                            None => format!("{:?}", status.phase.unwrap_or(ChangePhase::Open)),
-                        }),
-                        action: "UpdatePhase".into(),
-                        secondary: None,
-                    },
-                    &r.object_ref(&()),
-                )
-                .await;
-        }
-    }
-    // A planned change is looked at again when its window opens and closes.
-    let next = r.spec.plan.as_ref().and_then(|p| {
+    let phase = status.phase.unwrap_or(ChangePhase::Open);
+    let phase_changed = (prev.phase != status.phase).then_some((phase, status.resolution));
+    let wake = r.spec.plan.as_ref().and_then(|p| {
         [p.window.start.0, p.window.end.0]
             .into_iter()
             .filter(|t| *t > now)
             .min()
     });
-    Ok(match (next, ctx.clock) {
-        (Some(t), crate::context::Clock::System) => Action::requeue(Duration::from_millis(
-            (t.as_millisecond() - now.as_millisecond()).max(0) as u64 + 500,
-        )),
-        _ => Action::await_change(),
-    })
+    Decision {
+        status: (prev != status).then_some(status),
+        phase_changed,
+        wake,
+    }
 }
 
-fn error_policy(_r: Arc<ChangeRecord>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("ChangeRecord");
-    tracing::warn!(%error, "change record reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
+#[tracing::instrument(skip_all, fields(namespace = r.namespace().unwrap_or_default(), record = r.name_any()))]
+async fn reconcile(r: Arc<ChangeRecord>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = r.namespace().unwrap_or_default();
+    let now = ctx.clock.now();
+    let servers: Vec<Server> = r
+        .spec
+        .server
+        .iter()
+        .chain(r.spec.servers.iter())
+        .filter_map(|s| get(&ctx.stores.servers, &ns, s))
+        .map(|s| s.as_ref().clone())
+        .collect();
+    let d = decide(&r, &servers, now);
+    if let Some(status) = &d.status {
+        ctx.apply_status::<ChangeRecord>(&ns, &r.name_any(), status)
+            .await?;
+    }
+    if let (Some((phase, resolution)), Some(_)) = (d.phase_changed, &d.status) {
+        tracing::info!(?phase, ?resolution, "change record phase");
+        ctx.emit(
+            Event {
+                type_: EventType::Normal,
+                reason: format!("{phase:?}"),
+                note: Some(match resolution {
+                    Some(res) => format!("{phase:?} ({res:?})"),
+                    None => format!("{phase:?}"),
+                }),
+                action: "UpdatePhase".into(),
+                secondary: None,
+            },
+            r.object_ref(&()),
+        );
+    }
+    Ok(ctx.requeue_at(d.wake, now))
 }
 
-/// Runs the ChangeRecord controller until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let client = ctx.client.clone();
-    let records: Api<ChangeRecord> = crate::context::api(&client, &namespace);
-    let servers: Api<Server> = crate::context::api(&client, &namespace);
-    let controller = Controller::new(records, watcher::Config::default());
-    let store = controller.store();
-    ctx.metrics.caches.lock().await.changes = Some(store.clone());
-    controller
-        .watches(servers, watcher::Config::default(), move |s: Server| {
-            let name = s.name_any();
-            let ns = s.namespace();
-            store
-                .state()
-                .iter()
-                .filter(|r| r.namespace() == ns)
-                .filter(|r| {
-                    r.spec.server.as_deref() == Some(name.as_str())
-                        || r.spec.servers.contains(&name)
-                })
-                .map(|r| ObjectRef::from_obj(r.as_ref()))
-                .collect::<Vec<_>>()
+/// The records naming Server `s`.
+fn records_of(records: &Store<ChangeRecord>, s: &Server) -> Vec<ObjectRef<ChangeRecord>> {
+    let name = s.name_any();
+    let ns = s.namespace();
+    records
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns)
+        .filter(|r| {
+            r.spec.server.as_deref() == Some(name.as_str()) || r.spec.servers.contains(&name)
         })
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "change record reconcile");
-            }
-        })
-        .await;
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// Runs the ChangeRecord loop until shutdown.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let store = ctx.stores.records.clone();
+    let records = store.clone();
+    let controller = Controller::for_shared_stream(kinds.records.subscribe(), store)
+        .watches_shared_stream(kinds.servers.subscribe(), move |s: Arc<Server>| {
+            records_of(&records, &s)
+        });
+    crate::context::run_loop(controller, ctx, "ChangeRecord", reconcile)
 }

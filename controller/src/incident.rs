@@ -14,32 +14,30 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use unyo_crds::common::{Severity, parse_duration};
 use unyo_crds::incident::{
-    DeliveryState, Incident, IncidentPhase, IncidentState, IncidentStatus, NotificationDelivery,
+    DueNotification, Incident, IncidentPhase, IncidentState, IncidentStatus,
 };
 use unyo_crds::monitoring::{MonitoringPolicy, NotificationRoute};
+use unyo_crds::names::{conditions as cond, label_value, labels, reasons};
 use unyo_crds::server::{CheckState, Server};
 use unyo_crds::virusscan::VirusScanSchedule;
 
 use crate::conditions::{condition, truncate_to_seconds};
 use crate::context::{Context, FIELD_MANAGER};
-use crate::notify::{self, Notice};
+use crate::error::Error;
+use crate::stores::{Kinds, all_in_namespace_of, in_namespace};
 
 /// Default reopen window when a policy names none.
 const DEFAULT_REOPEN: Duration = Duration::from_secs(3600);
-/// Delivery attempts before a notification is given up.
-const MAX_ATTEMPTS: u32 = 8;
 
 /// Whether an incident is open: not closed by people, and not recovered.
 pub fn is_open(i: &Incident) -> bool {
@@ -72,8 +70,8 @@ pub struct Problem {
     pub since: Timestamp,
     /// What was seen.
     pub message: String,
-    /// The policy's notification routes.
-    pub routes: Vec<NotificationRoute>,
+    /// The notification routes that hear of it, each with the MonitoringPolicy it is in.
+    pub routes: Vec<(String, NotificationRoute)>,
     /// The policy's reopen window.
     pub reopen: Duration,
 }
@@ -114,7 +112,7 @@ pub fn problems(
             firing,
             since: c.since.0,
             message: c.message.clone().unwrap_or_default(),
-            routes: policy.spec.notifications.clone(),
+            routes: routes_of(policy),
             reopen: policy
                 .spec
                 .reopen_window
@@ -124,14 +122,7 @@ pub fn problems(
         });
     }
     // A failed or missed backup is a problem until a run of the plan succeeds on time.
-    let mut selecting_routes: Vec<NotificationRoute> = Vec::new();
-    for p in unyo_crds::selection::monitoring_policies_for(server, policies) {
-        for r in &p.spec.notifications {
-            if !selecting_routes.iter().any(|x| x.name == r.name) {
-                selecting_routes.push(r.clone());
-            }
-        }
-    }
+    let selecting_routes = selecting_routes(server, policies);
     for plan in unyo_crds::selection::backup_plans_for(server, plans) {
         let (ok, reason, message) = crate::backup::health(server, plan, calendars, now);
         if reason == "NeverBackedUp" {
@@ -176,7 +167,7 @@ pub fn problems(
             .find(|s| s.name_any() == schedule_name)
             .and_then(|s| s.spec.notify_policy.as_ref())
             .and_then(|p| by_name.get(p))
-            .map(|p| p.spec.notifications.clone())
+            .map(|p| routes_of(p))
             .unwrap_or_default();
         for d in &av.detections {
             out.push(Problem {
@@ -194,19 +185,11 @@ pub fn problems(
     if let Some(agent) = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "AgentConnected")
+        .find(|c| c.type_ == cond::AGENT_CONNECTED)
     {
         let down_since = agent.last_transition_time.0;
         let firing = agent.status == "False" && now.duration_since(down_since) >= agent_grace;
-        // Routes of every policy selecting the server, deduplicated by name.
-        let mut routes: Vec<NotificationRoute> = Vec::new();
-        for p in unyo_crds::selection::monitoring_policies_for(server, policies) {
-            for r in &p.spec.notifications {
-                if !routes.iter().any(|x| x.name == r.name) {
-                    routes.push(r.clone());
-                }
-            }
-        }
+        let routes = selecting_routes.clone();
         out.push(Problem {
             policy: "agent".into(),
             check: "heartbeat".into(),
@@ -225,6 +208,33 @@ pub fn problems(
     out
 }
 
+/// The routes of `policy`, each with the policy's name.
+fn routes_of(policy: &MonitoringPolicy) -> Vec<(String, NotificationRoute)> {
+    let name = policy.name_any();
+    policy
+        .spec
+        .notifications
+        .iter()
+        .map(|r| (name.clone(), r.clone()))
+        .collect()
+}
+
+/// Routes of every policy selecting the server, deduplicated by route name.
+fn selecting_routes(
+    server: &Server,
+    policies: &[MonitoringPolicy],
+) -> Vec<(String, NotificationRoute)> {
+    let mut routes: Vec<(String, NotificationRoute)> = Vec::new();
+    for p in unyo_crds::selection::monitoring_policies_for(server, policies) {
+        for r in routes_of(p) {
+            if !routes.iter().any(|x| x.1.name == r.1.name) {
+                routes.push(r);
+            }
+        }
+    }
+    routes
+}
+
 /// The check name of a detection: `virus-` and a hash of path and signature.
 pub fn virus_check(path: &str, signature: &str) -> String {
     let mut h = Sha256::new();
@@ -239,64 +249,53 @@ fn incident_name(server: &str, check: &str, fp: &str, n: usize) -> String {
     format!("{stem}-{}-{n}", &fp[..8])
 }
 
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-#[error("{what}: {source}")]
-pub struct Error {
-    what: String,
-    source: kube::Error,
+/// What the Incident loop decides from.
+pub struct Inputs<'a> {
+    /// The Server.
+    pub server: &'a Server,
+    /// Every Incident of its namespace (its own, and others for `similar`).
+    pub incidents: &'a [Incident],
+    /// MonitoringPolicies of its namespace.
+    pub policies: &'a [MonitoringPolicy],
+    /// VirusScanSchedules of its namespace.
+    pub schedules: &'a [VirusScanSchedule],
+    /// BackupPlans of its namespace.
+    pub plans: &'a [unyo_crds::BackupPlan],
+    /// OperationCalendars of its namespace.
+    pub calendars: &'a [unyo_crds::OperationCalendar],
+    /// How long an agent may be disconnected before it is an Incident.
+    pub agent_grace: SignedDuration,
 }
 
-fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let what = what.into();
-    move |source| Error { what, source }
+/// What to do with one Incident.
+#[derive(Debug, Default)]
+pub struct Change {
+    /// Its name.
+    pub name: String,
+    /// The object to create (metadata and the controller's spec fields), for a new Incident.
+    pub open: Option<serde_json::Value>,
+    /// The controller's status fields, when they differ.
+    pub status: Option<IncidentStatus>,
+    /// An Event on the Server: (reason, warning, note).
+    pub event: Option<(&'static str, bool, String)>,
 }
 
-#[tracing::instrument(skip_all, fields(namespace = server.namespace().unwrap_or_default(), server = server.name_any()))]
-async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("Incident");
-    let ns = server.namespace().unwrap_or_default();
-    let name = server.name_any();
-    let now = ctx.clock.now();
-    let policies: Api<MonitoringPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    let policies = policies
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing MonitoringPolicies"))?
-        .items;
-    let incidents: Api<Incident> = Api::namespaced(ctx.client.clone(), &ns);
-    let all = incidents
-        .list(&ListParams::default().labels(&format!("unyo.dev/server={name}")))
-        .await
-        .map_err(api("listing Incidents"))?
-        .items;
-    let schedules = Api::<VirusScanSchedule>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing VirusScanSchedules"))?
-        .items;
-    let mut wake: Option<Duration> = None;
-    let plans = Api::<unyo_crds::BackupPlan>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing BackupPlans"))?
-        .items;
-    let calendars = Api::<unyo_crds::OperationCalendar>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing OperationCalendars"))?
-        .items;
-    let mut found = problems(
-        &server,
-        &policies,
-        &schedules,
-        &plans,
-        &calendars,
-        now,
-        ctx.agent_grace,
-    );
-    // A detection a later scan no longer lists has gone (quarantined, deleted): its open
-    // Incident recovers at the time of that scan.
+/// What the Incident loop does for one Server.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The Incidents to open or update.
+    pub changes: Vec<Change>,
+    /// When to look again without a change (an agent's grace period ending).
+    pub wake: Option<Timestamp>,
+}
+
+fn check_label(p: &Problem) -> String {
+    label_value(&format!("{}.{}", p.policy, p.check))
+}
+
+/// A detection a later scan no longer lists has gone (quarantined, deleted): its open
+/// Incident recovers at the time of that scan.
+fn gone_detections(server: &Server, mine: &[&Incident], found: &[Problem]) -> Vec<Problem> {
     let last_scan = server
         .status
         .as_ref()
@@ -304,175 +303,159 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         .and_then(|o| o.antivirus.as_ref())
         .and_then(|a| a.last_scan.as_ref())
         .map(|r| r.started_at.0);
-    for i in all.iter().filter(|i| is_open(i)) {
-        let Some(label) = i.labels().get("unyo.dev/check") else {
-            continue;
-        };
-        let Some((schedule, check)) = label.split_once('.') else {
-            continue;
-        };
-        if check.starts_with("virus-")
-            && !found.iter().any(|p| p.check == check)
-            && let Some(at) = last_scan
-        {
-            found.push(Problem {
-                policy: schedule.to_string(),
-                check: check.to_string(),
-                severity: i.spec.severity,
-                firing: false,
-                since: at,
-                message: "a later scan no longer finds it".into(),
-                routes: vec![],
-                reopen: DEFAULT_REOPEN,
-            });
-        }
-    }
-    for p in found {
-        let fp = fingerprint(&ns, &name, &p.policy, &p.check);
-        let mut mine: Vec<&Incident> = all
-            .iter()
-            .filter(|i| i.spec.fingerprint.as_deref() == Some(fp.as_str()))
-            .collect();
-        mine.sort_by_key(|i| i.meta().creation_timestamp.clone());
-        let last = mine.last().copied();
-        let target: Option<(String, bool)> = match last {
-            // A firing problem: the open incident, a recent recovered one (reopened), or a new one.
-            _ if !p.firing => last.map(|i| (i.name_any(), false)),
-            Some(i) if i.spec.state != IncidentState::Closed => {
-                let recovered_at = i
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.recovered_at.as_ref())
-                    .map(|t| t.0);
-                match recovered_at {
-                    Some(r)
-                        if now.duration_since(r)
-                            > SignedDuration::try_from(p.reopen).unwrap_or(SignedDuration::MAX)
-                            && is_recovered(i) =>
-                    {
-                        Some((incident_name(&name, &p.check, &fp, mine.len() + 1), true))
-                    }
-                    _ => Some((i.name_any(), false)),
+    let Some(at) = last_scan else {
+        return vec![];
+    };
+    mine.iter()
+        .filter(|i| is_open(i))
+        .filter_map(|i| {
+            let (policy, check) = problem_of(i)?;
+            (check.starts_with("virus-") && !found.iter().any(|p| p.check == check)).then(|| {
+                Problem {
+                    policy,
+                    check,
+                    severity: i.spec.severity,
+                    firing: false,
+                    since: at,
+                    message: "a later scan no longer finds it".into(),
+                    routes: vec![],
+                    reopen: DEFAULT_REOPEN,
                 }
+            })
+        })
+        .collect()
+}
+
+/// The policy and check of an Incident the controller opened: from its annotations, else
+/// from its check label.
+pub fn problem_of(i: &Incident) -> Option<(String, String)> {
+    let a = i.annotations();
+    if let (Some(p), Some(c)) = (
+        a.get(labels::POLICY_ANNOTATION),
+        a.get(labels::CHECK_ANNOTATION),
+    ) {
+        return Some((p.clone(), c.clone()));
+    }
+    let (p, c) = i.labels().get(labels::CHECK)?.split_once('.')?;
+    Some((p.to_string(), c.to_string()))
+}
+
+/// The Incident a problem goes to: (name, new). A firing problem goes to the open Incident, a
+/// recently recovered one (reopened), or a new one; a quiet one only to its last Incident.
+fn target(
+    server: &str,
+    p: &Problem,
+    fp: &str,
+    mine: &[&Incident],
+    now: Timestamp,
+) -> Option<(String, bool)> {
+    let last = mine.last().copied();
+    let fresh = || Some((incident_name(server, &p.check, fp, mine.len() + 1), true));
+    match last {
+        _ if !p.firing => last.map(|i| (i.name_any(), false)),
+        Some(i) if i.spec.state != IncidentState::Closed => {
+            let recovered_at = i
+                .status
+                .as_ref()
+                .and_then(|s| s.recovered_at.as_ref())
+                .map(|t| t.0);
+            let reopen = SignedDuration::try_from(p.reopen).unwrap_or(SignedDuration::MAX);
+            match recovered_at {
+                Some(r) if now.duration_since(r) > reopen && is_recovered(i) => fresh(),
+                _ => Some((i.name_any(), false)),
             }
-            _ => Some((incident_name(&name, &p.check, &fp, mine.len() + 1), true)),
-        };
-        let Some((incident, new)) = target else {
-            continue;
-        };
-        let existing = if new { None } else { last };
-        if let Some(w) =
-            sync_incident(&ctx, &incidents, &server, &p, &fp, &incident, existing, now).await?
-        {
-            wake = Some(wake.map_or(w, |x| x.min(w)));
         }
+        _ => fresh(),
     }
-    // Agents past their grace period are looked at again when it ends.
-    if let Some(agent) = server
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "AgentConnected"))
-        && agent.status == "False"
-    {
-        let end = agent.last_transition_time.0 + ctx.agent_grace;
-        if end > now {
-            let ms = (end.as_millisecond() - now.as_millisecond()) as u64 + 500;
-            let w = Duration::from_millis(ms);
-            wake = Some(wake.map_or(w, |x| x.min(w)));
-        }
-    }
-    Ok(match (wake, ctx.clock) {
-        (Some(w), crate::context::Clock::System) => Action::requeue(w),
-        (Some(w), _) if w < Duration::from_secs(60) => Action::requeue(w),
-        _ => Action::await_change(),
+}
+
+/// Metadata and the controller's spec fields of a new Incident.
+fn open_spec(server: &Server, p: &Problem, fp: &str, name: &str) -> serde_json::Value {
+    let server_name = server.name_any();
+    serde_json::json!({
+        "apiVersion": Incident::api_version(&()),
+        "kind": Incident::kind(&()),
+        "metadata": {
+            "name": name,
+            "namespace": server.namespace(),
+            "labels": {
+                (labels::SERVER): label_value(&server_name),
+                (labels::FINGERPRINT): fp,
+                (labels::CHECK): check_label(p),
+            },
+            "annotations": {
+                (labels::POLICY_ANNOTATION): p.policy,
+                (labels::CHECK_ANNOTATION): p.check,
+            },
+        },
+        "spec": {
+            "type": "Monitoring",
+            "title": format!("{server_name}: {}/{} {:?}", p.policy, p.check, p.severity),
+            "description": p.message,
+            "fingerprint": fp,
+            "reporter": "unyo-controller (monitoring)",
+            "severity": p.severity,
+            "servers": [server_name],
+            "occurredAt": Time(p.since),
+        },
     })
 }
 
-fn is_recovered(i: &Incident) -> bool {
-    i.status.as_ref().and_then(|s| s.phase) == Some(IncidentPhase::Recovered)
+/// The outbox after this event: what was due before, plus every route that wants to hear of
+/// it (at most the newest 100 entries).
+fn outbox(prev: &[DueNotification], p: &Problem, occurrence: u32) -> Vec<DueNotification> {
+    let event = if p.firing {
+        format!("firing-{occurrence}")
+    } else {
+        format!("recovered-{occurrence}")
+    };
+    let mut out = prev.to_vec();
+    for (policy, route) in &p.routes {
+        if (!route.severities.is_empty() && !route.severities.contains(&p.severity))
+            || (!p.firing && !route.on_recovery)
+        {
+            continue;
+        }
+        let key = format!("{}/{event}", route.name);
+        if !out.iter().any(|d| d.key == key) {
+            out.push(DueNotification {
+                key,
+                policy: policy.clone(),
+                route: route.name.clone(),
+            });
+        }
+    }
+    let excess = out.len().saturating_sub(100);
+    out.drain(..excess);
+    out
 }
 
-/// Brings one Incident in line with its problem; returns when to retry undelivered
-/// notifications.
-#[allow(clippy::too_many_arguments)]
-async fn sync_incident(
-    ctx: &Context,
-    api: &Api<Incident>,
-    server: &Server,
-    p: &Problem,
-    fp: &str,
-    name: &str,
+/// The controller's status of Incident `name` for problem `p`.
+fn next_status(
     existing: Option<&Incident>,
+    p: &Problem,
+    similar: Vec<String>,
     now: Timestamp,
-) -> Result<Option<Duration>, Error> {
-    let server_name = server.name_any();
-    let ns = server.namespace().unwrap_or_default();
+) -> IncidentStatus {
     let prev = existing.and_then(|i| i.status.clone()).unwrap_or_default();
-    if existing.is_none() {
-        // The controller's fields only: people own owner, state, cause, actions, prevention.
-        let spec = serde_json::json!({
-            "apiVersion": Incident::api_version(&()),
-            "kind": Incident::kind(&()),
-            "metadata": {
-                "name": name,
-                "namespace": ns,
-                "labels": {
-                    "unyo.dev/server": server_name,
-                    "unyo.dev/fingerprint": fp,
-                    "unyo.dev/check": format!("{}.{}", p.policy, p.check).chars().take(63).collect::<String>(),
-                },
-            },
-            "spec": {
-                "type": "Monitoring",
-                "title": format!("{server_name}: {}/{} {:?}", p.policy, p.check, p.severity),
-                "description": p.message,
-                "fingerprint": fp,
-                "reporter": "unyo-controller (monitoring)",
-                "severity": p.severity,
-                "servers": [server_name],
-                "occurredAt": Time(p.since),
-            },
-        });
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&spec),
-        )
-        .await
-        .map_err(api_err(format!("opening Incident {name}")))?;
-        tracing::info!(incident = %name, policy = %p.policy, check = %p.check, "opened an Incident");
-        let reference = ObjectRef::<Incident>::new(name).within(&ns);
-        let _ = ctx
-            .recorder
-            .publish(
-                &Event {
-                    type_: EventType::Warning,
-                    reason: "IncidentOpened".into(),
-                    note: Some(format!("{}/{}: {}", p.policy, p.check, p.message)),
-                    action: "OpenIncident".into(),
-                    secondary: Some(reference.into()),
-                },
-                &server.object_ref(&()),
-            )
-            .await;
-    }
     let occurred_at = existing
         .and_then(|i| i.spec.occurred_at.as_ref().map(|t| t.0))
         .unwrap_or(p.since);
+    let was_recovered = prev.phase == Some(IncidentPhase::Recovered);
+    let generation = existing.and_then(|i| i.meta().generation);
     let mut status = IncidentStatus {
-        observed_generation: existing.and_then(|i| i.meta().generation),
+        observed_generation: generation,
         occurrences: Some(prev.occurrences.unwrap_or(0).max(1)),
         last_occurred_at: prev.last_occurred_at.clone().or(Some(Time(p.since))),
-        notifications: prev.notifications.clone(),
         closed_at: prev.closed_at.clone(),
+        similar,
         ..Default::default()
     };
-    let was_recovered = prev.phase == Some(IncidentPhase::Recovered);
     if p.firing {
         status.phase = Some(IncidentPhase::Firing);
         if was_recovered {
             // Recurrence within the reopen window.
-            status.occurrences = Some(prev.occurrences.unwrap_or(1) + 1);
+            status.occurrences = Some(prev.occurrences.unwrap_or(1).saturating_add(1));
             status.last_occurred_at = Some(Time(p.since));
         }
     } else {
@@ -485,241 +468,244 @@ async fn sync_incident(
     {
         status.closed_at = Some(Time(truncate_to_seconds(now)));
     }
-    // Similar incidents: the same check on any server, most recent first.
-    if let Ok(others) = api
-        .list(&ListParams::default().labels(&format!(
-            "unyo.dev/check={}",
-            format!("{}.{}", p.policy, p.check).chars().take(63).collect::<String>()
-        )))
-        .await
-    {
-        let mut others: Vec<Incident> = others
-            .items
-            .into_iter()
-            .filter(|i| i.name_any() != name)
-            .collect();
-        others.sort_by_key(|i| std::cmp::Reverse(i.meta().creation_timestamp.clone()));
-        status.similar = others.iter().take(5).map(|i| i.name_any()).collect();
-    }
-
-    // Notifications: on opening (and reopening), and on recovery for routes that want it.
-    let occurrence = status.occurrences.unwrap_or(1);
-    let event = if p.firing {
-        format!("firing-{occurrence}")
+    status.outbox = outbox(&prev.outbox, p, status.occurrences.unwrap_or(1));
+    let reason = if p.firing {
+        reasons::FIRING
     } else {
-        format!("recovered-{occurrence}")
+        reasons::RECOVERED
     };
-    let mut retry = None;
-    for route in &p.routes {
-        if !route.severities.is_empty() && !route.severities.contains(&p.severity) {
-            continue;
-        }
-        if !p.firing && !route.on_recovery {
-            continue;
-        }
-        let key = format!("{}/{event}", route.name);
-        let mut delivery = status
-            .notifications
+    status.conditions = vec![condition(
+        &prev.conditions,
+        cond::READY,
+        true,
+        reason,
+        p.message.clone(),
+        generation,
+        now,
+    )];
+    status
+}
+
+/// Whether the controller's fields of `status` equal those of `prev` (the notifier owns
+/// `notifications` and the Notified condition).
+fn same(prev: &IncidentStatus, status: &IncidentStatus) -> bool {
+    let ready = |s: &IncidentStatus| {
+        s.conditions
             .iter()
-            .find(|d| d.route == key)
+            .find(|c| c.type_ == cond::READY)
             .cloned()
-            .unwrap_or(NotificationDelivery {
-                route: key.clone(),
-                state: DeliveryState::Pending,
-                attempts: 0,
-                last_attempt_at: None,
-                message: None,
-            });
-        if delivery.state != DeliveryState::Pending {
-            continue;
-        }
-        let due = delivery
-            .last_attempt_at
-            .as_ref()
-            .map(|t| t.0 + backoff(delivery.attempts))
-            .unwrap_or(now);
-        if due > now {
-            let ms = (due.as_millisecond() - now.as_millisecond()) as u64 + 200;
-            retry = Some(retry.map_or(Duration::from_millis(ms), |r: Duration| {
-                r.min(Duration::from_millis(ms))
-            }));
-        } else {
-            let notice = Notice {
-                incident: name.to_string(),
-                namespace: ns.clone(),
-                server: server_name.clone(),
-                policy: p.policy.clone(),
-                check: p.check.clone(),
-                severity: p.severity,
-                firing: p.firing,
-                message: p.message.clone(),
-                occurred_at,
-                recovered_at: status.recovered_at.as_ref().map(|t| t.0),
-            };
-            delivery.attempts += 1;
-            delivery.last_attempt_at = Some(Time(truncate_to_seconds(now)));
-            match notify::deliver(route, &notice).await {
-                Ok(m) => {
-                    delivery.state = DeliveryState::Delivered;
-                    delivery.message = Some(m);
-                }
-                Err(e) => {
-                    delivery.message = Some(e.to_string());
-                    if delivery.attempts >= MAX_ATTEMPTS {
-                        delivery.state = DeliveryState::Failed;
-                    } else {
-                        let w = Duration::try_from(backoff(delivery.attempts))
-                            .unwrap_or(Duration::from_secs(60));
-                        retry = Some(retry.map_or(w, |r: Duration| r.min(w)));
-                    }
-                    tracing::warn!(route = %route.name, attempts = delivery.attempts, error = %e, "notification not delivered");
-                }
-            }
-        }
-        status.notifications.retain(|d| d.route != key);
-        status.notifications.push(delivery);
-    }
-    status.notifications.sort_by(|a, b| a.route.cmp(&b.route));
-    let undelivered = status
-        .notifications
+    };
+    prev.phase == status.phase
+        && prev.recovered_at == status.recovered_at
+        && prev.downtime_seconds == status.downtime_seconds
+        && prev.closed_at == status.closed_at
+        && prev.occurrences == status.occurrences
+        && prev.last_occurred_at == status.last_occurred_at
+        && prev.similar == status.similar
+        && prev.outbox == status.outbox
+        && prev.observed_generation == status.observed_generation
+        && ready(prev) == ready(status)
+}
+
+/// Other Incidents of the same check, newest first (at most five).
+fn similar(incidents: &[Incident], p: &Problem, name: &str) -> Vec<String> {
+    let label = check_label(p);
+    let mut others: Vec<&Incident> = incidents
         .iter()
-        .filter(|d| d.state != DeliveryState::Delivered)
-        .count();
-    let generation = status.observed_generation;
-    status.conditions = vec![
-        condition(
-            &prev.conditions,
-            "Ready",
-            true,
-            if p.firing { "Firing" } else { "Recovered" },
-            p.message.clone(),
-            generation,
-            now,
-        ),
-        condition(
-            &prev.conditions,
-            "Notified",
-            undelivered == 0,
-            if undelivered == 0 {
-                "Delivered"
-            } else {
-                "Pending"
-            },
-            if status.notifications.is_empty() {
-                "no notification route".to_string()
-            } else {
-                format!(
-                    "{} of {} notifications delivered",
-                    status.notifications.len() - undelivered,
-                    status.notifications.len()
-                )
-            },
-            generation,
-            now,
-        ),
-    ];
-    if existing.is_none() || prev != status {
-        let patch = serde_json::json!({
-            "apiVersion": Incident::api_version(&()),
-            "kind": Incident::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            name,
+        .filter(|i| i.labels().get(labels::CHECK) == Some(&label) && i.name_any() != name)
+        .collect();
+    others.sort_by_key(|i| std::cmp::Reverse(i.meta().creation_timestamp.clone()));
+    others.iter().take(5).map(|i| i.name_any()).collect()
+}
+
+/// What becomes of Incident `name` for problem `p`.
+fn change_for(
+    i: &Inputs,
+    p: &Problem,
+    fp: &str,
+    (name, new): (String, bool),
+    existing: Option<&Incident>,
+    now: Timestamp,
+) -> Change {
+    let existing = if new { None } else { existing };
+    let status = next_status(existing, p, similar(i.incidents, p, &name), now);
+    let prev = existing.and_then(|x| x.status.clone()).unwrap_or_default();
+    let was_recovered = prev.phase == Some(IncidentPhase::Recovered);
+    let note = format!("{}/{}: {}", p.policy, p.check, p.message);
+    let event = match existing {
+        None => Some(("IncidentOpened", true, note)),
+        Some(_) if was_recovered && p.firing => Some(("IncidentReopened", true, note)),
+        Some(_) if !was_recovered && !p.firing => Some(("IncidentRecovered", false, note)),
+        Some(_) => None,
+    };
+    let changed = existing.is_none() || !same(&prev, &status);
+    Change {
+        open: existing
+            .is_none()
+            .then(|| open_spec(i.server, p, fp, &name)),
+        event: event.filter(|_| changed),
+        status: changed.then_some(status),
+        name,
+    }
+}
+
+/// The whole judgement of the Incidents of one Server at `now`.
+pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
+    let ns = i.server.namespace().unwrap_or_default();
+    let name = i.server.name_any();
+    let mine: Vec<&Incident> = i
+        .incidents
+        .iter()
+        .filter(|x| x.labels().get(labels::SERVER) == Some(&label_value(&name)))
+        .filter(|x| x.spec.servers.contains(&name))
+        .collect();
+    let mut found = problems(
+        i.server,
+        i.policies,
+        i.schedules,
+        i.plans,
+        i.calendars,
+        now,
+        i.agent_grace,
+    );
+    found.extend(gone_detections(i.server, &mine, &found));
+    let mut changes = Vec::new();
+    for p in &found {
+        let fp = fingerprint(&ns, &name, &p.policy, &p.check);
+        let mut same_fp: Vec<&Incident> = mine
+            .iter()
+            .copied()
+            .filter(|x| x.spec.fingerprint.as_deref() == Some(fp.as_str()))
+            .collect();
+        same_fp.sort_by_key(|x| x.meta().creation_timestamp.clone());
+        let Some(t) = target(&name, p, &fp, &same_fp, now) else {
+            continue;
+        };
+        let change = change_for(i, p, &fp, t, same_fp.last().copied(), now);
+        if change.open.is_some() || change.status.is_some() {
+            changes.push(change);
+        }
+    }
+    Decision {
+        changes,
+        wake: grace_end(i.server, i.agent_grace, now),
+    }
+}
+
+/// When a disconnected agent's grace period ends, if it is still ahead.
+fn grace_end(server: &Server, grace: SignedDuration, now: Timestamp) -> Option<Timestamp> {
+    let agent = server
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == cond::AGENT_CONNECTED)?;
+    let end = agent.last_transition_time.0.checked_add(grace).ok()?;
+    (agent.status == "False" && end > now).then_some(end)
+}
+
+fn is_recovered(i: &Incident) -> bool {
+    i.status.as_ref().and_then(|s| s.phase) == Some(IncidentPhase::Recovered)
+}
+
+/// Carries out one change: creates the Incident, writes its status, queues the Event.
+async fn apply(ctx: &Context, server: &Server, c: Change) -> Result<(), Error> {
+    let ns = server.namespace().unwrap_or_default();
+    let api: Api<Incident> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(spec) = &c.open {
+        api.patch(
+            &c.name,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
+            &Patch::Apply(spec),
         )
         .await
-        .map_err(api_err(format!("writing the status of Incident {name}")))?;
-        if was_recovered != (status.phase == Some(IncidentPhase::Recovered)) && existing.is_some() {
-            let reference = ObjectRef::<Incident>::new(name).within(&ns);
-            let _ = ctx
-                .recorder
-                .publish(
-                    &Event {
-                        type_: if p.firing {
-                            EventType::Warning
-                        } else {
-                            EventType::Normal
-                        },
-                        reason: if p.firing {
-                            "IncidentReopened"
-                        } else {
-                            "IncidentRecovered"
-                        }
-                        .into(),
-                        note: Some(format!("{}/{}: {}", p.policy, p.check, p.message)),
-                        action: "UpdateIncident".into(),
-                        secondary: Some(reference.into()),
-                    },
-                    &server.object_ref(&()),
-                )
-                .await;
-        }
+        .map_err(Error::write(format!("Incident {}", c.name)))?;
+        tracing::info!(incident = %c.name, "opened an Incident");
     }
-    Ok(retry)
-}
-
-fn api_err(what: String) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error { what, source }
-}
-
-/// Wait before delivery attempt `attempts + 1`: 5 s doubling, at most 10 minutes.
-fn backoff(attempts: u32) -> SignedDuration {
-    let secs = 5i64.saturating_mul(1 << attempts.min(10).saturating_sub(1));
-    SignedDuration::from_secs(secs.min(600))
-}
-
-fn error_policy(_s: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("Incident");
-    tracing::warn!(%error, "incident reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// Runs the Incident controller (keyed by Server) until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let client = ctx.client.clone();
-    let servers: Api<Server> = crate::context::api(&client, &namespace);
-    let incidents: Api<Incident> = crate::context::api(&client, &namespace);
-    let policies: Api<MonitoringPolicy> = crate::context::api(&client, &namespace);
-    let controller = Controller::new(servers, watcher::Config::default());
-    let store = controller.store();
-    let incident_store = {
-        let (reader, writer) = kube::runtime::reflector::store::<Incident>();
-        let stream = kube::runtime::watcher(incidents.clone(), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer);
-        tokio::spawn(stream.for_each(|_| async {}));
-        reader
-    };
-    ctx.metrics.caches.lock().await.incidents = Some(incident_store);
-    controller
-        .watches(incidents, watcher::Config::default(), |i: Incident| {
-            let ns = i.namespace()?;
-            let server = i.labels().get("unyo.dev/server")?.clone();
-            Some(ObjectRef::<Server>::new(&server).within(&ns))
-        })
-        .watches(
-            policies,
-            watcher::Config::default(),
-            move |p: MonitoringPolicy| {
-                let ns = p.namespace();
-                store
-                    .state()
-                    .iter()
-                    .filter(|s| s.namespace() == ns)
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
+    if let Some(status) = &c.status {
+        ctx.apply_status::<Incident>(&ns, &c.name, status).await?;
+    }
+    if let Some((reason, warning, note)) = c.event {
+        let reference = ObjectRef::<Incident>::new(&c.name).within(&ns);
+        ctx.emit(
+            Event {
+                type_: if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: reason.into(),
+                note: Some(note),
+                action: if c.open.is_some() {
+                    "OpenIncident"
+                } else {
+                    "UpdateIncident"
+                }
+                .into(),
+                secondary: Some(reference.into()),
             },
-        )
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "incident reconcile");
-            }
+            server.object_ref(&()),
+        );
+    }
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(namespace = server.namespace().unwrap_or_default(), server = server.name_any()))]
+async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = server.namespace().unwrap_or_default();
+    let now = ctx.clock.now();
+    let st = &ctx.stores;
+    let (incidents, policies) = (
+        in_namespace(&st.incidents, &ns),
+        in_namespace(&st.policies, &ns),
+    );
+    let (schedules, plans) = (
+        in_namespace(&st.schedules, &ns),
+        in_namespace(&st.plans, &ns),
+    );
+    let calendars = in_namespace(&st.calendars, &ns);
+    let inputs = Inputs {
+        server: &server,
+        incidents: &incidents,
+        policies: &policies,
+        schedules: &schedules,
+        plans: &plans,
+        calendars: &calendars,
+        agent_grace: ctx.agent_grace,
+    };
+    let decision = decide(&inputs, now);
+    for change in decision.changes {
+        apply(&ctx, &server, change).await?;
+    }
+    Ok(ctx.requeue_at(decision.wake, now))
+}
+
+/// Runs the Incident loop (keyed by Server) until shutdown.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let store = ctx.stores.servers.clone();
+    let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store.clone());
+    let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store)
+        .watches_shared_stream(kinds.incidents.subscribe(), |i: Arc<Incident>| {
+            let ns = i.namespace().unwrap_or_default();
+            i.spec
+                .servers
+                .iter()
+                .map(|s| ObjectRef::<Server>::new(s).within(&ns))
+                .collect::<Vec<_>>()
         })
-        .await;
+        .watches_shared_stream(kinds.policies.subscribe(), move |o| {
+            all_in_namespace_of(&s1, o.as_ref())
+        })
+        .watches_shared_stream(kinds.schedules.subscribe(), move |o| {
+            all_in_namespace_of(&s2, o.as_ref())
+        })
+        .watches_shared_stream(kinds.plans.subscribe(), move |o| {
+            all_in_namespace_of(&s3, o.as_ref())
+        })
+        .watches_shared_stream(kinds.calendars.subscribe(), move |o| {
+            all_in_namespace_of(&s4, o.as_ref())
+        });
+    crate::context::run_loop(controller, ctx, "Incident", reconcile)
 }
 
 #[cfg(test)]
@@ -736,13 +722,5 @@ mod tests {
             incident_name("db01", "postgresql", &a, 2),
             format!("db01-postgresql-{}-2", &a[..8])
         );
-    }
-
-    #[test]
-    fn delivery_backoff() {
-        assert_eq!(backoff(1), SignedDuration::from_secs(5));
-        assert_eq!(backoff(2), SignedDuration::from_secs(10));
-        assert_eq!(backoff(4), SignedDuration::from_secs(40));
-        assert_eq!(backoff(9), SignedDuration::from_secs(600));
     }
 }

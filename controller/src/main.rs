@@ -1,25 +1,29 @@
 //! unyo-controller: reconciles the unyo.dev kinds against what the agents observe.
 //!
 //! It checks at start-up that every kind is served and listable, then (as the leader, with
-//! `--leader-elect`) runs one reconcile loop per kind, each in the module of its name:
-//! `server` (drift, conditions, drift ChangeRecords), `change` (ChangeRecord phases),
-//! `incident` (Incidents and notifications), `policy` (MonitoringPolicy status), `virusscan`
-//! (VirusScanSchedule status; AntivirusHealthy), `backup` (BackupPlan status; BackupHealthy) and
-//! `calendar` (OperationCalendar status); until
-//! SIGINT or SIGTERM.
+//! `--leader-elect`) starts one watch per kind into shared stores (`stores`) and runs one
+//! reconcile loop per kind, each in the module of its name: `server` (drift, conditions, drift
+//! ChangeRecords), `change` (ChangeRecord phases), `incident` (Incidents and their outbox),
+//! `notifier` (delivers the outbox), `policy` (MonitoringPolicy status), `virusscan`
+//! (VirusScanSchedule status; AntivirusHealthy), `backup` (BackupPlan status; BackupHealthy),
+//! `patch` (PatchBaseline judgements; PatchCompliant) and `calendar` (OperationCalendar status);
+//! until SIGINT or SIGTERM. Every loop reads from the stores and writes only what changed.
 
 mod backup;
 mod calendar;
 mod change;
 mod conditions;
 mod context;
+mod error;
 mod incident;
 mod leader;
 mod metrics;
+mod notifier;
 mod notify;
 mod patch;
 mod policy;
 mod server;
+mod stores;
 mod virusscan;
 
 use std::path::PathBuf;
@@ -96,18 +100,28 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let grace = jiff::SignedDuration::try_from(args.agent_grace)?;
-    let ctx = Context::new(client.clone(), clock, metrics.clone(), grace);
     let ns = args.namespace.clone();
-    let work = async {
+    let (work_client, work_metrics) = (client.clone(), metrics.clone());
+    let work = async move {
+        let kinds = stores::Kinds::new(&work_client, &ns);
+        let stores = kinds.stores();
+        let _ = work_metrics.stores.set(stores.clone());
+        let (ctx, publisher) = Context::new(work_client, clock, stores, work_metrics, grace);
+        tokio::spawn(publisher);
+        let loops = (
+            server::run(ctx.clone(), &kinds),
+            change::run(ctx.clone(), &kinds),
+            incident::run(ctx.clone(), &kinds),
+            notifier::run(ctx.clone(), &kinds),
+            policy::run(ctx.clone(), &kinds),
+            calendar::run(ctx.clone(), &kinds),
+            virusscan::run(ctx.clone(), &kinds),
+            backup::run(ctx.clone(), &kinds),
+            patch::run(ctx.clone(), &kinds),
+        );
+        kinds.start().await;
         tokio::join!(
-            server::run(ctx.clone(), ns.clone()),
-            change::run(ctx.clone(), ns.clone()),
-            incident::run(ctx.clone(), ns.clone()),
-            policy::run(ctx.clone(), ns.clone()),
-            calendar::run(ctx.clone(), ns.clone()),
-            virusscan::run(ctx.clone(), ns.clone()),
-            backup::run(ctx.clone(), ns.clone()),
-            patch::run(ctx.clone(), ns.clone()),
+            loops.0, loops.1, loops.2, loops.3, loops.4, loops.5, loops.6, loops.7, loops.8
         );
     };
     tracing::info!(?clock, "all unyo.dev kinds are served");

@@ -7,19 +7,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::sync::Mutex;
-use unyo_crds::{ChangeRecord, Incident, Server};
+use std::sync::OnceLock;
+
+use crate::stores::Stores;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: String,
+    error: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,29 +39,19 @@ struct SeverityLabels {
     severity: String,
 }
 
-/// Caches the gauges are computed from, filled in as the loops start.
-#[derive(Default)]
-pub struct Caches {
-    /// Servers.
-    pub servers: Option<Store<Server>>,
-    /// Incidents.
-    pub incidents: Option<Store<Incident>>,
-    /// ChangeRecords.
-    pub changes: Option<Store<ChangeRecord>>,
-}
-
 /// The controller's metrics.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<KindLabels, Counter>,
-    errors: Family<KindLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    events_dropped: Counter,
     duration: Family<KindLabels, Histogram>,
     servers: Family<ConditionLabels, Gauge>,
     incidents: Family<SeverityLabels, Gauge>,
     drift: Gauge,
     open_changes: Gauge,
-    /// Caches for the gauges.
-    pub caches: Mutex<Caches>,
+    /// The shared stores the gauges are computed from, set when the loops start.
+    pub stores: OnceLock<Stores>,
     /// Whether this replica leads (reconciles).
     pub leading: AtomicBool,
 }
@@ -64,7 +60,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("unyo_controller");
         let reconciles = Family::<KindLabels, Counter>::default();
-        let errors = Family::<KindLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let events_dropped = Counter::default();
         let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
@@ -75,8 +72,13 @@ impl Default for Metrics {
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
-            "Failed reconciles by kind",
+            "Failed reconciles by kind and error",
             errors.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events not published (queue full or refused by the API server)",
+            events_dropped.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -107,12 +109,13 @@ impl Default for Metrics {
             registry,
             reconciles,
             errors,
+            events_dropped,
             duration,
             servers,
             incidents,
             drift,
             open_changes,
-            caches: Mutex::new(Caches::default()),
+            stores: OnceLock::new(),
             leading: AtomicBool::new(false),
         }
     }
@@ -151,20 +154,29 @@ impl Metrics {
         }
     }
 
-    /// Counts a failed reconcile of `kind`.
-    pub fn error(&self, kind: &'static str) {
+    /// Counts a failed reconcile of `kind` by the error's label.
+    pub fn error(&self, kind: &'static str, error: &'static str) {
         self.errors
-            .get_or_create(&KindLabels {
+            .get_or_create(&ErrorLabels {
                 kind: kind.to_string(),
+                error: error.to_string(),
             })
             .inc();
     }
 
-    async fn refresh_gauges(&self) {
-        let caches = self.caches.lock().await;
+    /// Counts an Event that was not published.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    fn refresh_gauges(&self) {
         self.servers.clear();
         self.incidents.clear();
-        if let Some(store) = &caches.servers {
+        let Some(stores) = self.stores.get() else {
+            return;
+        };
+        {
+            let store = &stores.servers;
             let mut drift = 0i64;
             for s in store.state() {
                 let Some(status) = &s.status else { continue };
@@ -180,8 +192,8 @@ impl Metrics {
             }
             self.drift.set(drift);
         }
-        if let Some(store) = &caches.incidents {
-            for i in store.state() {
+        {
+            for i in stores.incidents.state() {
                 if crate::incident::is_open(&i) {
                     self.incidents
                         .get_or_create(&SeverityLabels {
@@ -191,8 +203,9 @@ impl Metrics {
                 }
             }
         }
-        if let Some(store) = &caches.changes {
-            let open = store
+        {
+            let open = stores
+                .records
                 .state()
                 .iter()
                 .filter(|c| crate::change::is_open(c))
@@ -203,7 +216,7 @@ impl Metrics {
 
     /// The OpenMetrics text of every metric.
     pub async fn encode(&self) -> String {
-        self.refresh_gauges().await;
+        self.refresh_gauges();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

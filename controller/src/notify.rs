@@ -1,6 +1,6 @@
 //! Delivering notifications of Incidents: a JSON POST to a webhook, or an e-mail through an
 //! SMTP relay (plain SMTP on the relay's port, as the union's internal relays take it).
-//! Retries and their backoff are the Incident loop's; this sends once.
+//! Retries and their backoff are the notifier's; this sends once, within a timeout.
 
 use std::time::Duration;
 
@@ -35,6 +35,9 @@ pub struct Notice {
     pub occurred_at: Timestamp,
     /// When it recovered.
     pub recovered_at: Option<Timestamp>,
+    /// The same for every attempt to deliver this notification, and different for every other:
+    /// `<incident uid>/<route>/<event>`. Receivers drop what they have seen.
+    pub idempotency_key: String,
 }
 
 impl Notice {
@@ -96,6 +99,7 @@ pub async fn deliver(route: &NotificationRoute, notice: &Notice) -> Result<Strin
             .map_err(|e| Error::Webhook(e.to_string()))?;
         let resp = client
             .post(&w.url)
+            .header("Idempotency-Key", &notice.idempotency_key)
             .json(notice)
             .send()
             .await
@@ -119,6 +123,10 @@ pub async fn deliver(route: &NotificationRoute, notice: &Notice) -> Result<Strin
                     .map_err(|x| Error::Email(format!("from {}: {x}", e.from)))?,
             )
             .subject(format!("{prefix}{}", notice.subject()))
+            .message_id(Some(format!(
+                "<{}@unyo.dev>",
+                notice.idempotency_key.replace(['/', '<', '>', '@'], ".")
+            )))
             .header(ContentType::TEXT_PLAIN);
         for to in &e.to {
             builder = builder.to(to

@@ -10,17 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use unyo_crds::common::parse_duration;
 use unyo_crds::incident::IncidentState;
 use unyo_crds::patch::{
@@ -34,7 +29,10 @@ use unyo_crds::selection::{patch_baselines_for, selects};
 use unyo_crds::{Incident, OperationCalendar, Server};
 
 use crate::conditions::condition;
-use crate::context::Context;
+use crate::context::{Context, namespace_summary};
+use crate::error::Error;
+use crate::stores::{Kinds, all_in_namespace_of, in_namespace, servers_in};
+use unyo_crds::names::{conditions as cond, reasons};
 
 fn operations(server: &Server) -> Option<&unyo_crds::server::OperationResults> {
     server.status.as_ref()?.operations.as_ref()
@@ -90,14 +88,6 @@ pub fn server_health(
         .or(all.iter().find(|h| h.0.is_none()))
         .or(all.first())
         .cloned()
-}
-
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-#[error("{what}: {source}")]
-pub struct Error {
-    what: String,
-    source: kube::Error,
 }
 
 /// Every patch the selected servers offer, have or lack under `baseline`, with the servers that
@@ -219,132 +209,158 @@ fn staging_host(
     }
 }
 
-#[tracing::instrument(skip_all, fields(namespace = b.namespace().unwrap_or_default(), baseline = b.name_any()))]
-async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("PatchBaseline");
-    let ns = b.namespace().unwrap_or_default();
-    let now = ctx.clock.now();
-    let err = |what: &str| {
-        let what = what.to_string();
-        move |source| Error { what, source }
-    };
-    let lp = ListParams::default();
-    let servers = Api::<Server>::namespaced(ctx.client.clone(), &ns)
-        .list(&lp)
-        .await
-        .map_err(err("listing Servers"))?
-        .items;
-    let calendars = Api::<OperationCalendar>::namespaced(ctx.client.clone(), &ns)
-        .list(&lp)
-        .await
-        .map_err(err("listing OperationCalendars"))?
-        .items;
-    let baselines = Api::<PatchBaseline>::namespaced(ctx.client.clone(), &ns)
-        .list(&lp)
-        .await
-        .map_err(err("listing PatchBaselines"))?
-        .items;
-    let incidents = Api::<Incident>::namespaced(ctx.client.clone(), &ns)
-        .list(&lp)
-        .await
-        .map_err(err("listing Incidents"))?
-        .items;
-    let prev = b.status.clone().unwrap_or_default();
-    let generation = b.meta().generation;
-    let name = b.name_any();
+/// What the PatchBaseline loop decides from.
+pub struct Inputs<'a> {
+    /// The baseline.
+    pub baseline: &'a PatchBaseline,
+    /// Servers of its namespace.
+    pub servers: &'a [Arc<Server>],
+    /// OperationCalendars of its namespace.
+    pub calendars: &'a [OperationCalendar],
+    /// PatchBaselines of its namespace (the staging baseline among them).
+    pub baselines: &'a [PatchBaseline],
+    /// Incidents of its namespace (open ones hold staging evidence).
+    pub incidents: &'a [Incident],
+}
 
-    // Settings: an error holds every patch.
-    let mut problem: Option<(&'static str, String)> = None;
-    let selected: Vec<&Server> = match servers
+/// What the PatchBaseline loop does with one baseline.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The status to write, when it differs.
+    pub status: Option<PatchBaselineStatus>,
+    /// Candidates that just turned Apply (an Event each).
+    pub approved: Vec<PatchCandidate>,
+    /// When an approval or a soak falls due.
+    pub wake: Option<Timestamp>,
+}
+
+/// The baseline's settings as judged: a problem holds every patch.
+struct Settings<'a> {
+    problem: Option<(&'static str, String)>,
+    selected: Vec<&'a Server>,
+    staging: Option<(Vec<&'a Server>, String, SignedDuration)>,
+}
+
+fn selected<'a>(b: &PatchBaseline, servers: &'a [Arc<Server>]) -> Result<Vec<&'a Server>, String> {
+    let mut out = Vec::new();
+    for s in servers {
+        if selects(&b.spec.selector, s.labels()).map_err(|e| e.to_string())? {
+            out.push(s.as_ref());
+        }
+    }
+    Ok(out)
+}
+
+fn window_problem(i: &Inputs) -> Option<(&'static str, String)> {
+    let w = i.baseline.spec.maintenance_window.as_ref()?;
+    let cal = i
+        .calendars
         .iter()
-        .map(|s| selects(&b.spec.selector, s.labels()).map(|ok| ok.then_some(s)))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(list) => list.into_iter().flatten().collect(),
-        Err(e) => {
-            problem = Some(("InvalidSelector", e.to_string()));
-            vec![]
+        .find(|c| c.name_any() == w.schedule.calendar)
+        .map(|c| &c.spec);
+    let e = check_window(w, cal).err()?;
+    Some((
+        if cal.is_none() {
+            reasons::CALENDAR_NOT_FOUND
+        } else {
+            "InvalidWindow"
+        },
+        e,
+    ))
+}
+
+type Staging<'a> = (Vec<&'a Server>, String, SignedDuration);
+
+fn staging<'a>(i: &Inputs<'a>) -> Result<Option<Staging<'a>>, (&'static str, String)> {
+    let Some(p) = &i.baseline.spec.promotion else {
+        return Ok(None);
+    };
+    if p.staging_baseline == i.baseline.name_any() {
+        return Err((
+            "InvalidStagingBaseline",
+            "spec.promotion.stagingBaseline: a baseline cannot be its own staging baseline".into(),
+        ));
+    }
+    let Some(sb) = i
+        .baselines
+        .iter()
+        .find(|x| x.name_any() == p.staging_baseline)
+    else {
+        return Err((
+            "StagingBaselineNotFound",
+            format!(
+                "spec.promotion.stagingBaseline: PatchBaseline {} does not exist in {}; every patch is held",
+                p.staging_baseline,
+                i.baseline.namespace().unwrap_or_default()
+            ),
+        ));
+    };
+    let soak = parse_duration(&p.soak)
+        .map_err(|e| e.to_string())
+        .and_then(|d| SignedDuration::try_from(d).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            (
+                reasons::INVALID_SETTINGS,
+                format!("spec.promotion.soak: {e}"),
+            )
+        })?;
+    let hosts = i
+        .servers
+        .iter()
+        .filter(|s| selects(&sb.spec.selector, s.labels()).unwrap_or(false))
+        .map(|s| s.as_ref())
+        .collect();
+    Ok(Some((hosts, sb.name_any(), soak)))
+}
+
+fn settings<'a>(i: &Inputs<'a>) -> Settings<'a> {
+    let (selected, mut problem) = match selected(i.baseline, i.servers) {
+        Ok(list) => (list, None),
+        Err(e) => (vec![], Some((reasons::INVALID_SELECTOR, e))),
+    };
+    problem = problem.or_else(|| window_problem(i));
+    let staging = match staging(i) {
+        Ok(s) => s,
+        Err(p) => {
+            problem = problem.or(Some(p));
+            None
         }
     };
-    if let Some(w) = &b.spec.maintenance_window {
-        let cal = calendars
-            .iter()
-            .find(|c| c.name_any() == w.schedule.calendar)
-            .map(|c| &c.spec);
-        if let Err(e) = check_window(w, cal)
-            && problem.is_none()
-        {
-            let reason = if cal.is_none() {
-                "CalendarNotFound"
-            } else {
-                "InvalidWindow"
-            };
-            problem = Some((reason, e));
-        }
+    Settings {
+        problem,
+        selected,
+        staging,
     }
-    let mut staging: Option<(Vec<&Server>, String, SignedDuration)> = None;
-    if let Some(p) = &b.spec.promotion {
-        let soak = parse_duration(&p.soak)
-            .map_err(|e| format!("spec.promotion.soak: {e}"))
-            .and_then(|d| {
-                SignedDuration::try_from(d).map_err(|e| format!("spec.promotion.soak: {e}"))
-            });
-        match (
-            baselines
-                .iter()
-                .find(|x| x.name_any() == p.staging_baseline),
-            soak,
-        ) {
-            _ if p.staging_baseline == name => {
-                problem = problem.or(Some((
-                    "InvalidStagingBaseline",
-                    "spec.promotion.stagingBaseline: a baseline cannot be its own staging baseline"
-                        .into(),
-                )));
-            }
-            (None, _) => {
-                problem = problem.or(Some((
-                    "StagingBaselineNotFound",
-                    format!(
-                        "spec.promotion.stagingBaseline: PatchBaseline {} does not exist in {ns}; every patch is held",
-                        p.staging_baseline
-                    ),
-                )));
-            }
-            (Some(_), Err(e)) => problem = problem.or(Some(("InvalidSettings", e))),
-            (Some(sb), Ok(soak)) => {
-                let hosts = servers
-                    .iter()
-                    .filter(|s| selects(&sb.spec.selector, s.labels()).unwrap_or(false))
-                    .collect();
-                staging = Some((hosts, sb.name_any(), soak));
-            }
-        }
-    }
+}
 
-    // Candidates and their judgement.
-    let mut wake: Option<Timestamp> = None;
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Every candidate judged Apply or Hold, and when a judgement next changes by itself.
+fn judge(i: &Inputs, s: &Settings, now: Timestamp) -> (Vec<PatchCandidate>, Option<Timestamp>) {
+    let b = i.baseline;
+    let mut wake = None;
     let mut candidates = Vec::new();
-    for ((_, _), (c, mut needed_by)) in gather(&b, &selected) {
+    for (c, mut needed_by) in gather(b, &s.selected).into_values() {
         needed_by.sort();
         let (mut ok, mut reason, due) = approval(&b.spec, &c, now);
+        wake = earliest(wake, due);
         let mut evidence = vec![];
-        if let Some(d) = due {
-            wake = Some(wake.map_or(d, |w| w.min(d)));
-        }
-        if let Some((why, message)) = &problem {
+        if let Some((why, message)) = &s.problem {
             ok = false;
             reason = format!("held: {why}: {message}");
-        } else if let (true, Some((hosts, staging_name, soak))) = (ok, &staging) {
+        } else if let (true, Some((hosts, staging_name, soak))) = (ok, &s.staging) {
             let hosts: Vec<StagingHost> = hosts
                 .iter()
-                .map(|s| staging_host(s, staging_name, &c.package, &incidents))
+                .map(|h| staging_host(h, staging_name, &c.package, i.incidents))
                 .collect();
             let (ev, staged, why, soak_due) = staging_judgement(&c.version, &hosts, *soak, now);
             evidence = ev;
-            if let Some(d) = soak_due {
-                wake = Some(wake.map_or(d, |w| w.min(d)));
-            }
+            wake = earliest(wake, soak_due);
             ok = staged;
             reason = format!("{reason}; staging {staging_name}: {why}");
         }
@@ -369,139 +385,147 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
             .cmp(&b.package)
             .then(version_cmp(&a.version, &b.version))
     });
+    (candidates, wake)
+}
 
-    let mut status = PatchBaselineStatus {
-        observed_generation: generation,
-        candidates,
-        ..Default::default()
-    };
-    let (mut compliant, mut non_compliant) = (0, 0);
-    for s in &selected {
-        let state = host_state(s, &name);
-        let (judged, reason, _) = health(s, &b);
+/// Compliance per selected server, and the counts.
+fn compliance_of(b: &PatchBaseline, selected: &[&Server], status: &mut PatchBaselineStatus) {
+    let name = b.name_any();
+    let (mut compliant, mut non_compliant) = (0u32, 0u32);
+    for s in selected {
+        let (judged, reason, _) = health(s, b);
         let ok = judged == Some(true);
         if ok {
-            compliant += 1;
+            compliant = compliant.saturating_add(1);
         } else {
-            non_compliant += 1;
+            non_compliant = non_compliant.saturating_add(1);
         }
         status.servers.push(ServerCompliance {
             server: s.name_any(),
             compliant: ok,
             reason: reason.to_string(),
-            counts: state.map(|h| h.counts.clone()).unwrap_or_default(),
+            counts: host_state(s, &name)
+                .map(|h| h.counts.clone())
+                .unwrap_or_default(),
         });
     }
     status.compliant_servers = Some(compliant);
     status.non_compliant_servers = Some(non_compliant);
+}
+
+/// The whole judgement of one baseline at `now`.
+pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
+    let b = i.baseline;
+    let prev = b.status.clone().unwrap_or_default();
+    let generation = b.meta().generation;
+    let s = settings(i);
+    let (candidates, wake) = judge(i, &s, now);
+    let mut status = PatchBaselineStatus {
+        observed_generation: generation,
+        candidates,
+        ..Default::default()
+    };
+    compliance_of(b, &s.selected, &mut status);
     let apply = status
         .candidates
         .iter()
         .filter(|c| c.judgement == Judgement::Apply)
         .count();
-    let (ok, reason, message) = match problem {
+    let (ok, reason, message) = match s.problem {
         Some((reason, message)) => (false, reason, message),
         None => (
             true,
-            "Evaluated",
+            reasons::EVALUATED,
             format!(
-                "{compliant} of {} server(s) compliant; {apply} patch(es) to apply, {} held",
-                selected.len(),
+                "{} of {} server(s) compliant; {apply} patch(es) to apply, {} held",
+                status.compliant_servers.unwrap_or(0),
+                s.selected.len(),
                 status.candidates.len() - apply
             ),
         ),
     };
     status.conditions = vec![condition(
         &prev.conditions,
-        "Ready",
+        cond::READY,
         ok,
         reason,
         message,
         generation,
         now,
     )];
-    if prev != status {
-        let approved: Vec<&PatchCandidate> = status
-            .candidates
-            .iter()
-            .filter(|c| {
-                c.judgement == Judgement::Apply
-                    && !prev.candidates.iter().any(|p| {
-                        p.package == c.package
-                            && p.version == c.version
-                            && p.judgement == Judgement::Apply
-                    })
-            })
-            .collect();
-        ctx.apply_status::<PatchBaseline>(&ns, &name, &status)
-            .await
-            .map_err(err("writing the PatchBaseline status"))?;
-        for c in approved {
-            tracing::info!(package = %c.package, version = %c.version, reason = %c.reason, "patch approved");
-            let _ = ctx
-                .recorder
-                .publish(
-                    &Event {
-                        type_: EventType::Normal,
-                        reason: "PatchApproved".into(),
-                        note: Some(format!("{}={}: {}", c.package, c.version, c.reason)),
-                        action: "Approve".into(),
-                        secondary: None,
-                    },
-                    &b.object_ref(&()),
-                )
-                .await;
-        }
+    let approved = status
+        .candidates
+        .iter()
+        .filter(|c| {
+            c.judgement == Judgement::Apply
+                && !prev.candidates.iter().any(|p| {
+                    p.package == c.package
+                        && p.version == c.version
+                        && p.judgement == Judgement::Apply
+                })
+        })
+        .cloned()
+        .collect();
+    let changed = prev != status;
+    Decision {
+        status: changed.then_some(status),
+        approved: if changed { approved } else { vec![] },
+        wake,
     }
-    Ok(ctx.requeue_at(wake, now))
 }
 
-fn error_policy(_b: Arc<PatchBaseline>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("PatchBaseline");
-    tracing::warn!(%error, "patch baseline reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// Runs the PatchBaseline controller until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let client = ctx.client.clone();
-    let baselines: Api<PatchBaseline> = crate::context::api(&client, &namespace);
-    let servers: Api<Server> = crate::context::api(&client, &namespace);
-    let incidents: Api<Incident> = crate::context::api(&client, &namespace);
-    let calendars: Api<OperationCalendar> = crate::context::api(&client, &namespace);
-    let controller = Controller::new(baselines, watcher::Config::default());
-    let store = controller.store();
-    // Any change in a namespace may change every baseline there (staging evidence crosses
-    // baselines), so each maps to all of them.
-    let all_in = move |ns: Option<String>| {
-        store
-            .state()
-            .iter()
-            .filter(|b| b.namespace() == ns)
-            .map(|b| ObjectRef::from_obj(b.as_ref()))
-            .collect::<Vec<_>>()
+#[tracing::instrument(skip_all, fields(namespace = b.namespace().unwrap_or_default(), baseline = b.name_any()))]
+async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = b.namespace().unwrap_or_default();
+    let now = ctx.clock.now();
+    let st = &ctx.stores;
+    let servers = servers_in(&st.servers, &ns);
+    let (calendars, baselines) = (
+        in_namespace(&st.calendars, &ns),
+        in_namespace(&st.baselines, &ns),
+    );
+    let incidents = in_namespace(&st.incidents, &ns);
+    let inputs = Inputs {
+        baseline: &b,
+        servers: &servers,
+        calendars: &calendars,
+        baselines: &baselines,
+        incidents: &incidents,
     };
-    let (a, b2, c) = (all_in.clone(), all_in.clone(), all_in.clone());
-    controller
-        .watches(servers, watcher::Config::default(), move |s: Server| {
-            a(s.namespace())
+    let d = decide(&inputs, now);
+    if let Some(status) = &d.status {
+        ctx.apply_status::<PatchBaseline>(&ns, &b.name_any(), status)
+            .await?;
+    }
+    for c in d.approved {
+        tracing::info!(package = %c.package, version = %c.version, reason = %c.reason, "patch approved");
+        ctx.emit(
+            Event {
+                type_: EventType::Normal,
+                reason: "PatchApproved".into(),
+                note: Some(format!("{}={}: {}", c.package, c.version, c.reason)),
+                action: "Approve".into(),
+                secondary: None,
+            },
+            b.object_ref(&()),
+        );
+    }
+    Ok(ctx.requeue_at(d.wake, now))
+}
+
+/// Runs the PatchBaseline loop until shutdown. Any change in a namespace may change every
+/// baseline there (staging evidence crosses baselines), so each maps to all of them.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let store = ctx.stores.baselines.clone();
+    let (a, b) = (store.clone(), store.clone());
+    let controller = namespace_summary(kinds.baselines.subscribe(), store, kinds)
+        .watches_shared_stream(kinds.incidents.subscribe(), move |i| {
+            all_in_namespace_of(&a, i.as_ref())
         })
-        .watches(incidents, watcher::Config::default(), move |i: Incident| {
-            b2(i.namespace())
-        })
-        .watches(
-            calendars,
-            watcher::Config::default(),
-            move |o: OperationCalendar| c(o.namespace()),
-        )
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "patch baseline reconcile");
-            }
-        })
-        .await;
+        .watches_shared_stream(kinds.baselines.subscribe(), move |o| {
+            all_in_namespace_of(&b, o.as_ref())
+        });
+    crate::context::run_loop(controller, ctx, "PatchBaseline", reconcile)
 }
 
 #[cfg(test)]

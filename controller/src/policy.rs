@@ -3,18 +3,18 @@
 //! selector or a setting cannot be used.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use unyo_crds::common::parse_duration;
 use unyo_crds::monitoring::{FiringCounts, MonitoringPolicy, MonitoringPolicyStatus};
 use unyo_crds::selection::selects;
 use unyo_crds::server::{CheckState, Server};
 
 use crate::conditions::condition;
-use crate::context::Context;
+use crate::context::{Context, namespace_summary};
+use crate::error::Error;
+use crate::stores::{Kinds, servers_in};
 
 /// At most this many server names are listed in status.
 const MAX_LISTED: usize = 100;
@@ -50,7 +50,7 @@ pub fn problems(p: &MonitoringPolicy) -> Vec<String> {
 /// The status of `p` over the `servers` of its namespace.
 pub fn desired_status(
     p: &MonitoringPolicy,
-    servers: &[Server],
+    servers: &[Arc<Server>],
     now: jiff::Timestamp,
 ) -> MonitoringPolicyStatus {
     let generation = p.meta().generation;
@@ -120,53 +120,24 @@ pub fn desired_status(
     status
 }
 
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-#[error("{what}: {source}")]
-pub struct Error {
-    what: String,
-    source: kube::Error,
-}
-
 #[tracing::instrument(skip_all, fields(namespace = p.namespace().unwrap_or_default(), policy = p.name_any()))]
 async fn reconcile(p: Arc<MonitoringPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("MonitoringPolicy");
     let ns = p.namespace().unwrap_or_default();
-    let servers: Api<Server> = Api::namespaced(ctx.client.clone(), &ns);
-    let servers = servers
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error {
-            what: "listing Servers".into(),
-            source,
-        })?
-        .items;
+    let servers = servers_in(&ctx.stores.servers, &ns);
     let status = desired_status(&p, &servers, ctx.clock.now());
     if p.status.as_ref() != Some(&status) {
         ctx.apply_status::<MonitoringPolicy>(&ns, &p.name_any(), &status)
-            .await
-            .map_err(|source| Error {
-                what: "writing the MonitoringPolicy status".into(),
-                source,
-            })?;
+            .await?;
     }
     Ok(Action::await_change())
 }
 
-fn error_policy(_p: Arc<MonitoringPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("MonitoringPolicy");
-    tracing::warn!(%error, "policy reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// Runs the MonitoringPolicy controller until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    crate::context::run_namespace_summary(
-        ctx,
-        namespace,
-        "MonitoringPolicy",
-        reconcile,
-        error_policy,
-    )
-    .await;
+/// Runs the MonitoringPolicy loop until shutdown.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let controller = namespace_summary(
+        kinds.policies.subscribe(),
+        ctx.stores.policies.clone(),
+        kinds,
+    );
+    crate::context::run_loop(controller, ctx, "MonitoringPolicy", reconcile)
 }

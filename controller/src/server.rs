@@ -1,71 +1,120 @@
 //! The Server reconcile loop: compares each ledger with the facts its agent observed, writes
-//! `status.drift` and the conditions InSync, AgentConnected and Ready, and opens a ChangeRecord
-//! for drift that no open record and no approved planned change in its window covers.
+//! `status.drift` and the conditions InSync, AgentConnected, Ready, AntivirusHealthy,
+//! BackupHealthy and PatchCompliant, and opens a ChangeRecord for drift that no open record
+//! and no approved planned change in its window covers.
 //!
-//! Driven by watches of Servers, of the agents' Leases and of ChangeRecords, and by a requeue at
-//! the instant a Lease expires (so that AgentConnected turns False on time, without polling).
+//! [`decide`] is the whole judgement, from the shared stores' objects and the clock; [`apply`]
+//! writes only what differs. Driven by Servers, the agents' Leases, ChangeRecords and every
+//! kind the health conditions read (VirusScanSchedules, BackupPlans, PatchBaselines,
+//! OperationCalendars), and by a requeue at the instant a Lease expires, so AgentConnected
+//! turns False on time without polling. A renewed Lease changes nothing: no write.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use sha2::{Digest, Sha256};
 use unyo_crds::change::{
     ChangeCategory, ChangeClass, ChangeOrigin, ChangePath, ChangeRecord, ChangeRecordSpec,
 };
 use unyo_crds::drift::{Drift, DriftKind, classify, compare};
+use unyo_crds::names::{
+    agent_lease_name, conditions as cond, drift_record_name, label_value, labels, reasons,
+    server_of_agent_lease,
+};
 use unyo_crds::server::{DriftEntry, Server, ServerStatus};
+use unyo_crds::{BackupPlan, OperationCalendar, PatchBaseline, VirusScanSchedule};
 
 use crate::change::{covers, is_open, planned_applies};
-use crate::conditions::condition;
+use crate::conditions::{condition, judged, truncate_to_seconds};
 use crate::context::{Context, FIELD_MANAGER};
+use crate::error::Error;
+use crate::stores::{Kinds, all_in_namespace_of, get, in_namespace, matching};
 
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-pub enum Error {
-    /// An API call failed.
-    #[error("{what}: {source}")]
-    Api {
-        /// What was being done.
-        what: String,
-        /// The API error.
-        source: kube::Error,
-    },
+/// What the Server loop decides from.
+pub struct Inputs<'a> {
+    /// The Server.
+    pub server: &'a Server,
+    /// ChangeRecords naming the Server (drift and planned).
+    pub records: &'a [ChangeRecord],
+    /// Its agent's Lease.
+    pub lease: Option<&'a Lease>,
+    /// VirusScanSchedules of its namespace.
+    pub schedules: &'a [VirusScanSchedule],
+    /// OperationCalendars of its namespace.
+    pub calendars: &'a [OperationCalendar],
+    /// BackupPlans of its namespace.
+    pub plans: &'a [BackupPlan],
+    /// PatchBaselines of its namespace.
+    pub baselines: &'a [PatchBaseline],
 }
 
-fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Api { what, source }
+/// What the Server loop does.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The status to write, when it differs from the current one.
+    pub status: Option<ServerStatus>,
+    /// A ChangeRecord to open for uncovered drift.
+    pub record: Option<ChangeRecord>,
+    /// Whether the agent just disconnected (an Event).
+    pub disconnected: bool,
+    /// When to look again without a change (the Lease's expiry).
+    pub wake: Option<Timestamp>,
 }
 
-/// Name of the Lease of a host's agent.
-pub fn lease_name(server: &str) -> String {
-    format!("unyo-agent-{server}")
+/// The agent's connection as its Lease shows it at some instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseState {
+    /// The Lease is current.
+    pub connected: bool,
+    /// When it runs out (or ran out).
+    pub until: Option<Timestamp>,
+    /// The AgentConnected reason.
+    pub reason: &'static str,
 }
 
-/// The deterministic name of the ChangeRecord for `drifts` on `server`: the same drift set
-/// always gives the same name, so a retry or a restart cannot open a second record.
-pub fn drift_record_name(server: &str, drifts: &[Drift]) -> String {
-    let mut h = Sha256::new();
-    for d in drifts {
-        for part in [Some(d.path.as_str()), d.observed.as_deref()] {
-            h.update(part.unwrap_or("\u{0}").as_bytes());
-            h.update([0xff]);
-        }
+/// Whether the agent's Lease is current at `now`, and until when. An expiry beyond the range
+/// of a timestamp is its end (or start, for a negative duration): no arithmetic can panic.
+pub fn lease_state(lease: Option<&Lease>, now: Timestamp) -> LeaseState {
+    let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
+        return LeaseState {
+            connected: false,
+            until: None,
+            reason: reasons::NO_LEASE,
+        };
+    };
+    let (Some(renewed), Some(secs)) = (spec.renew_time.as_ref(), spec.lease_duration_seconds)
+    else {
+        return LeaseState {
+            connected: false,
+            until: None,
+            reason: reasons::NEVER_RENEWED,
+        };
+    };
+    let until = renewed
+        .0
+        .checked_add(SignedDuration::from_secs(i64::from(secs)))
+        .unwrap_or(if secs < 0 {
+            Timestamp::MIN
+        } else {
+            Timestamp::MAX
+        });
+    let connected = until > now;
+    LeaseState {
+        connected,
+        until: Some(until),
+        reason: if connected {
+            reasons::LEASE_RENEWED
+        } else {
+            reasons::LEASE_EXPIRED
+        },
     }
-    let digest = hex::encode(&h.finalize()[..5]);
-    let base: String = server.chars().take(253 - 17).collect();
-    format!("{base}-drift-{digest}")
 }
 
 fn category(drifts: &[Drift]) -> ChangeCategory {
@@ -85,39 +134,9 @@ fn deadline_after(class: ChangeClass) -> SignedDuration {
     }
 }
 
-/// Whether the agent's Lease is current at `now`, and until when.
-fn lease_state(lease: Option<&Lease>, now: Timestamp) -> (bool, Option<Timestamp>, String) {
-    let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
-        return (false, None, "NoLease".into());
-    };
-    let (Some(renewed), Some(secs)) = (spec.renew_time.as_ref(), spec.lease_duration_seconds)
-    else {
-        return (false, None, "NeverRenewed".into());
-    };
-    let until = renewed.0 + SignedDuration::from_secs(i64::from(secs));
-    if until > now {
-        (true, Some(until), "LeaseRenewed".into())
-    } else {
-        (false, Some(until), "LeaseExpired".into())
-    }
-}
-
-#[tracing::instrument(skip_all, fields(namespace = server.namespace().unwrap_or_default(), server = server.name_any()))]
-async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("Server");
-    let name = server.name_any();
-    let ns = server.namespace().unwrap_or_default();
-    let now = ctx.clock.now();
-    let generation = server.meta().generation;
-    let prev = server.status.clone().unwrap_or_default();
-
-    // Drift, each entry keeping the time it was first seen.
-    let drifts = prev
-        .observed
-        .as_ref()
-        .map(|o| compare(&server.spec, o))
-        .unwrap_or_default();
-    let entries: Vec<DriftEntry> = drifts
+/// The drift entries, each keeping the time it was first seen.
+fn drift_entries(prev: &ServerStatus, drifts: &[Drift], now: Timestamp) -> Vec<DriftEntry> {
+    drifts
         .iter()
         .map(|d| DriftEntry {
             path: d.path.clone(),
@@ -128,23 +147,103 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
                 .iter()
                 .find(|e| e.path == d.path && e.observed == d.observed)
                 .map(|e| e.since.clone())
-                .unwrap_or(Time(crate::conditions::truncate_to_seconds(now))),
+                .unwrap_or(Time(truncate_to_seconds(now))),
         })
-        .collect();
+        .collect()
+}
 
-    // Records: drift that an open record or an applicable planned change covers is recorded.
-    let records: Api<ChangeRecord> = Api::namespaced(ctx.client.clone(), &ns);
-    let all = records
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing ChangeRecords"))?
-        .items;
-    let open_drift: Vec<&ChangeRecord> = all
+/// The drift record for `uncovered` drift on `server`.
+fn drift_record(
+    server: &Server,
+    uncovered: &[Drift],
+    entries: &[DriftEntry],
+    now: Timestamp,
+) -> ChangeRecord {
+    let name = server.name_any();
+    let class = classify(uncovered, server.spec.drift.as_ref());
+    let first_seen = entries
+        .iter()
+        .filter(|e| uncovered.iter().any(|d| d.path == e.path))
+        .map(|e| e.since.0)
+        .min()
+        .unwrap_or(now);
+    let paths: Vec<&str> = uncovered.iter().map(|d| d.path.as_str()).take(3).collect();
+    ChangeRecord {
+        metadata: ObjectMeta {
+            name: Some(drift_record_name(&name, uncovered)),
+            namespace: server.namespace(),
+            labels: Some(
+                [
+                    (labels::SERVER.to_string(), label_value(&name)),
+                    (labels::ORIGIN.to_string(), "Drift".to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: ChangeRecordSpec {
+            origin: ChangeOrigin::Drift,
+            title: Some(format!(
+                "{name}: {} ledger path(s) drifted: {}",
+                uncovered.len(),
+                paths.join(", ")
+            )),
+            category: category(uncovered),
+            classification: class,
+            server: Some(name.clone()),
+            servers: vec![],
+            paths: uncovered
+                .iter()
+                .map(|d| ChangePath {
+                    path: d.path.clone(),
+                    expected: d.expected.clone(),
+                    observed: d.observed.clone(),
+                })
+                .collect(),
+            requester: Some("unyo-controller (drift detection)".into()),
+            manager: None,
+            recorded_at: Some(Time(first_seen)),
+            deadline: first_seen.checked_add(deadline_after(class)).ok().map(Time),
+            plan: None,
+            reviews: vec![],
+            closed: None,
+        },
+        status: None,
+    }
+}
+
+/// Drift, the record it is in (or a new one to open), and how many paths a planned change
+/// expects.
+struct Recording {
+    drifts: Vec<Drift>,
+    current: Option<String>,
+    new_record: Option<ChangeRecord>,
+    absorbed: usize,
+}
+
+fn recording(i: &Inputs, entries_prev: &ServerStatus, now: Timestamp) -> Recording {
+    let name = i.server.name_any();
+    let drifts = entries_prev
+        .observed
+        .as_ref()
+        .map(|o| compare(&i.server.spec, o))
+        .unwrap_or_default();
+    if drifts.is_empty() {
+        return Recording {
+            drifts,
+            current: None,
+            new_record: None,
+            absorbed: 0,
+        };
+    }
+    let open_drift: Vec<&ChangeRecord> = i
+        .records
         .iter()
         .filter(|r| r.spec.origin == ChangeOrigin::Drift && r.spec.server.as_deref() == Some(&name))
         .filter(|r| is_open(r))
         .collect();
-    let planned: Vec<&ChangeRecord> = all
+    let planned: Vec<&ChangeRecord> = i
+        .records
         .iter()
         .filter(|r| planned_applies(r, &name, now))
         .collect();
@@ -154,445 +253,357 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
         .filter(|d| !planned.iter().any(|r| covers(r, d)))
         .cloned()
         .collect();
-    let mut current_record = open_drift
-        .iter()
-        .filter(|r| drifts.iter().any(|d| covers(r, d)))
-        .max_by_key(|r| r.meta().creation_timestamp.clone())
-        .map(|r| r.name_any());
-    if !uncovered.is_empty() {
-        let record_name = drift_record_name(&name, &uncovered);
-        let class = classify(&uncovered, server.spec.drift.as_ref());
-        let first_seen = entries
-            .iter()
-            .filter(|e| uncovered.iter().any(|d| d.path == e.path))
-            .map(|e| e.since.0)
-            .min()
-            .unwrap_or(now);
-        let record = ChangeRecord {
-            metadata: ObjectMeta {
-                name: Some(record_name.clone()),
-                namespace: Some(ns.clone()),
-                labels: Some(
-                    [
-                        ("unyo.dev/server".to_string(), name.clone()),
-                        ("unyo.dev/origin".to_string(), "Drift".to_string()),
-                    ]
-                    .into(),
-                ),
-                ..Default::default()
-            },
-            spec: ChangeRecordSpec {
-                origin: ChangeOrigin::Drift,
-                title: Some(format!(
-                    "{name}: {} ledger path(s) drifted: {}",
-                    uncovered.len(),
-                    uncovered
-                        .iter()
-                        .map(|d| d.path.as_str())
-                        .take(3)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                category: category(&uncovered),
-                classification: class,
-                server: Some(name.clone()),
-                servers: vec![],
-                paths: uncovered
-                    .iter()
-                    .map(|d| ChangePath {
-                        path: d.path.clone(),
-                        expected: d.expected.clone(),
-                        observed: d.observed.clone(),
-                    })
-                    .collect(),
-                requester: Some("unyo-controller (drift detection)".into()),
-                manager: None,
-                recorded_at: Some(Time(first_seen)),
-                deadline: Some(Time(first_seen + deadline_after(class))),
-                plan: None,
-                reviews: vec![],
-                closed: None,
-            },
-            status: None,
-        };
-        let existed = all.iter().any(|r| r.name_any() == record_name);
-        records
-            .patch(
-                &record_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&record),
-            )
-            .await
-            .map_err(api(format!("applying ChangeRecord {record_name}")))?;
-        if !existed {
-            tracing::info!(record = %record_name, paths = uncovered.len(), ?class, "opened a ChangeRecord for drift");
-            let _ = ctx
-                .recorder
-                .publish(
-                    &Event {
-                        type_: EventType::Warning,
-                        reason: "DriftRecorded".into(),
-                        note: Some(format!(
-                            "{} ledger path(s) drifted; recorded in ChangeRecord {record_name}",
-                            uncovered.len()
-                        )),
-                        action: "OpenChangeRecord".into(),
-                        secondary: Some(record.object_ref(&())),
-                    },
-                    &server.object_ref(&()),
-                )
-                .await;
-        }
-        current_record = Some(record_name);
-    }
-
-    // The agent's heartbeat.
-    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &ns);
-    let lease = leases
-        .get_opt(&lease_name(&name))
-        .await
-        .map_err(api("reading the agent's Lease"))?;
-    let (connected, until, lease_reason) = lease_state(lease.as_ref(), now);
-
-    let conds = &prev.conditions;
-    let in_sync = match (&prev.observed, drifts.is_empty()) {
-        (None, _) => None,
-        (Some(_), true) => Some(true),
-        (Some(_), false) => Some(false),
-    };
     let absorbed = drifts
         .iter()
         .filter(|d| planned.iter().any(|r| covers(r, d)))
         .count();
-    let sync_condition = match in_sync {
-        None => {
-            let mut c = condition(
-                conds,
-                "InSync",
-                false,
-                "NoFacts",
-                "the agent has not reported facts yet",
-                generation,
-                now,
-            );
-            c.status = "Unknown".into();
-            c
-        }
-        Some(true) => condition(
+    let mut current = open_drift
+        .iter()
+        .filter(|r| drifts.iter().any(|d| covers(r, d)))
+        .max_by_key(|r| r.meta().creation_timestamp.clone())
+        .map(|r| r.name_any());
+    let mut new_record = None;
+    if !uncovered.is_empty() {
+        let entries = drift_entries(entries_prev, &drifts, now);
+        let record = drift_record(i.server, &uncovered, &entries, now);
+        current = record.metadata.name.clone();
+        new_record = Some(record);
+    }
+    Recording {
+        drifts,
+        current,
+        new_record,
+        absorbed,
+    }
+}
+
+fn sync_condition(
+    prev: &ServerStatus,
+    rec: &Recording,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let conds = &prev.conditions;
+    if prev.observed.is_none() {
+        return judged(
             conds,
-            "InSync",
+            cond::IN_SYNC,
+            None,
+            reasons::NO_FACTS,
+            "the agent has not reported facts yet",
+            generation,
+            now,
+        );
+    }
+    if rec.drifts.is_empty() {
+        return condition(
+            conds,
+            cond::IN_SYNC,
             true,
-            "InSync",
+            reasons::IN_SYNC,
             "the host matches its ledger",
             generation,
             now,
-        ),
-        Some(false) => condition(
-            conds,
-            "InSync",
-            false,
-            "Drifted",
-            format!(
-                "{} ledger path(s) differ from the host ({}){}{}",
-                drifts.len(),
-                drifts
-                    .iter()
-                    .map(|d| d.path.as_str())
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                current_record
-                    .as_ref()
-                    .map(|r| format!("; recorded in ChangeRecord {r}"))
-                    .unwrap_or_default(),
-                if absorbed > 0 {
-                    format!("; {absorbed} expected by a planned change")
-                } else {
-                    String::new()
-                }
-            ),
-            generation,
-            now,
-        ),
-    };
-    let agent_condition = condition(
-        conds,
-        "AgentConnected",
-        connected,
-        &lease_reason,
-        match (connected, until) {
-            (true, Some(u)) => format!("the agent renewed its Lease; valid until {u}"),
-            (false, Some(u)) => format!("the agent's Lease expired at {u}"),
-            _ => format!("no renewed Lease {}", lease_name(&name)),
-        },
-        generation,
-        now,
-    );
-    // Antivirus health, where a VirusScanSchedule selects the server.
-    let schedules = Api::<unyo_crds::VirusScanSchedule>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing VirusScanSchedules"))?
-        .items;
-    let calendars = Api::<unyo_crds::OperationCalendar>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing OperationCalendars"))?
-        .items;
-    let plans = Api::<unyo_crds::BackupPlan>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing BackupPlans"))?
-        .items;
-    let backups = crate::backup::server_health(&server, &plans, &calendars, now).map(
-        |(ok, reason, message)| {
-            condition(conds, "BackupHealthy", ok, reason, message, generation, now)
-        },
-    );
-    let antivirus =
-        crate::virusscan::server_health(&server, &schedules, &calendars, now).map(|h| {
-            condition(
-                conds,
-                "AntivirusHealthy",
-                h.ok,
-                h.reason,
-                h.message,
-                generation,
-                now,
-            )
-        });
-    let baselines = Api::<unyo_crds::PatchBaseline>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing PatchBaselines"))?
-        .items;
-    let patches = crate::patch::server_health(&server, &baselines).map(|(ok, reason, message)| {
-        crate::conditions::judged(
-            conds,
-            "PatchCompliant",
-            ok,
-            reason,
-            message,
-            generation,
-            now,
-        )
-    });
-    let ready = in_sync == Some(true) && connected;
-    let ready_reason = if !connected {
-        "AgentDisconnected"
-    } else if in_sync == Some(false) {
-        "Drifted"
-    } else if in_sync.is_none() {
-        "NoFacts"
+        );
+    }
+    let paths: Vec<&str> = rec.drifts.iter().map(|d| d.path.as_str()).take(5).collect();
+    let record = rec
+        .current
+        .as_ref()
+        .map(|r| format!("; recorded in ChangeRecord {r}"))
+        .unwrap_or_default();
+    let planned = if rec.absorbed > 0 {
+        format!("; {} expected by a planned change", rec.absorbed)
     } else {
-        "Ready"
+        String::new()
     };
-    let ready_condition = condition(
+    condition(
         conds,
-        "Ready",
-        ready,
-        ready_reason,
-        if ready {
-            "in sync with its ledger and its agent is connected".to_string()
-        } else {
-            format!("{}; {}", sync_condition.message, agent_condition.message)
-        },
+        cond::IN_SYNC,
+        false,
+        reasons::DRIFTED,
+        format!(
+            "{} ledger path(s) differ from the host ({}){record}{planned}",
+            rec.drifts.len(),
+            paths.join(", ")
+        ),
         generation,
         now,
-    );
-    let status = ServerStatus {
-        drift: entries,
-        drift_count: Some(drifts.len() as u32),
-        change_record: if drifts.is_empty() {
-            None
-        } else {
-            current_record
-        },
-        observed_generation: generation,
-        conditions: [sync_condition, agent_condition, ready_condition]
-            .into_iter()
-            .chain(antivirus)
-            .chain(backups)
-            .chain(patches)
-            .collect(),
-        ..Default::default()
+    )
+}
+
+/// AgentConnected. Its message names no instant, so a renewal changes nothing.
+fn agent_condition(
+    prev: &ServerStatus,
+    server: &str,
+    lease: &LeaseState,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let message = match (lease.connected, lease.until) {
+        (true, _) => "the agent renews its Lease".to_string(),
+        (false, Some(u)) => format!("the agent's Lease expired at {u}"),
+        (false, None) => format!("no renewed Lease {}", agent_lease_name(server)),
     };
-    let unchanged = prev.drift == status.drift
+    condition(
+        &prev.conditions,
+        cond::AGENT_CONNECTED,
+        lease.connected,
+        lease.reason,
+        message,
+        generation,
+        now,
+    )
+}
+
+fn ready_condition(
+    prev: &ServerStatus,
+    sync: &Condition,
+    agent: &Condition,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let connected = agent.status == "True";
+    let (ready, reason) = match (connected, sync.status.as_str()) {
+        (false, _) => (false, reasons::AGENT_DISCONNECTED),
+        (true, "True") => (true, reasons::READY),
+        (true, "False") => (false, reasons::DRIFTED),
+        (true, _) => (false, reasons::NO_FACTS),
+    };
+    let message = if ready {
+        "in sync with its ledger and its agent is connected".to_string()
+    } else {
+        format!("{}; {}", sync.message, agent.message)
+    };
+    condition(
+        &prev.conditions,
+        cond::READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    )
+}
+
+/// AntivirusHealthy, BackupHealthy and PatchCompliant, where a schedule, plan or baseline
+/// selects the Server.
+fn health_conditions(
+    i: &Inputs,
+    prev: &ServerStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let conds = &prev.conditions;
+    let antivirus =
+        crate::virusscan::server_health(i.server, i.schedules, i.calendars, now).map(|h| {
+            let c = cond::ANTIVIRUS_HEALTHY;
+            condition(conds, c, h.ok, h.reason, h.message, generation, now)
+        });
+    let backups = crate::backup::server_health(i.server, i.plans, i.calendars, now).map(
+        |(ok, reason, message)| {
+            let c = cond::BACKUP_HEALTHY;
+            condition(conds, c, ok, reason, message, generation, now)
+        },
+    );
+    let patches =
+        crate::patch::server_health(i.server, i.baselines).map(|(ok, reason, message)| {
+            let c = cond::PATCH_COMPLIANT;
+            judged(conds, c, ok, reason, message, generation, now)
+        });
+    antivirus
+        .into_iter()
+        .chain(backups)
+        .chain(patches)
+        .collect()
+}
+
+/// Whether `status` says what `prev` says, in the fields the controller owns (every condition
+/// of a Server is the controller's).
+fn same(prev: &ServerStatus, status: &ServerStatus) -> bool {
+    prev.drift == status.drift
         && prev.drift_count == status.drift_count
         && prev.change_record == status.change_record
         && prev.observed_generation == status.observed_generation
+        && status.conditions.len() == prev.conditions.len()
         && status
             .conditions
             .iter()
-            .all(|c| prev.conditions.iter().any(|p| p == c));
-    if !unchanged {
-        let servers: Api<Server> = Api::namespaced(ctx.client.clone(), &ns);
-        // Only the controller's fields are set (the agent owns observed and checks); unset
-        // ones are left out, so that server-side apply removes what no longer holds.
-        let patch = serde_json::json!({
-            "apiVersion": Server::api_version(&()),
-            "kind": Server::kind(&()),
-            "status": status,
-        });
-        servers
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(api("writing the Server status"))?;
-        let was = |t: &str| {
-            prev.conditions
-                .iter()
-                .find(|c| c.type_ == t)
-                .map(|c| c.status.clone())
-        };
-        if was("AgentConnected").as_deref() == Some("True") && !connected {
-            let _ = ctx
-                .recorder
-                .publish(
-                    &Event {
-                        type_: EventType::Warning,
-                        reason: "AgentDisconnected".into(),
-                        note: Some(format!(
-                            "the agent's Lease {} is no longer renewed",
-                            lease_name(&name)
-                        )),
-                        action: "CheckLease".into(),
-                        secondary: None,
-                    },
-                    &server.object_ref(&()),
-                )
-                .await;
-        }
-        tracing::info!(drift = drifts.len(), connected, "status updated");
+            .all(|c| prev.conditions.iter().any(|p| p == c))
+}
+
+/// The whole judgement of one Server at `now`.
+pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
+    let name = i.server.name_any();
+    let generation = i.server.meta().generation;
+    let prev = i.server.status.clone().unwrap_or_default();
+    let rec = recording(i, &prev, now);
+    let lease = lease_state(i.lease, now);
+    let sync = sync_condition(&prev, &rec, generation, now);
+    let agent = agent_condition(&prev, &name, &lease, generation, now);
+    let ready = ready_condition(&prev, &sync, &agent, generation, now);
+    let status = ServerStatus {
+        drift: drift_entries(&prev, &rec.drifts, now),
+        drift_count: Some(u32::try_from(rec.drifts.len()).unwrap_or(u32::MAX)),
+        change_record: if rec.drifts.is_empty() {
+            None
+        } else {
+            rec.current.clone()
+        },
+        observed_generation: generation,
+        conditions: [sync, agent, ready]
+            .into_iter()
+            .chain(health_conditions(i, &prev, generation, now))
+            .collect(),
+        ..Default::default()
+    };
+    let was_connected = prev
+        .conditions
+        .iter()
+        .any(|c| c.type_ == cond::AGENT_CONNECTED && c.status == "True");
+    let changed = !same(&prev, &status);
+    Decision {
+        disconnected: changed && was_connected && !lease.connected,
+        status: changed.then_some(status),
+        record: rec.new_record,
+        wake: lease.until.filter(|_| lease.connected),
     }
-    // Look again when the Lease expires; a renewal wakes the loop through the Lease watch.
-    Ok(match (connected, until, ctx.clock) {
-        (true, Some(u), crate::context::Clock::System) => {
-            let ms = (u.as_millisecond() - now.as_millisecond()).max(0) as u64 + 500;
-            Action::requeue(Duration::from_millis(ms))
-        }
-        _ => Action::await_change(),
-    })
 }
 
-fn error_policy(_s: Arc<Server>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("Server");
-    tracing::warn!(%error, "server reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
+/// Opens `record` unless it exists; true when this call created it.
+async fn open_record(ctx: &Context, record: &ChangeRecord) -> Result<bool, Error> {
+    let ns = record.namespace().unwrap_or_default();
+    let name = record.name_any();
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    match Api::<ChangeRecord>::namespaced(ctx.client.clone(), &ns)
+        .create(&pp, record)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(Error::create(format!("ChangeRecord {name}"))(e)),
+    }
 }
 
-/// Runs the Server controller until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let client = ctx.client.clone();
-    let servers: Api<Server> = crate::context::api(&client, &namespace);
-    let leases: Api<Lease> = crate::context::api(&client, &namespace);
-    let records: Api<ChangeRecord> = crate::context::api(&client, &namespace);
-    let schedules: Api<unyo_crds::VirusScanSchedule> = crate::context::api(&client, &namespace);
-    let baselines: Api<unyo_crds::PatchBaseline> = crate::context::api(&client, &namespace);
-    let controller = Controller::new(servers, watcher::Config::default());
-    let store = controller.store();
-    ctx.metrics.caches.lock().await.servers = Some(store.clone());
-    let same_namespace = store.clone();
-    controller
-        .watches(leases, watcher::Config::default(), |lease: Lease| {
+/// Carries out `d` for `server`: opens the record, writes the status, queues the Events.
+async fn apply(
+    ctx: &Context,
+    server: &Server,
+    d: Decision,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let name = server.name_any();
+    let ns = server.namespace().unwrap_or_default();
+    if let Some(record) = &d.record
+        && open_record(ctx, record).await?
+    {
+        let record_name = record.name_any();
+        tracing::info!(record = %record_name, paths = record.spec.paths.len(), "opened a ChangeRecord for drift");
+        ctx.emit(
+            Event {
+                type_: EventType::Warning,
+                reason: "DriftRecorded".into(),
+                note: Some(format!(
+                    "{} ledger path(s) drifted; recorded in ChangeRecord {record_name}",
+                    record.spec.paths.len()
+                )),
+                action: "OpenChangeRecord".into(),
+                secondary: Some(record.object_ref(&())),
+            },
+            server.object_ref(&()),
+        );
+    }
+    if let Some(status) = &d.status {
+        ctx.apply_status::<Server>(&ns, &name, status).await?;
+        tracing::info!(drift = status.drift.len(), "status updated");
+    }
+    if d.disconnected {
+        ctx.emit(
+            Event {
+                type_: EventType::Warning,
+                reason: reasons::AGENT_DISCONNECTED.into(),
+                note: Some(format!(
+                    "the agent's Lease {} is no longer renewed",
+                    agent_lease_name(&name)
+                )),
+                action: "CheckLease".into(),
+                secondary: None,
+            },
+            server.object_ref(&()),
+        );
+    }
+    Ok(ctx.requeue_at(d.wake, now))
+}
+
+#[tracing::instrument(skip_all, fields(namespace = server.namespace().unwrap_or_default(), server = server.name_any()))]
+async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let now = ctx.clock.now();
+    let name = server.name_any();
+    let ns = server.namespace().unwrap_or_default();
+    let st = &ctx.stores;
+    let records = matching(&st.records, &ns, |r| {
+        r.spec.server.as_deref() == Some(name.as_str()) || r.spec.servers.contains(&name)
+    });
+    let lease = get(&st.leases, &ns, &agent_lease_name(&name));
+    let (schedules, calendars) = (
+        in_namespace(&st.schedules, &ns),
+        in_namespace(&st.calendars, &ns),
+    );
+    let (plans, baselines) = (
+        in_namespace(&st.plans, &ns),
+        in_namespace(&st.baselines, &ns),
+    );
+    let inputs = Inputs {
+        server: &server,
+        records: &records,
+        lease: lease.as_deref(),
+        schedules: &schedules,
+        calendars: &calendars,
+        plans: &plans,
+        baselines: &baselines,
+    };
+    let decision = decide(&inputs, now);
+    apply(&ctx, &server, decision, now).await
+}
+
+/// The Servers a ChangeRecord names.
+fn servers_of(r: Arc<ChangeRecord>) -> Vec<ObjectRef<Server>> {
+    let ns = r.namespace().unwrap_or_default();
+    let names: BTreeSet<&String> = r.spec.server.iter().chain(r.spec.servers.iter()).collect();
+    names
+        .into_iter()
+        .map(|s| ObjectRef::<Server>::new(s).within(&ns))
+        .collect()
+}
+
+/// Runs the Server loop until shutdown.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let store = ctx.stores.servers.clone();
+    let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store.clone());
+    let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store)
+        .watches_shared_stream(kinds.leases.subscribe(), |lease: Arc<Lease>| {
             let ns = lease.namespace()?;
-            let server = lease.name_any().strip_prefix("unyo-agent-")?.to_string();
+            let server = server_of_agent_lease(&lease.name_any())?.to_string();
             Some(ObjectRef::<Server>::new(&server).within(&ns))
         })
-        .watches(records, watcher::Config::default(), |r: ChangeRecord| {
-            let ns = r.namespace().unwrap_or_default();
-            let names: BTreeSet<String> = r
-                .spec
-                .server
-                .iter()
-                .chain(r.spec.servers.iter())
-                .cloned()
-                .collect();
-            names
-                .into_iter()
-                .map(move |s| ObjectRef::<Server>::new(&s).within(&ns))
-                .collect::<Vec<_>>()
+        .watches_shared_stream(kinds.records.subscribe(), servers_of)
+        .watches_shared_stream(kinds.schedules.subscribe(), move |o| {
+            all_in_namespace_of(&s1, o.as_ref())
         })
-        .watches(
-            schedules,
-            watcher::Config::default(),
-            move |v: unyo_crds::VirusScanSchedule| {
-                let ns = v.namespace();
-                store
-                    .state()
-                    .iter()
-                    .filter(|s| s.namespace() == ns)
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            baselines,
-            watcher::Config::default(),
-            move |b: unyo_crds::PatchBaseline| {
-                let ns = b.namespace();
-                same_namespace
-                    .state()
-                    .iter()
-                    .filter(|s| s.namespace() == ns)
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "server reconcile");
-            }
+        .watches_shared_stream(kinds.plans.subscribe(), move |o| {
+            all_in_namespace_of(&s2, o.as_ref())
         })
-        .await;
+        .watches_shared_stream(kinds.baselines.subscribe(), move |o| {
+            all_in_namespace_of(&s3, o.as_ref())
+        })
+        .watches_shared_stream(kinds.calendars.subscribe(), move |o| {
+            all_in_namespace_of(&s4, o.as_ref())
+        });
+    crate::context::run_loop(controller, ctx, "Server", reconcile)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(path: &str, observed: Option<&str>) -> Drift {
-        Drift {
-            path: path.into(),
-            expected: Some("x".into()),
-            observed: observed.map(String::from),
-            kind: DriftKind::SoftwareVersion,
-        }
-    }
-
-    #[test]
-    fn record_names_are_deterministic_per_drift_set() {
-        let a = drift_record_name("db01", &[d("os.version", Some("13"))]);
-        assert_eq!(a, drift_record_name("db01", &[d("os.version", Some("13"))]));
-        assert_ne!(a, drift_record_name("db01", &[d("os.version", Some("14"))]));
-        assert_ne!(a, drift_record_name("db02", &[d("os.version", Some("13"))]));
-        assert!(a.starts_with("db01-drift-") && a.len() == "db01-drift-".len() + 10);
-    }
-
-    #[test]
-    fn lease_expiry() {
-        use k8s_openapi::api::coordination::v1::LeaseSpec;
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-        let t0: Timestamp = "2026-11-24T00:00:00Z".parse().unwrap();
-        let lease = Lease {
-            metadata: Default::default(),
-            spec: Some(LeaseSpec {
-                renew_time: Some(MicroTime(t0)),
-                lease_duration_seconds: Some(180),
-                ..Default::default()
-            }),
-        };
-        let (ok, until, _) = lease_state(Some(&lease), t0 + SignedDuration::from_secs(179));
-        assert!(ok);
-        assert_eq!(until, Some(t0 + SignedDuration::from_secs(180)));
-        let (ok, _, reason) = lease_state(Some(&lease), t0 + SignedDuration::from_secs(181));
-        assert!(!ok);
-        assert_eq!(reason, "LeaseExpired");
-        assert_eq!(lease_state(None, t0).2, "NoLease");
-    }
-}
+mod tests;

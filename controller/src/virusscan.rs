@@ -4,12 +4,10 @@
 //! scan, and the detections of the last scans.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use unyo_crds::backup::RunResult;
 use unyo_crds::common::parse_duration;
 use unyo_crds::selection::{selects, virus_scan_schedules_for};
@@ -18,7 +16,10 @@ use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
 use crate::conditions::condition;
-use crate::context::Context;
+use crate::context::{Context, namespace_summary};
+use crate::error::Error;
+use crate::stores::{Kinds, in_namespace, servers_in};
+use unyo_crds::names::conditions as cond;
 
 /// A scheduled scan counts as missed when no scan started within this time after it.
 pub const MISSED_GRACE: SignedDuration = SignedDuration::from_mins(15);
@@ -181,43 +182,22 @@ pub fn server_health(
     all.iter().find(|h| !h.ok).or(all.first()).cloned()
 }
 
-/// Failure of one reconcile.
-#[derive(thiserror::Error, Debug)]
-#[error("{what}: {source}")]
-pub struct Error {
-    what: String,
-    source: kube::Error,
-}
-
-fn api(what: &str) -> impl FnOnce(kube::Error) -> Error + '_ {
-    move |source| Error {
-        what: what.to_string(),
-        source,
-    }
-}
-
-#[tracing::instrument(skip_all, fields(namespace = s.namespace().unwrap_or_default(), schedule = s.name_any()))]
-async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile("VirusScanSchedule");
+/// The status of schedule `s` over the Servers of its namespace at `now` (None when it is
+/// unchanged), and when to look again: when its next scan would count as missed.
+pub fn decide(
+    s: &VirusScanSchedule,
+    servers: &[Arc<Server>],
+    calendars: &[OperationCalendar],
+    now: Timestamp,
+) -> (Option<VirusScanScheduleStatus>, Option<Timestamp>) {
     let ns = s.namespace().unwrap_or_default();
-    let now = ctx.clock.now();
-    let servers = Api::<Server>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing Servers"))?
-        .items;
-    let calendars = Api::<OperationCalendar>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(api("listing OperationCalendars"))?
-        .items;
     let prev = s.status.clone().unwrap_or_default();
     let mut status = VirusScanScheduleStatus {
         observed_generation: s.meta().generation,
         ..Default::default()
     };
     let mut selector_error = None;
-    for server in &servers {
+    for server in servers {
         match selects(&s.spec.selector, server.labels()) {
             Ok(true) => {}
             Ok(false) => continue,
@@ -226,7 +206,7 @@ async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Actio
                 break;
             }
         }
-        let h = health(server, &s, &calendars, now);
+        let h = health(server, s, calendars, now);
         if h.stale {
             status.stale_hosts.push(server.name_any());
         }
@@ -273,39 +253,39 @@ async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Actio
     };
     status.conditions = vec![condition(
         &prev.conditions,
-        "Ready",
+        cond::READY,
         ok,
         reason,
         message,
         s.meta().generation,
         now,
     )];
-    if prev != status {
+    let next_due = schedule_on(calendars, Some(&ns), &s.spec.schedule, "spec.schedule")
+        .and_then(|(w, sched)| w.next_fire_time(&sched, now.checked_sub(MISSED_GRACE).ok()?))
+        .and_then(|t| t.checked_add(MISSED_GRACE).ok());
+    ((prev != status).then_some(status), next_due)
+}
+
+#[tracing::instrument(skip_all, fields(namespace = s.namespace().unwrap_or_default(), schedule = s.name_any()))]
+async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = s.namespace().unwrap_or_default();
+    let now = ctx.clock.now();
+    let servers = servers_in(&ctx.stores.servers, &ns);
+    let calendars = in_namespace(&ctx.stores.calendars, &ns);
+    let (status, wake) = decide(&s, &servers, &calendars, now);
+    if let Some(status) = status {
         ctx.apply_status::<VirusScanSchedule>(&ns, &s.name_any(), &status)
-            .await
-            .map_err(api("writing the VirusScanSchedule status"))?;
+            .await?;
     }
-    // Look again when the next scan would count as missed.
-    let next_due = schedule_on(&calendars, Some(&ns), &s.spec.schedule, "spec.schedule")
-        .and_then(|(w, sched)| w.next_fire_time(&sched, now - MISSED_GRACE))
-        .map(|t| t + MISSED_GRACE);
-    Ok(ctx.requeue_at(next_due, now))
+    Ok(ctx.requeue_at(wake, now))
 }
 
-fn error_policy(_s: Arc<VirusScanSchedule>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error("VirusScanSchedule");
-    tracing::warn!(%error, "virus scan schedule reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
-}
-
-/// Runs the VirusScanSchedule controller until shutdown.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    crate::context::run_namespace_summary(
-        ctx,
-        namespace,
-        "VirusScanSchedule",
-        reconcile,
-        error_policy,
-    )
-    .await;
+/// Runs the VirusScanSchedule loop until shutdown.
+pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let controller = namespace_summary(
+        kinds.schedules.subscribe(),
+        ctx.stores.schedules.clone(),
+        kinds,
+    );
+    crate::context::run_loop(controller, ctx, "VirusScanSchedule", reconcile)
 }

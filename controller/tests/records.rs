@@ -60,11 +60,13 @@ async fn agent_writes(
     .unwrap();
 }
 
+/// Renews the Lease as the agent does (labelled, so that the controller watches it).
 async fn renew_lease(api: &Api<Lease>, server: &str, seconds: i32) {
     let name = format!("unyo-agent-{server}");
     let lease = Lease {
         metadata: ObjectMeta {
             name: Some(name.clone()),
+            labels: Some([("unyo.dev/agent-of".to_string(), server.to_string())].into()),
             ..Default::default()
         },
         spec: Some(LeaseSpec {

@@ -232,9 +232,15 @@ pub struct IncidentStatus {
     /// Similar past incidents (same check or cause on any server), most recent first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub similar: Vec<String>,
-    /// Delivery state of each notification route.
+    /// Notifications due (the outbox): which route of which MonitoringPolicy is told of which
+    /// event (`firing-N`, `recovered-N`). Written by the Incident loop; the notifier delivers
+    /// each entry once and records the result in `notifications`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["route"]))]
+    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub outbox: Vec<DueNotification>,
+    /// Delivery state of each notification (key `<route>/<event>`), written by the notifier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["route"]))]
     pub notifications: Vec<NotificationDelivery>,
     /// The metadata.generation the controller last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,6 +256,21 @@ pub struct IncidentStatus {
 pub enum IncidentPhase {
     Firing,
     Recovered,
+}
+
+/// A notification due: an entry of the Incident's outbox.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DueNotification {
+    /// `<route>/<event>`, e.g. `ops-webhook/firing-1`: the key of its delivery record.
+    #[schemars(length(min = 1, max = 512))]
+    pub key: String,
+    /// The MonitoringPolicy whose route it is.
+    #[schemars(length(min = 1, max = 253))]
+    pub policy: String,
+    /// The route's name in that policy.
+    #[schemars(length(min = 1, max = 253))]
+    pub route: String,
 }
 
 /// Delivery state of one notification route for an incident.
