@@ -19,7 +19,7 @@ use unyo_crds::{OperationCalendar, Server};
 use crate::conditions::condition;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
-use crate::stores::{Kinds, in_namespace, servers_in};
+use crate::stores::{Kinds, in_namespace, shared_in};
 use unyo_crds::names::conditions as cond;
 
 /// A scheduled run counts as missed when no run of its type started within this time after it.
@@ -240,12 +240,11 @@ pub fn decide(
 async fn reconcile(p: Arc<BackupPlan>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = p.namespace().unwrap_or_default();
     let now = ctx.clock.now();
-    let servers = servers_in(&ctx.stores.servers, &ns);
+    let servers = shared_in(&ctx.stores.servers, &ns);
     let calendars = in_namespace(&ctx.stores.calendars, &ns);
     let (status, wake) = decide(&p, &servers, &calendars, now);
     if let Some(status) = status {
-        ctx.apply_status::<BackupPlan>(&ns, &p.name_any(), &status)
-            .await?;
+        ctx.apply_status(p.as_ref(), &status).await?;
     }
     Ok(ctx.requeue_at(wake, now))
 }

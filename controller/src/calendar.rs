@@ -94,13 +94,10 @@ pub fn desired_status(
 
 #[tracing::instrument(skip_all, fields(namespace = cal.namespace().unwrap_or_default(), calendar = cal.name_any()))]
 async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = cal.name_any();
-    let namespace = cal.namespace().unwrap_or_default();
     let now = ctx.clock.now();
     let (status, wake) = desired_status(&cal, now);
     if cal.status.as_ref() != Some(&status) {
-        ctx.apply_status::<OperationCalendar>(&namespace, &name, &status)
-            .await?;
+        ctx.apply_status(cal.as_ref(), &status).await?;
         tracing::info!(
             state = ?status.state,
             next_transition = ?status.next_transition.as_ref().map(|t| t.0.to_string()),
@@ -114,7 +111,8 @@ async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Act
 /// Runs the OperationCalendar loop until shutdown.
 pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
     let controller =
-        Controller::for_shared_stream(kinds.calendars.subscribe(), ctx.stores.calendars.clone());
+        Controller::for_shared_stream(kinds.calendars.subscribe(), ctx.stores.calendars.clone())
+            .with_config(crate::context::config());
     crate::context::run_loop(controller, ctx, "OperationCalendar", reconcile)
 }
 

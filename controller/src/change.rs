@@ -23,7 +23,7 @@ use unyo_crds::Server;
 use unyo_crds::change::{
     ChangeOrigin, ChangePhase, ChangeRecord, ChangeRecordStatus, ChangeResolution, ReviewResult,
 };
-use unyo_crds::drift::{Drift, ignored, observed_at};
+use unyo_crds::drift::{Drift, compare, ignored, observed_at};
 use unyo_crds::names::{conditions as cond, reasons};
 
 use crate::conditions::condition;
@@ -80,6 +80,46 @@ pub fn planned_applies(r: &ChangeRecord, server: &str, now: Timestamp) -> bool {
             .is_some_and(|p| p.window.start.0 <= now && now < p.window.end.0)
 }
 
+/// The drift of `s` now, from its ledger and its facts — not from the `status.drift` the Server
+/// loop writes, which may not be written yet; None without facts.
+fn current_drift(s: &Server) -> Option<Vec<Drift>> {
+    s.status
+        .as_ref()?
+        .observed
+        .as_ref()
+        .map(|o| compare(&s.spec, o))
+}
+
+/// A drift record none of whose drift is left: `LedgerUpdated` when the host still has what
+/// was observed, `HostReverted` otherwise.
+fn resolve(
+    r: &ChangeRecord,
+    prev: &ChangeRecordStatus,
+    server: Option<&Server>,
+    status: &mut ChangeRecordStatus,
+    now: Timestamp,
+) {
+    let facts = server
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.observed.as_ref());
+    let still_observed = facts.is_some_and(|f| {
+        r.spec
+            .paths
+            .iter()
+            .all(|p| observed_at(&p.path, f) == p.observed)
+    });
+    status.phase = Some(ChangePhase::Resolved);
+    status.resolution = Some(if still_observed {
+        ChangeResolution::LedgerUpdated
+    } else {
+        ChangeResolution::HostReverted
+    });
+    status.resolved_at = match (prev.phase, prev.resolved_at.clone()) {
+        (Some(ChangePhase::Resolved), Some(t)) => Some(t),
+        _ => Some(Time(crate::conditions::truncate_to_seconds(now))),
+    };
+}
+
 /// The status a record should have, given the Servers it names.
 pub fn desired_status(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> ChangeRecordStatus {
     let prev = r.status.clone().unwrap_or_default();
@@ -92,37 +132,25 @@ pub fn desired_status(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> C
     match r.spec.origin {
         ChangeOrigin::Drift => {
             let server = servers.first();
-            let drift = server
-                .and_then(|s| s.status.as_ref())
-                .map(|s| s.drift.clone())
-                .unwrap_or_default();
-            let present = r.spec.paths.iter().any(|p| {
-                drift
-                    .iter()
-                    .any(|e| e.path == p.path && e.observed == p.observed)
-            });
-            if present || server.is_none() {
-                status.phase = Some(ChangePhase::Open);
-            } else {
-                let facts = server
-                    .and_then(|s| s.status.as_ref())
-                    .and_then(|s| s.observed.as_ref());
-                let still_observed = facts.is_some_and(|f| {
-                    r.spec
-                        .paths
-                        .iter()
-                        .all(|p| observed_at(&p.path, f) == p.observed)
-                });
-                status.phase = Some(ChangePhase::Resolved);
-                status.resolution = Some(if still_observed {
-                    ChangeResolution::LedgerUpdated
-                } else {
-                    ChangeResolution::HostReverted
-                });
-                status.resolved_at = match (prev.phase, prev.resolved_at.clone()) {
-                    (Some(ChangePhase::Resolved), Some(t)) => Some(t),
-                    _ => Some(Time(crate::conditions::truncate_to_seconds(now))),
-                };
+            match server.and_then(current_drift) {
+                // Without the Server or its facts nothing can be judged: as it was (Open).
+                None => {
+                    status.phase = prev.phase.or(Some(ChangePhase::Open));
+                    status.resolution = prev.resolution;
+                    status.resolved_at = prev.resolved_at.clone();
+                }
+                Some(drift) => {
+                    let present = r.spec.paths.iter().any(|p| {
+                        drift
+                            .iter()
+                            .any(|d| d.path == p.path && d.observed == p.observed)
+                    });
+                    if present {
+                        status.phase = Some(ChangePhase::Open);
+                    } else {
+                        resolve(r, &prev, server, &mut status, now);
+                    }
+                }
             }
         }
         ChangeOrigin::Planned => {
@@ -132,14 +160,8 @@ pub fn desired_status(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> C
                 if approved(r) && in_window {
                     for s in servers {
                         let name = s.name_any();
-                        for e in s.status.iter().flat_map(|st| st.drift.iter()) {
-                            let d = Drift {
-                                path: e.path.clone(),
-                                expected: e.expected.clone(),
-                                observed: e.observed.clone(),
-                                kind: unyo_crds::drift::DriftKind::Os,
-                            };
-                            let entry = format!("{name}:{}", e.path);
+                        for d in current_drift(s).unwrap_or_default() {
+                            let entry = format!("{name}:{}", d.path);
                             if covers(r, &d) && !absorbed.contains(&entry) {
                                 absorbed.push(entry);
                             }
@@ -242,7 +264,10 @@ pub fn decide(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> Decision 
     let status = desired_status(r, servers, now);
     let prev = r.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(ChangePhase::Open);
-    let phase_changed = (prev.phase != status.phase).then_some((phase, status.resolution));
+    // A new record's first phase is no news (its creation was an Event of its own).
+    let first = prev.phase.is_none() && phase == ChangePhase::Open;
+    let phase_changed =
+        (prev.phase != status.phase && !first).then_some((phase, status.resolution));
     let wake = r.spec.plan.as_ref().and_then(|p| {
         [p.window.start.0, p.window.end.0]
             .into_iter()
@@ -270,8 +295,7 @@ async fn reconcile(r: Arc<ChangeRecord>, ctx: Arc<Context>) -> Result<Action, Er
         .collect();
     let d = decide(&r, &servers, now);
     if let Some(status) = &d.status {
-        ctx.apply_status::<ChangeRecord>(&ns, &r.name_any(), status)
-            .await?;
+        ctx.apply_status(r.as_ref(), status).await?;
     }
     if let (Some((phase, resolution)), Some(_)) = (d.phase_changed, &d.status) {
         tracing::info!(?phase, ?resolution, "change record phase");
@@ -312,6 +336,7 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
     let store = ctx.stores.records.clone();
     let records = store.clone();
     let controller = Controller::for_shared_stream(kinds.records.subscribe(), store)
+        .with_config(crate::context::config())
         .watches_shared_stream(kinds.servers.subscribe(), move |s: Arc<Server>| {
             records_of(&records, &s)
         });

@@ -22,6 +22,13 @@ pub const FIELD_MANAGER: &str = "unyo-controller";
 
 /// Events waiting for the publisher before new ones are dropped (and counted).
 const EVENT_QUEUE: usize = 10_000;
+/// Status writes in flight at once.
+const STATUS_LANE: usize = 8;
+/// Records (ChangeRecords, Incidents) being created at once. Records and statuses have lanes of
+/// their own, so in a burst the API server sees mostly the records first and the derived status
+/// after; together they bound the controller's requests in flight (and so its connections: the
+/// client speaks HTTP/1.1, one connection per request in flight).
+const RECORD_LANE: usize = 64;
 
 /// The clock calendars and records are evaluated with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +63,12 @@ pub struct Context {
     pub agent_grace: jiff::SignedDuration,
     /// Consecutive failures per object.
     pub failures: Failures,
+    /// ChangeRecords this controller created that the store may not show yet.
+    pub recent_records: crate::stores::Recent<unyo_crds::ChangeRecord>,
     events: mpsc::Sender<(Event, ObjectReference)>,
+    status_lane: tokio::sync::Semaphore,
+    record_lane: tokio::sync::Semaphore,
+    written: Written,
 }
 
 impl Context {
@@ -77,7 +89,11 @@ impl Context {
             metrics,
             agent_grace,
             failures: Failures::default(),
+            recent_records: Default::default(),
             events: tx,
+            status_lane: tokio::sync::Semaphore::new(STATUS_LANE),
+            record_lane: tokio::sync::Semaphore::new(RECORD_LANE),
+            written: Written::default(),
         });
         (ctx, publisher)
     }
@@ -102,33 +118,46 @@ impl Context {
         }
     }
 
-    /// Writes the status of the namespaced object `name` by server-side apply, as the controller.
-    pub async fn apply_status<K: Cached>(
-        &self,
-        namespace: &str,
-        name: &str,
-        status: &impl serde::Serialize,
-    ) -> Result<K, Error> {
-        self.apply_status_as::<K>(FIELD_MANAGER, namespace, name, status)
-            .await
+    /// A place in the record lane: hold it while creating a record.
+    pub async fn record_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.record_lane.acquire().await.ok()
     }
 
-    /// Writes the status of `name` by server-side apply as field manager `manager`.
+    /// Writes the status of `obj` by server-side apply, as the controller — unless a status was
+    /// already written from this very version of `obj` (a reconcile woken by another object
+    /// before the watch delivered the controller's own write; that delivery reconciles again).
+    pub async fn apply_status<K: Cached>(
+        &self,
+        obj: &K,
+        status: &impl serde::Serialize,
+    ) -> Result<(), Error> {
+        self.apply_status_as(FIELD_MANAGER, obj, status).await
+    }
+
+    /// Writes the status of `obj` by server-side apply as field manager `manager`, within the
+    /// status lane, unless a status was already written from this version of `obj`.
     pub async fn apply_status_as<K: Cached>(
         &self,
         manager: &str,
-        namespace: &str,
-        name: &str,
+        obj: &K,
         status: &impl serde::Serialize,
-    ) -> Result<K, Error> {
+    ) -> Result<(), Error> {
+        let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": status,
         });
-        kube::Api::<K>::namespaced(self.client.clone(), namespace)
+        let id = format!("{manager}/{}/{namespace}/{name}", K::kind(&()));
+        let rv = obj.resource_version().unwrap_or_default();
+        if self.written.seen(&id, &rv) {
+            tracing::debug!(object = %id, %rv, "a status was written from this version already");
+            return Ok(());
+        }
+        let _permit = self.status_lane.acquire().await;
+        kube::Api::<K>::namespaced(self.client.clone(), &namespace)
             .patch_status(
-                name,
+                &name,
                 &kube::api::PatchParams::apply(manager).force(),
                 &kube::api::Patch::Apply(&patch),
             )
@@ -136,7 +165,29 @@ impl Context {
             .map_err(Error::write(format!(
                 "the status of {} {name}",
                 K::kind(&())
-            )))
+            )))?;
+        tracing::debug!(object = %id, %rv, "status written");
+        self.written.remember(id, rv);
+        Ok(())
+    }
+}
+
+/// The resourceVersion each object's last status write was decided from. A write from a version
+/// means a newer one is on its way through the watch, whose arrival reconciles the object again;
+/// until then, a reconcile of the same version (woken by another object) writes nothing.
+#[derive(Default)]
+struct Written(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Written {
+    /// Whether a status of object `id` was written from version `rv`.
+    fn seen(&self, id: &str, rv: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id).is_some_and(|v| v == rv)
+    }
+
+    fn remember(&self, id: String, rv: String) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(id, rv);
     }
 }
 
@@ -176,6 +227,16 @@ where
     }
 }
 
+/// Reconciles one loop runs at once (of different objects; one object is never reconciled
+/// twice at once): unbounded (0). A reconcile waiting for the status lane must not hold a slot
+/// that a record of another Server needs; what a waiting reconcile holds is its decision.
+const CONCURRENCY: u16 = 0;
+
+/// The configuration every loop starts from.
+pub fn config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
+}
+
 /// A loop over `K` whose status summarises the Servers of its namespace and reads its
 /// OperationCalendars: a change of either wakes every `K` of that namespace, debounced by a
 /// second so that a burst of Server changes costs a few reconciles, not one per change.
@@ -187,7 +248,7 @@ pub fn namespace_summary<K: Cached>(
     use crate::stores::all_in_namespace_of;
     let (a, b) = (store.clone(), store.clone());
     Controller::for_shared_stream(own, store)
-        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(1)))
+        .with_config(config().debounce(Duration::from_secs(1)))
         .watches_shared_stream(kinds.servers.subscribe(), move |s| {
             all_in_namespace_of(&a, s.as_ref())
         })

@@ -34,7 +34,7 @@ use unyo_crds::virusscan::VirusScanSchedule;
 use crate::conditions::{condition, truncate_to_seconds};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
-use crate::stores::{Kinds, all_in_namespace_of, in_namespace};
+use crate::stores::{Kinds, all_in_namespace_of, in_namespace, shared_in};
 
 /// Default reopen window when a policy names none.
 const DEFAULT_REOPEN: Duration = Duration::from_secs(3600);
@@ -254,7 +254,7 @@ pub struct Inputs<'a> {
     /// The Server.
     pub server: &'a Server,
     /// Every Incident of its namespace (its own, and others for `similar`).
-    pub incidents: &'a [Incident],
+    pub incidents: &'a [Arc<Incident>],
     /// MonitoringPolicies of its namespace.
     pub policies: &'a [MonitoringPolicy],
     /// VirusScanSchedules of its namespace.
@@ -276,6 +276,8 @@ pub struct Change {
     pub open: Option<serde_json::Value>,
     /// The controller's status fields, when they differ.
     pub status: Option<IncidentStatus>,
+    /// The Incident as the store has it (None for a new one).
+    pub current: Option<Incident>,
     /// An Event on the Server: (reason, warning, note).
     pub event: Option<(&'static str, bool, String)>,
 }
@@ -508,9 +510,9 @@ fn same(prev: &IncidentStatus, status: &IncidentStatus) -> bool {
 }
 
 /// Other Incidents of the same check, newest first (at most five).
-fn similar(incidents: &[Incident], p: &Problem, name: &str) -> Vec<String> {
+fn similar(incidents: &[Arc<Incident>], p: &Problem, name: &str) -> Vec<String> {
     let label = check_label(p);
-    let mut others: Vec<&Incident> = incidents
+    let mut others: Vec<&Arc<Incident>> = incidents
         .iter()
         .filter(|i| i.labels().get(labels::CHECK) == Some(&label) && i.name_any() != name)
         .collect();
@@ -540,6 +542,7 @@ fn change_for(
     };
     let changed = existing.is_none() || !same(&prev, &status);
     Change {
+        current: existing.cloned(),
         open: existing
             .is_none()
             .then(|| open_spec(i.server, p, fp, &name)),
@@ -556,6 +559,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
     let mine: Vec<&Incident> = i
         .incidents
         .iter()
+        .map(|x| x.as_ref())
         .filter(|x| x.labels().get(labels::SERVER) == Some(&label_value(&name)))
         .filter(|x| x.spec.servers.contains(&name))
         .collect();
@@ -612,18 +616,22 @@ fn is_recovered(i: &Incident) -> bool {
 async fn apply(ctx: &Context, server: &Server, c: Change) -> Result<(), Error> {
     let ns = server.namespace().unwrap_or_default();
     let api: Api<Incident> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut current = c.current.clone();
     if let Some(spec) = &c.open {
-        api.patch(
-            &c.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(spec),
-        )
-        .await
-        .map_err(Error::write(format!("Incident {}", c.name)))?;
+        let _permit = ctx.record_permit().await;
+        let opened = api
+            .patch(
+                &c.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(spec),
+            )
+            .await
+            .map_err(Error::write(format!("Incident {}", c.name)))?;
         tracing::info!(incident = %c.name, "opened an Incident");
+        current = Some(opened);
     }
-    if let Some(status) = &c.status {
-        ctx.apply_status::<Incident>(&ns, &c.name, status).await?;
+    if let (Some(status), Some(current)) = (&c.status, &current) {
+        ctx.apply_status(current, status).await?;
     }
     if let Some((reason, warning, note)) = c.event {
         let reference = ObjectRef::<Incident>::new(&c.name).within(&ns);
@@ -656,7 +664,7 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
     let now = ctx.clock.now();
     let st = &ctx.stores;
     let (incidents, policies) = (
-        in_namespace(&st.incidents, &ns),
+        shared_in(&st.incidents, &ns),
         in_namespace(&st.policies, &ns),
     );
     let (schedules, plans) = (
@@ -685,6 +693,7 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
     let store = ctx.stores.servers.clone();
     let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store.clone());
     let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store)
+        .with_config(crate::context::config())
         .watches_shared_stream(kinds.incidents.subscribe(), |i: Arc<Incident>| {
             let ns = i.namespace().unwrap_or_default();
             i.spec

@@ -301,7 +301,7 @@ async fn reconcile(
     let changed = prev.notifications != records || !prev.conditions.contains(&condition);
     if changed {
         let status = serde_json::json!({"notifications": records, "conditions": [condition]});
-        ctx.apply_status_as::<Incident>(FIELD_MANAGER, &ns, &incident.name_any(), &status)
+        ctx.apply_status_as(FIELD_MANAGER, incident.as_ref(), &status)
             .await?;
     }
     // Retries wait for real time even under a fixed clock (tests), which only judges records.
@@ -320,7 +320,8 @@ async fn reconcile(
 pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
     let sent = Arc::new(Sent::default());
     let controller =
-        Controller::for_shared_stream(kinds.incidents.subscribe(), ctx.stores.incidents.clone());
+        Controller::for_shared_stream(kinds.incidents.subscribe(), ctx.stores.incidents.clone())
+            .with_config(crate::context::config());
     crate::context::run_loop(controller, ctx, "Notification", move |i, ctx| {
         reconcile(i, ctx, sent.clone())
     })

@@ -31,7 +31,7 @@ use unyo_crds::{Incident, OperationCalendar, Server};
 use crate::conditions::condition;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
-use crate::stores::{Kinds, all_in_namespace_of, in_namespace, servers_in};
+use crate::stores::{Kinds, all_in_namespace_of, in_namespace, shared_in};
 use unyo_crds::names::{conditions as cond, reasons};
 
 fn operations(server: &Server) -> Option<&unyo_crds::server::OperationResults> {
@@ -169,7 +169,7 @@ fn staging_host(
     server: &Server,
     staging: &str,
     package: &str,
-    incidents: &[Incident],
+    incidents: &[Arc<Incident>],
 ) -> StagingHost {
     let name = server.name_any();
     let from_state = host_state(server, staging).and_then(|h| {
@@ -190,7 +190,7 @@ fn staging_host(
             .as_ref()?
             .observed
             .as_ref()?
-            .packages
+            .installed()
             .iter()
             .find(|p| p.name == package)
             .map(|p| (p.version.clone(), None))
@@ -220,7 +220,7 @@ pub struct Inputs<'a> {
     /// PatchBaselines of its namespace (the staging baseline among them).
     pub baselines: &'a [PatchBaseline],
     /// Incidents of its namespace (open ones hold staging evidence).
-    pub incidents: &'a [Incident],
+    pub incidents: &'a [Arc<Incident>],
 }
 
 /// What the PatchBaseline loop does with one baseline.
@@ -479,12 +479,12 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
     let ns = b.namespace().unwrap_or_default();
     let now = ctx.clock.now();
     let st = &ctx.stores;
-    let servers = servers_in(&st.servers, &ns);
+    let servers = shared_in(&st.servers, &ns);
     let (calendars, baselines) = (
         in_namespace(&st.calendars, &ns),
         in_namespace(&st.baselines, &ns),
     );
-    let incidents = in_namespace(&st.incidents, &ns);
+    let incidents = shared_in(&st.incidents, &ns);
     let inputs = Inputs {
         baseline: &b,
         servers: &servers,
@@ -494,8 +494,7 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
     };
     let d = decide(&inputs, now);
     if let Some(status) = &d.status {
-        ctx.apply_status::<PatchBaseline>(&ns, &b.name_any(), status)
-            .await?;
+        ctx.apply_status(b.as_ref(), status).await?;
     }
     for c in d.approved {
         tracing::info!(package = %c.package, version = %c.version, reason = %c.reason, "patch approved");
@@ -624,8 +623,8 @@ mod tests {
             .unwrap()
         };
         let incidents = vec![
-            incident("open-one", "InProgress"),
-            incident("done", "Closed"),
+            Arc::new(incident("open-one", "InProgress")),
+            Arc::new(incident("done", "Closed")),
         ];
         let h = staging_host(&stg, "stg", "beta", &incidents);
         assert_eq!(

@@ -14,7 +14,7 @@ use unyo_crds::server::{CheckState, Server};
 use crate::conditions::condition;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
-use crate::stores::{Kinds, servers_in};
+use crate::stores::{Kinds, shared_in};
 
 /// At most this many server names are listed in status.
 const MAX_LISTED: usize = 100;
@@ -123,11 +123,10 @@ pub fn desired_status(
 #[tracing::instrument(skip_all, fields(namespace = p.namespace().unwrap_or_default(), policy = p.name_any()))]
 async fn reconcile(p: Arc<MonitoringPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = p.namespace().unwrap_or_default();
-    let servers = servers_in(&ctx.stores.servers, &ns);
+    let servers = shared_in(&ctx.stores.servers, &ns);
     let status = desired_status(&p, &servers, ctx.clock.now());
     if p.status.as_ref() != Some(&status) {
-        ctx.apply_status::<MonitoringPolicy>(&ns, &p.name_any(), &status)
-            .await?;
+        ctx.apply_status(p.as_ref(), &status).await?;
     }
     Ok(Action::await_change())
 }

@@ -478,12 +478,20 @@ async fn open_record(ctx: &Context, record: &ChangeRecord) -> Result<bool, Error
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
     };
-    match Api::<ChangeRecord>::namespaced(ctx.client.clone(), &ns)
+    let permit = ctx.record_permit().await;
+    let created = Api::<ChangeRecord>::namespaced(ctx.client.clone(), &ns)
         .create(&pp, record)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        .await;
+    drop(permit);
+    match created {
+        Ok(created) => {
+            ctx.recent_records.add(created);
+            Ok(true)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(record = %name, "the ChangeRecord exists");
+            Ok(false)
+        }
         Err(e) => Err(Error::create(format!("ChangeRecord {name}"))(e)),
     }
 }
@@ -496,7 +504,6 @@ async fn apply(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let name = server.name_any();
-    let ns = server.namespace().unwrap_or_default();
     if let Some(record) = &d.record
         && open_record(ctx, record).await?
     {
@@ -517,7 +524,7 @@ async fn apply(
         );
     }
     if let Some(status) = &d.status {
-        ctx.apply_status::<Server>(&ns, &name, status).await?;
+        ctx.apply_status(server, status).await?;
         tracing::info!(drift = status.drift.len(), "status updated");
     }
     if d.disconnected {
@@ -544,9 +551,12 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
     let name = server.name_any();
     let ns = server.namespace().unwrap_or_default();
     let st = &ctx.stores;
-    let records = matching(&st.records, &ns, |r| {
-        r.spec.server.as_deref() == Some(name.as_str()) || r.spec.servers.contains(&name)
-    });
+    let names_it = |r: &ChangeRecord| {
+        r.meta().namespace.as_deref() == Some(ns.as_str())
+            && (r.spec.server.as_deref() == Some(name.as_str()) || r.spec.servers.contains(&name))
+    };
+    let mut records = matching(&st.records, &ns, names_it);
+    ctx.recent_records.fill(&st.records, &mut records, names_it);
     let lease = get(&st.leases, &ns, &agent_lease_name(&name));
     let (schedules, calendars) = (
         in_namespace(&st.schedules, &ns),
@@ -584,6 +594,7 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
     let store = ctx.stores.servers.clone();
     let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store.clone());
     let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store)
+        .with_config(crate::context::config())
         .watches_shared_stream(kinds.leases.subscribe(), |lease: Arc<Lease>| {
             let ns = lease.namespace()?;
             let server = server_of_agent_lease(&lease.name_any())?.to_string();

@@ -22,6 +22,9 @@ use unyo_crds::{
 
 /// Events a subscriber may lag behind its kind's watch before the watch waits for it.
 const BUFFER: usize = 4096;
+/// Servers per page of the initial list: a page is held whole, untrimmed, while it is cached,
+/// and a Server with its facts is tens of kilobytes.
+const SERVER_PAGE: u32 = 50;
 
 /// What every cached kind is.
 pub trait Cached:
@@ -52,6 +55,7 @@ pub struct Shared<K: Cached> {
     writer: Writer<K>,
     api: Api<K>,
     config: watcher::Config,
+    trim: fn(&mut K),
 }
 
 impl<K: Cached> Shared<K> {
@@ -60,7 +64,14 @@ impl<K: Cached> Shared<K> {
             writer: Writer::new_shared(BUFFER, ()),
             api: crate::context::api(client, namespace),
             config,
+            trim: |_| {},
         }
+    }
+
+    /// Also drops what `trim` removes from each object before caching.
+    fn trimmed(mut self, trim: fn(&mut K)) -> Self {
+        self.trim = trim;
+        self
     }
 
     /// The store this watch fills.
@@ -79,12 +90,14 @@ impl<K: Cached> Shared<K> {
 
     fn run(self) -> impl Stream<Item = ()> + Send + 'static {
         let kind = K::kind(&());
+        let trim = self.trim;
         watcher(self.api, self.config)
             .default_backoff()
-            .modify(|o: &mut K| {
+            .modify(move |o: &mut K| {
                 o.managed_fields_mut().clear();
                 o.annotations_mut()
                     .remove("kubectl.kubernetes.io/last-applied-configuration");
+                trim(o);
             })
             .reflect_shared(self.writer)
             .map(move |event| {
@@ -122,7 +135,8 @@ impl Kinds {
     pub fn new(client: &Client, namespace: &Option<String>) -> Kinds {
         let all = watcher::Config::default;
         Kinds {
-            servers: Shared::new(client, namespace, all()),
+            servers: Shared::new(client, namespace, all().page_size(SERVER_PAGE))
+                .trimmed(trim_server),
             leases: Shared::new(client, namespace, all().labels(labels::AGENT_OF)),
             records: Shared::new(client, namespace, all()),
             incidents: Shared::new(client, namespace, all()),
@@ -169,6 +183,20 @@ impl Kinds {
         }
         stores.wait_until_ready().await;
         stores
+    }
+}
+
+/// Drops the facts no loop reads from a cached Server (services, filesystems, time sync, the
+/// facts' hash and agent version) and keeps its packages in compact form: at fleet scale the
+/// facts are most of the controller's memory.
+pub fn trim_server(s: &mut Server) {
+    if let Some(o) = s.status.as_mut().and_then(|st| st.observed.as_mut()) {
+        o.services = Vec::new();
+        o.filesystems = Vec::new();
+        o.time_sync = None;
+        o.hash = None;
+        o.agent_version = None;
+        o.compact_packages();
     }
 }
 
@@ -226,8 +254,9 @@ pub fn in_namespace<K: Cached>(store: &Store<K>, namespace: &str) -> Vec<K> {
         .collect()
 }
 
-/// The Servers of `namespace`, shared with the cache (not cloned: they are the largest objects).
-pub fn servers_in(store: &Store<Server>, namespace: &str) -> Vec<Arc<Server>> {
+/// The objects of `store` in `namespace`, shared with the cache (not cloned: for the kinds
+/// with many or large objects, Servers and Incidents).
+pub fn shared_in<K: Cached>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>> {
     store
         .state()
         .into_iter()
@@ -245,6 +274,32 @@ pub fn matching<K: Cached>(store: &Store<K>, namespace: &str, keep: impl Fn(&K) 
         .collect()
 }
 
+/// Objects this controller created that its store may not show yet: a decision made before
+/// the watch delivers them still sees them (and does not try to create them again). Each is
+/// forgotten once its store has it.
+pub struct Recent<K: Cached>(std::sync::Mutex<Vec<K>>);
+
+impl<K: Cached> Default for Recent<K> {
+    fn default() -> Self {
+        Recent(std::sync::Mutex::new(Vec::new()))
+    }
+}
+
+impl<K: Cached> Recent<K> {
+    /// Remembers `obj`, just created.
+    pub fn add(&self, obj: K) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(obj);
+    }
+
+    /// Adds to `objects` (read from `store`) the recent ones `keep` accepts that `store` does
+    /// not have yet, and forgets those it has.
+    pub fn fill(&self, store: &Store<K>, objects: &mut Vec<K>, keep: impl Fn(&K) -> bool) {
+        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|o| store.get(&ObjectRef::from_obj(o)).is_none());
+        objects.extend(recent.iter().filter(|o| keep(o)).cloned());
+    }
+}
+
 /// The object `name` of `namespace` in `store`.
 pub fn get<K: Cached>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>> {
     store.get(&ObjectRef::new(name).within(namespace))
@@ -260,4 +315,42 @@ pub fn all_in_namespace_of<K: Cached>(store: &Store<K>, of: &impl Resource) -> V
         .filter(|o| o.namespace() == ns)
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unyo_crds::drift::compare;
+
+    #[test]
+    fn a_trimmed_server_drifts_exactly_as_the_whole_one() {
+        let s: Server = serde_json::from_value(serde_json::json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "Server",
+            "metadata": {"name": "db01", "namespace": "mie"},
+            "spec": {"hostname": "db01", "role": "DB",
+                     "os": {"name": "Debian GNU/Linux", "version": "12"},
+                     "software": [{"name": "postgresql-15", "version": "15.10"},
+                                  {"name": "absent", "version": "1"}],
+                     "drift": {"strict": ["software"]}},
+            "status": {"observed": {
+                "hostname": "db01", "hash": "abc", "agentVersion": "0.1.0",
+                "os": {"name": "Debian GNU/Linux", "version": "12"},
+                "packages": [{"name": "postgresql-15", "version": "15.9", "architecture": "amd64"},
+                             {"name": "extra", "version": "2", "architecture": "all"}],
+                "services": [{"name": "ssh.service", "state": "active"}],
+                "filesystems": [{"mountPoint": "/", "sizeBytes": 10, "usedBytes": 5}]}}
+        }))
+        .unwrap();
+        let before = compare(
+            &s.spec,
+            s.status.as_ref().unwrap().observed.as_ref().unwrap(),
+        );
+        let mut trimmed = s.clone();
+        trim_server(&mut trimmed);
+        let o = trimmed.status.as_ref().unwrap().observed.as_ref().unwrap();
+        assert!(o.packages.is_empty() && o.services.is_empty() && o.filesystems.is_empty());
+        assert!(o.hash.is_none() && o.package_set.as_ref().is_some_and(|p| p.len() == 2));
+        assert_eq!(compare(&trimmed.spec, o), before);
+        assert_eq!(before.len(), 3, "{before:?}");
+    }
 }

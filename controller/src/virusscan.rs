@@ -18,7 +18,7 @@ use unyo_crds::{OperationCalendar, Server};
 use crate::conditions::condition;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
-use crate::stores::{Kinds, in_namespace, servers_in};
+use crate::stores::{Kinds, in_namespace, shared_in};
 use unyo_crds::names::conditions as cond;
 
 /// A scheduled scan counts as missed when no scan started within this time after it.
@@ -270,12 +270,11 @@ pub fn decide(
 async fn reconcile(s: Arc<VirusScanSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
     let now = ctx.clock.now();
-    let servers = servers_in(&ctx.stores.servers, &ns);
+    let servers = shared_in(&ctx.stores.servers, &ns);
     let calendars = in_namespace(&ctx.stores.calendars, &ns);
     let (status, wake) = decide(&s, &servers, &calendars, now);
     if let Some(status) = status {
-        ctx.apply_status::<VirusScanSchedule>(&ns, &s.name_any(), &status)
-            .await?;
+        ctx.apply_status(s.as_ref(), &status).await?;
     }
     Ok(ctx.requeue_at(wake, now))
 }

@@ -205,7 +205,7 @@ pub fn compare(spec: &ServerSpec, observed: &ObservedFacts) -> Vec<Drift> {
     if let Some(hw) = &spec.hardware {
         hardware(&mut c, hw, observed);
     }
-    if c.known("packages") && !observed.packages.is_empty() {
+    if c.known("packages") && observed.has_packages() {
         software(&mut c, spec, observed);
     }
     let mut out = c.out;
@@ -329,8 +329,8 @@ fn hardware(c: &mut Comparer<'_>, hw: &crate::server::HardwareLedger, observed: 
 }
 
 fn software(c: &mut Comparer<'_>, spec: &ServerSpec, observed: &ObservedFacts) {
-    let installed: BTreeMap<&str, &str> = observed
-        .packages
+    let packages = observed.installed();
+    let installed: BTreeMap<&str, &str> = packages
         .iter()
         .map(|p| (p.name.as_str(), p.version.as_str()))
         .collect();
@@ -407,7 +407,7 @@ pub fn observed_at(path: &str, o: &ObservedFacts) -> Option<String> {
                     _ => None,
                 }
             } else if let Some((name, _)) = path.strip_prefix("software").and_then(named) {
-                o.packages
+                o.installed()
                     .iter()
                     .find(|p| p.name == name)
                     .map(|p| p.version.clone())

@@ -13,6 +13,7 @@ pub mod change;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod common;
+pub mod compact;
 pub mod crdgen;
 pub mod cron;
 pub mod drift;

@@ -407,7 +407,7 @@ pub struct ServerStatus {
 }
 
 /// Facts observed on a host by its agent.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedFacts {
     /// When the facts were collected.
@@ -443,6 +443,11 @@ pub struct ObservedFacts {
     /// Installed packages with versions (from the package database).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<ObservedPackage>,
+    /// The same packages in compact form, in a cache that holds many Servers (never sent or
+    /// received: see [`ObservedFacts::compact_packages`]).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub package_set: Option<crate::compact::PackageSet>,
     /// Service units and their states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ObservedService>,
@@ -455,6 +460,29 @@ pub struct ObservedFacts {
     /// Facts that could not be read, each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<UnknownFact>,
+}
+
+impl ObservedFacts {
+    /// Moves `packages` into their compact form (architectures are dropped).
+    pub fn compact_packages(&mut self) {
+        if !self.packages.is_empty() {
+            self.package_set = Some(crate::compact::PackageSet::of(&self.packages));
+            self.packages = Vec::new();
+        }
+    }
+
+    /// Whether any installed package is known.
+    pub fn has_packages(&self) -> bool {
+        !self.packages.is_empty() || self.package_set.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// The installed packages, from `packages` or their compact form.
+    pub fn installed(&self) -> std::borrow::Cow<'_, [ObservedPackage]> {
+        match &self.package_set {
+            Some(set) if self.packages.is_empty() => std::borrow::Cow::Owned(set.expand()),
+            _ => std::borrow::Cow::Borrowed(&self.packages),
+        }
+    }
 }
 
 /// Operating system as observed.

@@ -5,6 +5,7 @@
 //! The control plane is started by `hack/control-plane.sh up --owner-pid <this process>`, whose
 //! watchdog stops etcd and kube-apiserver when the test process ends, however it ends.
 
+pub mod apf;
 pub mod aptlab;
 
 use std::path::{Path, PathBuf};
@@ -350,6 +351,11 @@ impl Running {
     /// What the process has written so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.
