@@ -62,7 +62,9 @@ pub async fn request(
     let id = format!("r{}", jiff::Timestamp::now().as_millisecond());
     let value = format!("{plan}:{generation}:{id}:{target}");
     let servers: Api<Server> = Api::namespaced(client.clone(), namespace);
-    let patch = serde_json::json!({"metadata": {"annotations": {"unyo.dev/restore": value}}});
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        (unyo_crds::names::annotations::RESTORE): value
+    }}});
     servers
         .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -74,7 +74,7 @@ fn baseline_report(b: &PatchBaseline) -> BaselineReport {
     let ready = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == unyo_crds::names::conditions::READY)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
         .unwrap_or_else(|| {
             (

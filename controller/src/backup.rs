@@ -254,3 +254,41 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
     let controller = namespace_summary(kinds.plans.subscribe(), ctx.stores.plans.clone(), kinds);
     crate::context::run_loop(controller, ctx, "BackupPlan", reconcile)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::samples::sample;
+
+    #[test]
+    fn decide_lists_the_selected_servers_and_wakes_when_a_run_is_missed() {
+        let now: Timestamp = "2026-12-01T10:00:00+09:00".parse().unwrap();
+        let plan: BackupPlan = sample("backup.yaml");
+        let calendars: Vec<OperationCalendar> = vec![sample("calendar.yaml")];
+        let servers: Vec<Arc<Server>> = vec![
+            Arc::new(sample("servers/db01.yaml")),
+            Arc::new(sample("servers/web01.yaml")),
+        ];
+        let (status, wake) = decide(&plan, &servers, &calendars, now);
+        let st = status.unwrap();
+        let listed: Vec<&str> = st.servers.iter().map(|s| s.server.as_str()).collect();
+        assert_eq!(listed, ["db01"], "web01 is not selected");
+        assert_eq!(st.healthy_servers, Some(0), "db01 never backed up");
+        assert_eq!(st.conditions[0].reason, "Evaluated");
+        // Tonight's 19:30 run, plus the hour a run may be late.
+        assert_eq!(wake, Some("2026-12-01T20:30:00+09:00".parse().unwrap()));
+        let mut stored = plan.clone();
+        stored.status = Some(st);
+        assert!(
+            decide(&stored, &servers, &calendars, now).0.is_none(),
+            "written once"
+        );
+        let (status, _) = decide(&plan, &servers, &[], now);
+        let c = &status.unwrap().conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CalendarNotFound")
+        );
+        assert!(c.message.contains("schedule.calendar"), "{}", c.message);
+    }
+}

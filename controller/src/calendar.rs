@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
 use unyo_crds::calendar::{ExtraHoliday, OperationCalendar, OperationCalendarStatus};
+use unyo_crds::names::{conditions as cond, reasons};
 use unyo_crds::workcalendar::WorkCalendar;
 
 use crate::conditions::condition;
@@ -62,9 +63,9 @@ pub fn desired_status(
                 observed_generation: generation,
                 conditions: vec![condition(
                     previous,
-                    "Ready",
+                    cond::READY,
                     true,
-                    "Evaluated",
+                    reasons::EVALUATED,
                     message,
                     generation,
                     now,
@@ -77,7 +78,7 @@ pub fn desired_status(
                 observed_generation: generation,
                 conditions: vec![condition(
                     previous,
-                    "Ready",
+                    cond::READY,
                     false,
                     e.reason(),
                     e.to_string(),

@@ -342,3 +342,97 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
         });
     crate::context::run_loop(controller, ctx, "ChangeRecord", reconcile)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn server(os: Option<&str>) -> Server {
+        let mut v = json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "Server",
+            "metadata": {"name": "db01", "namespace": "mie"},
+            "spec": {"hostname": "db01", "role": "DB", "os": {"name": "Debian GNU/Linux", "version": "12"}},
+        });
+        if let Some(os) = os {
+            v["status"] = json!({"observed": {"os": {"name": "Debian GNU/Linux", "version": os}}});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn drift_record(status: serde_json::Value) -> ChangeRecord {
+        serde_json::from_value(json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "ChangeRecord",
+            "metadata": {"name": "db01-drift-1", "namespace": "mie", "generation": 1},
+            "spec": {"origin": "Drift", "title": "t", "category": "OS", "classification": "Major",
+                     "server": "db01", "paths": [{"path": "os.version", "expected": "12", "observed": "13"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_drift_record_opens_quietly_and_resolves_when_the_host_reverts() {
+        let now = t("2026-11-30T00:00:00Z");
+        let r = drift_record(serde_json::Value::Null);
+        let d = decide(&r, &[server(Some("13"))], now);
+        let st = d.status.clone().unwrap();
+        assert_eq!(st.phase, Some(ChangePhase::Open));
+        assert!(d.phase_changed.is_none(), "a new record's Open is no Event");
+        assert_eq!(d.wake, None);
+        // Written, then decided again: nothing.
+        let r = drift_record(serde_json::to_value(&st).unwrap());
+        assert!(decide(&r, &[server(Some("13"))], now).status.is_none());
+        // The host goes back to 12: Resolved, HostReverted, with an Event.
+        let later = t("2026-11-30T01:00:00Z");
+        let d = decide(&r, &[server(Some("12"))], later);
+        let st = d.status.unwrap();
+        assert_eq!(st.phase, Some(ChangePhase::Resolved));
+        assert_eq!(st.resolution, Some(ChangeResolution::HostReverted));
+        assert_eq!(st.resolved_at.unwrap().0, later);
+        assert_eq!(
+            d.phase_changed,
+            Some((ChangePhase::Resolved, Some(ChangeResolution::HostReverted)))
+        );
+    }
+
+    #[test]
+    fn a_record_is_judged_from_facts_not_from_a_status_not_yet_written() {
+        // The Server loop has not written status.drift yet; the facts show the drift: Open.
+        let r = drift_record(json!({"phase": "Open"}));
+        let d = decide(&r, &[server(Some("13"))], t("2026-11-30T00:00:00Z"));
+        assert!(d.phase_changed.is_none());
+        // Without facts nothing can be judged: the phase stays.
+        let d = decide(&r, &[server(None)], t("2026-11-30T00:00:00Z"));
+        assert_eq!(d.status.map(|s| s.phase), Some(Some(ChangePhase::Open)));
+        assert!(d.phase_changed.is_none());
+    }
+
+    #[test]
+    fn a_planned_record_wakes_at_its_window() {
+        let r: ChangeRecord = serde_json::from_value(json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "ChangeRecord",
+            "metadata": {"name": "upgrade", "namespace": "mie"},
+            "spec": {"origin": "Planned", "title": "t", "category": "OS", "classification": "Major",
+                     "server": "db01", "paths": [{"path": "os"}],
+                     "plan": {"summary": "s", "outage": true,
+                              "window": {"start": "2026-12-10T00:00:00Z", "end": "2026-12-10T02:00:00Z"}}},
+        }))
+        .unwrap();
+        let d = decide(&r, &[server(Some("12"))], t("2026-11-30T00:00:00Z"));
+        assert_eq!(d.wake, Some(t("2026-12-10T00:00:00Z")));
+        let st = d.status.unwrap();
+        let lead = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "LeadTimeViolated")
+            .unwrap();
+        assert_eq!(lead.status, "True", "recorded 10 days before an outage");
+        let d = decide(&r, &[server(Some("12"))], t("2026-12-10T01:00:00Z"));
+        assert_eq!(d.wake, Some(t("2026-12-10T02:00:00Z")));
+    }
+}

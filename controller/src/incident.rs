@@ -732,4 +732,154 @@ mod tests {
             format!("db01-postgresql-{}-2", &a[..8])
         );
     }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn server(state: &str, since: &str) -> Server {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "Server",
+            "metadata": {"name": "db01", "namespace": "mie", "labels": {"unyo.dev/role": "db"}},
+            "spec": {"hostname": "db01", "role": "DB", "os": {"name": "Debian GNU/Linux", "version": "12"}},
+            "status": {"checks": [{"policy": "database", "check": "postgresql", "state": state,
+                                   "since": since, "message": format!("5432: {state}")}]},
+        }))
+        .unwrap()
+    }
+
+    fn policy() -> MonitoringPolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "MonitoringPolicy",
+            "metadata": {"name": "database", "namespace": "mie"},
+            "spec": {"selector": {"matchLabels": {"unyo.dev/role": "db"}},
+                     "checks": [{"name": "postgresql", "kind": "Tcp", "host": "127.0.0.1", "port": 5432}],
+                     "notifications": [
+                         {"name": "hook", "onRecovery": true, "webhook": {"url": "https://h.invalid/x"}},
+                         {"name": "mail", "onRecovery": false, "email": {"to": ["a@example.lg.jp"], "from": "u@example.lg.jp", "smtp": "127.0.0.1:25"}}]},
+        }))
+        .unwrap()
+    }
+
+    fn decide_for(s: &Server, incidents: &[Arc<Incident>], now: Timestamp) -> Decision {
+        decide(
+            &Inputs {
+                server: s,
+                incidents,
+                policies: &[policy()],
+                schedules: &[],
+                plans: &[],
+                calendars: &[],
+                agent_grace: SignedDuration::from_mins(5),
+            },
+            now,
+        )
+    }
+
+    /// The Incident `c` makes, as the API server would then hold it.
+    fn stored(c: &Change, uid: &str) -> Arc<Incident> {
+        let mut i: Incident = match (&c.open, &c.current) {
+            (Some(spec), _) => serde_json::from_value(spec.clone()).unwrap(),
+            (None, Some(cur)) => cur.clone(),
+            (None, None) => panic!("nothing to store"),
+        };
+        i.metadata.uid = Some(uid.into());
+        i.metadata.creation_timestamp = Some(Time(t("2026-11-30T00:00:00Z")));
+        i.status = c.status.clone();
+        Arc::new(i)
+    }
+
+    #[test]
+    fn a_failing_check_opens_one_incident_with_an_outbox() {
+        let now = t("2026-11-30T00:01:00Z");
+        let s = server("Critical", "2026-11-30T00:00:00Z");
+        let d = decide_for(&s, &[], now);
+        assert_eq!(d.changes.len(), 1);
+        let c = &d.changes[0];
+        let open = c.open.as_ref().unwrap();
+        assert_eq!(
+            open["metadata"]["labels"]["unyo.dev/check"],
+            "database.postgresql"
+        );
+        assert_eq!(
+            open["metadata"]["annotations"]["unyo.dev/check-name"],
+            "postgresql"
+        );
+        assert_eq!(open["spec"]["occurredAt"], "2026-11-30T00:00:00Z");
+        let st = c.status.as_ref().unwrap();
+        assert_eq!(st.phase, Some(IncidentPhase::Firing));
+        let keys: Vec<&str> = st.outbox.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["hook/firing-1", "mail/firing-1"]);
+        assert!(st.outbox.iter().all(|o| o.policy == "database"));
+        assert!(
+            st.notifications.is_empty(),
+            "the notifier's, not the loop's"
+        );
+        assert_eq!(c.event.as_ref().unwrap().0, "IncidentOpened");
+        // Decided again with the Incident stored: nothing to do.
+        let stored = vec![stored(c, "u1")];
+        let again = decide_for(&s, &stored, now + SignedDuration::from_secs(30));
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+    }
+
+    #[test]
+    fn recovery_adds_only_the_routes_that_want_it() {
+        let s = server("Critical", "2026-11-30T00:00:00Z");
+        let first = decide_for(&s, &[], t("2026-11-30T00:01:00Z"));
+        let inc = vec![stored(&first.changes[0], "u1")];
+        let ok = server("OK", "2026-11-30T00:10:00Z");
+        let d = decide_for(&ok, &inc, t("2026-11-30T00:10:05Z"));
+        let c = &d.changes[0];
+        assert!(c.open.is_none());
+        let st = c.status.as_ref().unwrap();
+        assert_eq!(st.phase, Some(IncidentPhase::Recovered));
+        assert_eq!(
+            st.recovered_at.as_ref().unwrap().0,
+            t("2026-11-30T00:10:00Z")
+        );
+        assert_eq!(st.downtime_seconds, Some(600));
+        let keys: Vec<&str> = st.outbox.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["hook/firing-1", "mail/firing-1", "hook/recovered-1"]);
+        assert_eq!(c.event.as_ref().unwrap().0, "IncidentRecovered");
+    }
+
+    #[test]
+    fn a_disconnected_agent_wakes_the_loop_when_its_grace_ends() {
+        let mut s = server("OK", "2026-11-30T00:00:00Z");
+        s.status.as_mut().unwrap().conditions =
+            vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "AgentConnected".into(),
+                status: "False".into(),
+                reason: "LeaseExpired".into(),
+                message: "expired".into(),
+                observed_generation: None,
+                last_transition_time: Time(t("2026-11-30T00:00:00Z")),
+            }];
+        let d = decide_for(&s, &[], t("2026-11-30T00:01:00Z"));
+        assert_eq!(d.wake, Some(t("2026-11-30T00:05:00Z")));
+        assert!(
+            d.changes.iter().all(|c| c.open.is_none()),
+            "not yet an Incident"
+        );
+        let d = decide_for(&s, &[], t("2026-11-30T00:05:01Z"));
+        assert!(d.changes.iter().any(|c| {
+            c.open
+                .as_ref()
+                .is_some_and(|o| o["metadata"]["annotations"]["unyo.dev/check-name"] == "heartbeat")
+        }));
+        assert_eq!(d.wake, None);
+    }
+
+    #[test]
+    fn long_names_make_valid_labels() {
+        let mut s = server("Critical", "2026-11-30T00:00:00Z");
+        s.metadata.name = Some(format!("{}.x", "a".repeat(70)));
+        let d = decide_for(&s, &[], t("2026-11-30T00:01:00Z"));
+        let open = d.changes[0].open.as_ref().unwrap();
+        let label = open["metadata"]["labels"]["unyo.dev/server"]
+            .as_str()
+            .unwrap();
+        assert_eq!(label.len(), 63);
+        assert!(label.ends_with('a'));
+    }
 }

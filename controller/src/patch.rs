@@ -669,4 +669,82 @@ mod tests {
         let other = baseline("web", "web", json!({}));
         assert!(server_health(&low_missing, &[other]).is_none());
     }
+
+    fn inputs<'a>(
+        b: &'a PatchBaseline,
+        servers: &'a [Arc<Server>],
+        baselines: &'a [PatchBaseline],
+    ) -> Inputs<'a> {
+        Inputs {
+            baseline: b,
+            servers,
+            calendars: &[],
+            baselines,
+            incidents: &[],
+        }
+    }
+
+    #[test]
+    fn decide_approves_after_the_rule_and_writes_once() {
+        let now: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        let b = baseline(
+            "prod",
+            "production",
+            json!({"approvalRules": [{"classification": "Security", "approveAfterDays": 7}]}),
+        );
+        let db01 = Arc::new(server(
+            "db01",
+            "production",
+            json!({"patchScan": {"succeeded": true, "available": [update("alpha", "1.0", "1.1")]}}),
+        ));
+        let servers = vec![db01];
+        let d = decide(&inputs(&b, &servers, std::slice::from_ref(&b)), now);
+        let st = d.status.clone().unwrap();
+        assert_eq!(st.candidates.len(), 1);
+        assert_eq!(
+            st.candidates[0].judgement,
+            Judgement::Apply,
+            "{}",
+            st.candidates[0].reason
+        );
+        assert_eq!(d.approved.len(), 1);
+        assert_eq!(st.conditions[0].reason, "Evaluated");
+        // Stored and decided again: no write, no second PatchApproved.
+        let mut b2 = b.clone();
+        b2.status = Some(st);
+        let again = decide(&inputs(&b2, &servers, std::slice::from_ref(&b2)), now);
+        assert!(again.status.is_none() && again.approved.is_empty());
+        // Four days after release it is held until the seventh, and the loop wakes then.
+        let early: Timestamp = "2026-11-14T00:00:00Z".parse().unwrap();
+        let d = decide(&inputs(&b, &servers, std::slice::from_ref(&b)), early);
+        let c = &d.status.unwrap().candidates[0];
+        assert_eq!(c.judgement, Judgement::Hold);
+        assert_eq!(d.wake, Some("2026-11-17T00:00:00Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn decide_holds_everything_when_the_staging_baseline_is_missing() {
+        let now: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        let b = baseline(
+            "prod",
+            "production",
+            json!({"approvedPatches": ["alpha"], "promotion": {"stagingBaseline": "stg", "soak": "7d"}}),
+        );
+        let servers = vec![Arc::new(server(
+            "db01",
+            "production",
+            json!({"patchScan": {"succeeded": true, "available": [update("alpha", "1.0", "1.1")]}}),
+        ))];
+        let d = decide(&inputs(&b, &servers, std::slice::from_ref(&b)), now);
+        let st = d.status.unwrap();
+        assert_eq!(st.conditions[0].status, "False");
+        assert_eq!(st.conditions[0].reason, "StagingBaselineNotFound");
+        assert!(
+            st.conditions[0]
+                .message
+                .contains("spec.promotion.stagingBaseline")
+        );
+        assert_eq!(st.candidates[0].judgement, Judgement::Hold);
+        assert!(d.approved.is_empty());
+    }
 }

@@ -140,3 +140,35 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
     );
     crate::context::run_loop(controller, ctx, "MonitoringPolicy", reconcile)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::samples::sample;
+
+    #[test]
+    fn status_counts_firing_checks_and_names_bad_settings() {
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let p: MonitoringPolicy = sample("monitoring.yaml");
+        let mut db01: Server = sample("servers/db01.yaml");
+        db01.status = serde_json::from_value(serde_json::json!({"checks": [
+            {"policy": "baseline", "check": "cpu", "state": "Warning", "since": "2026-12-01T00:00:00Z"},
+            {"policy": "baseline", "check": "root-disk", "state": "Critical", "since": "2026-12-01T00:00:00Z"},
+            {"policy": "other", "check": "x", "state": "Critical", "since": "2026-12-01T00:00:00Z"}]}))
+        .unwrap();
+        let servers = vec![Arc::new(db01)];
+        let st = desired_status(&p, &servers, now);
+        assert_eq!(st.matched_servers, Some(1));
+        let firing = st.firing.unwrap();
+        assert_eq!((firing.warning, firing.critical), (1, 1));
+        assert_eq!(st.conditions[0].status, "True");
+        let mut bad = p.clone();
+        bad.spec.interval = "soon".into();
+        let c = &desired_status(&bad, &servers, now).conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "InvalidSettings")
+        );
+        assert!(c.message.starts_with("spec.interval"), "{}", c.message);
+    }
+}

@@ -317,6 +317,18 @@ pub fn all_in_namespace_of<K: Cached>(store: &Store<K>, of: &impl Resource) -> V
         .collect()
 }
 
+/// The sample fleet's objects, for the loops' unit tests.
+#[cfg(test)]
+pub mod samples {
+    /// The sample `file` (under manifests/samples), its first document, as `K`.
+    pub fn sample<K: serde::de::DeserializeOwned>(file: &str) -> K {
+        let path = format!("{}/../manifests/samples/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let first = text.split("\n---").next().unwrap();
+        serde_saphyr::from_str(first).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

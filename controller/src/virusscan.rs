@@ -288,3 +288,33 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
     );
     crate::context::run_loop(controller, ctx, "VirusScanSchedule", reconcile)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::samples::sample;
+
+    #[test]
+    fn decide_names_missed_hosts_and_the_missing_calendar() {
+        let now: Timestamp = "2026-12-02T10:00:00+09:00".parse().unwrap();
+        let schedule: VirusScanSchedule = sample("virusscan.yaml");
+        let calendars: Vec<OperationCalendar> = vec![sample("calendar.yaml")];
+        let servers: Vec<Arc<Server>> = vec![Arc::new(sample("servers/db01.yaml"))];
+        let (status, wake) = decide(&schedule, &servers, &calendars, now);
+        let st = status.unwrap();
+        assert_eq!(st.conditions[0].reason, "Evaluated");
+        assert!(wake.is_some_and(|w| w > now), "{wake:?}");
+        let mut stored = schedule.clone();
+        stored.status = Some(st);
+        assert!(
+            decide(&stored, &servers, &calendars, now).0.is_none(),
+            "written once"
+        );
+        let (status, _) = decide(&schedule, &servers, &[], now);
+        let c = &status.unwrap().conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CalendarNotFound")
+        );
+    }
+}

@@ -28,6 +28,20 @@ pub mod labels {
     pub const CHECK_ANNOTATION: &str = "unyo.dev/check-name";
 }
 
+/// Annotations people (or the CLI) put on a Server to ask its agent for something now; a new
+/// value asks again.
+pub mod annotations {
+    /// A virus scan now.
+    pub const SCAN_NOW: &str = "unyo.dev/scan-now";
+    /// A full backup now.
+    pub const BACKUP_NOW: &str = "unyo.dev/backup-now";
+    /// A restore: `<plan>:<generation>:<request id>:<target>` (what `unyo backup restore`
+    /// writes).
+    pub const RESTORE: &str = "unyo.dev/restore";
+    /// A patch scan now.
+    pub const PATCH_SCAN_NOW: &str = "unyo.dev/patch-scan-now";
+}
+
 /// Condition types.
 pub mod conditions {
     /// Every kind: the object was reconciled.

@@ -196,8 +196,6 @@ impl ControlPlane {
     /// `manifests/controller/rbac.yaml` (applied on first use): tests that run the controller
     /// with it prove that the RBAC it ships with is enough.
     pub async fn controller_kubeconfig(&self) -> Result<PathBuf> {
-        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-        use k8s_openapi::api::core::v1::ServiceAccount;
         static APPLIED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
         APPLIED
             .get_or_init(|| {
@@ -217,10 +215,18 @@ impl ControlPlane {
             })
             .as_ref()
             .map_err(|e| anyhow::anyhow!("applying the controller's RBAC: {e}"))?;
-        let sas: Api<ServiceAccount> = Api::namespaced(self.client().await?, "unyo-system");
+        self.token_kubeconfig("unyo-system", "unyo-controller")
+            .await
+    }
+
+    /// A kubeconfig with a token (one hour) of ServiceAccount `namespace/name`.
+    pub async fn token_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
         let token = sas
             .create_token_request(
-                "unyo-controller",
+                name,
                 &PostParams::default(),
                 &TokenRequest {
                     spec: TokenRequestSpec {
@@ -232,7 +238,7 @@ impl ControlPlane {
                 },
             )
             .await
-            .context("requesting a token for unyo-system/unyo-controller")?
+            .with_context(|| format!("requesting a token for {namespace}/{name}"))?
             .status
             .context("no token")?
             .token;
@@ -253,13 +259,13 @@ impl ControlPlane {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "test", "cluster": c}],
-            "users": [{"name": "unyo-controller", "user": {"token": token}}],
-            "contexts": [{"name": "unyo-controller", "context": {"cluster": "test", "user": "unyo-controller"}}],
-            "current-context": "unyo-controller",
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": "test", "user": name}}],
+            "current-context": name,
         });
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
-            "unyo-controller-{}-{}.kubeconfig",
+            "{name}-{}-{}.kubeconfig",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));

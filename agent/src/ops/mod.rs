@@ -21,14 +21,10 @@ use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
 use crate::facts::Collector;
 use crate::report::Reporter;
 
-/// The Server annotation that asks for a scan now; a new value runs one.
-pub const SCAN_NOW: &str = "unyo.dev/scan-now";
-/// The Server annotation that asks for a full backup now; a new value runs one.
-pub const BACKUP_NOW: &str = "unyo.dev/backup-now";
-/// The Server annotation that asks for a restore: `<plan>:<generation>:<request id>:<target>`
-/// (what `unyo backup restore` writes); a new value runs one, answered by a `RestoreSucceeded`
-/// or `RestoreFailed` Event naming the request id.
-pub const RESTORE: &str = "unyo.dev/restore";
+/// The Server annotations that ask for a scan, a full backup or a restore now; a new value runs
+/// one. A restore is answered by a `RestoreSucceeded` or `RestoreFailed` Event naming the request
+/// id.
+pub use unyo_crds::names::annotations::{BACKUP_NOW, RESTORE, SCAN_NOW};
 
 /// A BackupPlan this host runs, with its calendar.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

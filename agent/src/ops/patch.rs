@@ -25,7 +25,7 @@ use super::apt::Apt;
 use crate::report::{Reporter, now_seconds};
 
 /// The Server annotation that asks for a patch scan now; a new value runs one.
-pub const PATCH_SCAN_NOW: &str = "unyo.dev/patch-scan-now";
+pub use unyo_crds::names::annotations::PATCH_SCAN_NOW;
 
 /// A PatchBaseline selecting this host, with what the controller approved and its window's
 /// calendar.

@@ -36,6 +36,32 @@ const CONCURRENCY: usize = 32;
 const HEARTBEAT: Duration = Duration::from_secs(60);
 /// The FlowSchemas that count the controller's requests.
 const ACCOUNT: &str = "unyo-bench-controller";
+/// The identity of the simulated agents: a ServiceAccount allowed what agents do to Servers and
+/// Leases. Like real agents (and unlike the admin, whom API Priority and Fairness exempts), its
+/// requests are queued and shared fairly with the controller's when the API server is busy. All
+/// simulated agents share it; each real agent has its own.
+const AGENTS_RBAC: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bench-agents, namespace: unyo-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: bench-agents}
+rules:
+  - apiGroups: ["unyo.dev"]
+    resources: [servers/status]
+    verbs: [get, patch]
+  - apiGroups: ["coordination.k8s.io"]
+    resources: [leases]
+    verbs: [get, create, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bench-agents}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: bench-agents}
+subjects: [{kind: ServiceAccount, name: bench-agents, namespace: unyo-system}]
+"#;
 
 struct Args {
     kubeconfig: PathBuf,
@@ -302,22 +328,28 @@ async fn run(a: &Args, row: &mut Row) -> Result<()> {
     let client = cp.client().await?;
     let controller_kubeconfig = cp.controller_kubeconfig().await?;
     apf::account(&client, ACCOUNT, "unyo-system", "unyo-controller").await?;
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(AGENTS_RBAC))?;
+    let agents_client = unyo_crds::client::connect(Some(
+        &cp.token_kubeconfig("unyo-system", "bench-agents").await?,
+    ))
+    .await?;
     let (api_cpu0, _) = usage(a.apiserver_pid)?;
     let run_start = Instant::now();
     let ns = cp.namespace("bench").await?;
     let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let agents: Api<Server> = Api::namespaced(agents_client.clone(), &ns);
+    let leases: Api<Lease> = Api::namespaced(agents_client.clone(), &ns);
     let n = a.servers;
 
     let t = Instant::now();
     let pp = PostParams::default();
     each(n, |i| {
-        let (servers, ns, pp) = (&servers, &ns, &pp);
+        let (servers, agents, ns, pp) = (&servers, &agents, &ns, &pp);
         async move {
             let s: Server = serde_json::from_value(ledger(ns, &name(i)))?;
             servers.create(pp, &s).await?;
             let st = facts(&name(i), "12", a.packages);
-            servers
+            agents
                 .patch_status(
                     &name(i),
                     &PatchParams::apply("unyo-agent").force(),
@@ -392,7 +424,7 @@ async fn run(a: &Args, row: &mut Row) -> Result<()> {
     }
 
     let (cpu_b0, tb) = (usage(pid)?.0, Instant::now());
-    burst(a, row, &client, &servers, &ns).await?;
+    burst(a, row, &client, &agents, &ns).await?;
     row.burst_controller_cpu_percent =
         100.0 * (usage(pid)?.0 - cpu_b0) / tb.elapsed().as_secs_f64();
     let t = Instant::now();
