@@ -32,7 +32,7 @@ pub fn can_take(lease: &Lease, identity: &str, now: Timestamp) -> bool {
         (Some(h), _) if h == identity => true,
         (Some(_), Some(renewed)) => {
             let secs = spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS);
-            renewed.0 + SignedDuration::from_secs(i64::from(secs)) < now
+            unyo_crds::patching::later(renewed.0, SignedDuration::from_secs(i64::from(secs))) < now
         }
     }
 }

@@ -118,13 +118,23 @@ pub fn check_window(
     })
 }
 
+/// `t` plus `d`, at the end (or start) of time when that is beyond it: durations and dates come
+/// from custom resources and repositories, and no value of theirs may panic the controller.
+pub fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
 impl CheckedWindow {
     /// The opening and closing instants of the window `t` is in, if any.
     pub fn open_at(&self, t: Timestamp) -> Option<(Timestamp, Timestamp)> {
         let open = self
             .calendar
             .last_fire_time(&self.schedule, t, self.duration)?;
-        let close = open + self.duration;
+        let close = later(open, self.duration);
         (t < close).then_some((open, close))
     }
 
@@ -182,7 +192,7 @@ pub fn approval(
             rule.classification, rule.approve_after_days
         );
         match c.released_at {
-            Some(released) if released + days <= now => {
+            Some(released) if later(released, days) <= now => {
                 return (
                     true,
                     format!("approved by {what}: released {}", day(released)),
@@ -193,7 +203,7 @@ pub fn approval(
                 return (true, format!("approved by {what}"), None);
             }
             Some(released) => {
-                let due = released + days;
+                let due = later(released, days);
                 if pending.as_ref().is_none_or(|(t, _)| due < *t) {
                     pending = Some((
                         due,
@@ -272,7 +282,7 @@ pub fn staging_judgement(
             .as_ref()
             .filter(|(v, _)| version_cmp(v, version) != Ordering::Less);
         let since = has.and_then(|(_, t)| *t);
-        let soaked = since.is_some_and(|t| t + soak <= now);
+        let soaked = since.is_some_and(|t| later(t, soak) <= now);
         let clean = h.open_incidents.is_empty();
         let sufficient = has.is_some() && soaked && clean;
         if sufficient && ok.is_none() {
@@ -290,7 +300,7 @@ pub fn staging_judgement(
             ));
         } else if has.is_some() && clean && !soaked {
             let start = since.unwrap_or(now);
-            let due = start + soak;
+            let due = later(start, soak);
             if soaking.as_ref().is_none_or(|(t, _)| due < *t) {
                 soaking = Some((
                     due,
@@ -396,7 +406,7 @@ pub fn compliance(state: &HostPatchState, level: PatchSeverity) -> (bool, &'stat
         format!(
             "baseline {}: {} approved patch(es) installed{reboot}",
             state.baseline,
-            c.installed + c.installed_pending_reboot
+            c.installed.saturating_add(c.installed_pending_reboot)
         ),
     )
 }
@@ -594,5 +604,32 @@ mod tests {
         let (ok, reason, msg) = compliance(&state, PatchSeverity::Important);
         assert!(ok && reason == "Compliant", "{msg}");
         assert!(msg.contains("1 waiting for a reboot"), "{msg}");
+    }
+
+    #[test]
+    fn extreme_soaks_and_dates_never_panic() {
+        let now: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        // The soak the API admits as a pattern, `100000000d`, is beyond the end of time.
+        let soak = SignedDuration::from_hours(24 * 100_000_000);
+        let hosts = vec![StagingHost {
+            server: "stg-db01".into(),
+            installed: Some(("1.1".into(), Some(now))),
+            open_incidents: vec![],
+        }];
+        let (_, ok, _, due) = staging_judgement("1.1", &hosts, soak, now);
+        assert!(!ok);
+        assert_eq!(due, Some(Timestamp::MAX));
+        assert_eq!(
+            later(Timestamp::MAX, SignedDuration::from_secs(1)),
+            Timestamp::MAX
+        );
+        assert_eq!(
+            later(Timestamp::MIN, SignedDuration::from_secs(-1)),
+            Timestamp::MIN
+        );
+        assert_eq!(
+            later(now, SignedDuration::from_secs(60)),
+            now + SignedDuration::from_secs(60)
+        );
     }
 }
