@@ -68,11 +68,16 @@ pub fn approved(r: &ChangeRecord) -> bool {
             .all(|v| v.done && v.result == ReviewResult::Approved)
 }
 
+/// Whether record `r` names `server` (as its server or among its servers).
+pub fn names_server(r: &ChangeRecord, server: &str) -> bool {
+    r.spec.server.as_deref() == Some(server) || r.spec.servers.iter().any(|s| s == server)
+}
+
 /// Whether planned record `r` is for `server`, approved, and its window contains `now`.
 pub fn planned_applies(r: &ChangeRecord, server: &str, now: Timestamp) -> bool {
     r.spec.origin == ChangeOrigin::Planned
         && r.spec.closed != Some(true)
-        && (r.spec.server.as_deref() == Some(server) || r.spec.servers.iter().any(|s| s == server))
+        && names_server(r, server)
         && approved(r)
         && r.spec
             .plan
@@ -324,9 +329,7 @@ fn records_of(records: &Store<ChangeRecord>, s: &Server) -> Vec<ObjectRef<Change
         .state()
         .iter()
         .filter(|r| r.namespace() == ns)
-        .filter(|r| {
-            r.spec.server.as_deref() == Some(name.as_str()) || r.spec.servers.contains(&name)
-        })
+        .filter(|r| names_server(r, &name))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }

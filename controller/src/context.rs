@@ -245,16 +245,11 @@ pub fn namespace_summary<K: Cached>(
     store: kube::runtime::reflector::Store<K>,
     kinds: &crate::stores::Kinds,
 ) -> Controller<K> {
-    use crate::stores::all_in_namespace_of;
-    let (a, b) = (store.clone(), store.clone());
-    Controller::for_shared_stream(own, store)
+    use crate::stores::namespace_trigger;
+    Controller::for_shared_stream(own, store.clone())
         .with_config(config().debounce(Duration::from_secs(1)))
-        .watches_shared_stream(kinds.servers.subscribe(), move |s| {
-            all_in_namespace_of(&a, s.as_ref())
-        })
-        .watches_shared_stream(kinds.calendars.subscribe(), move |c| {
-            all_in_namespace_of(&b, c.as_ref())
-        })
+        .watches_shared_stream(kinds.servers.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.calendars.subscribe(), namespace_trigger(&store))
 }
 
 fn key<K: Cached>(kind: &str, o: &K) -> String {

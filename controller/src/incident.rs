@@ -28,13 +28,13 @@ use unyo_crds::incident::{
 };
 use unyo_crds::monitoring::{MonitoringPolicy, NotificationRoute};
 use unyo_crds::names::{conditions as cond, label_value, labels, reasons};
-use unyo_crds::server::{CheckState, Server};
+use unyo_crds::server::{CheckState, Server, ServerStatus};
 use unyo_crds::virusscan::VirusScanSchedule;
 
 use crate::conditions::{condition, truncate_to_seconds};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
-use crate::stores::{Kinds, all_in_namespace_of, in_namespace, shared_in};
+use crate::stores::{Kinds, in_namespace, namespace_trigger, shared_in};
 
 /// Default reopen window when a policy names none.
 const DEFAULT_REOPEN: Duration = Duration::from_secs(3600);
@@ -89,7 +89,8 @@ pub fn problems(
     let by_name: BTreeMap<String, &MonitoringPolicy> =
         policies.iter().map(|p| (p.name_any(), p)).collect();
     let mut out = Vec::new();
-    let status = server.status.clone().unwrap_or_default();
+    let none = ServerStatus::default();
+    let status = server.status.as_ref().unwrap_or(&none);
     for c in &status.checks {
         let Some(policy) = by_name.get(&c.policy) else {
             continue;
@@ -691,8 +692,7 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
 /// Runs the Incident loop (keyed by Server) until shutdown.
 pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
     let store = ctx.stores.servers.clone();
-    let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store.clone());
-    let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store)
+    let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store.clone())
         .with_config(crate::context::config())
         .watches_shared_stream(kinds.incidents.subscribe(), |i: Arc<Incident>| {
             let ns = i.namespace().unwrap_or_default();
@@ -702,18 +702,10 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
                 .map(|s| ObjectRef::<Server>::new(s).within(&ns))
                 .collect::<Vec<_>>()
         })
-        .watches_shared_stream(kinds.policies.subscribe(), move |o| {
-            all_in_namespace_of(&s1, o.as_ref())
-        })
-        .watches_shared_stream(kinds.schedules.subscribe(), move |o| {
-            all_in_namespace_of(&s2, o.as_ref())
-        })
-        .watches_shared_stream(kinds.plans.subscribe(), move |o| {
-            all_in_namespace_of(&s3, o.as_ref())
-        })
-        .watches_shared_stream(kinds.calendars.subscribe(), move |o| {
-            all_in_namespace_of(&s4, o.as_ref())
-        });
+        .watches_shared_stream(kinds.policies.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.schedules.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.plans.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.calendars.subscribe(), namespace_trigger(&store));
     crate::context::run_loop(controller, ctx, "Incident", reconcile)
 }
 

@@ -31,7 +31,7 @@ use unyo_crds::{Incident, OperationCalendar, Server};
 use crate::conditions::condition;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
-use crate::stores::{Kinds, all_in_namespace_of, in_namespace, shared_in};
+use crate::stores::{Kinds, in_namespace, namespace_trigger, shared_in};
 use unyo_crds::names::{conditions as cond, reasons};
 
 fn operations(server: &Server) -> Option<&unyo_crds::server::OperationResults> {
@@ -516,14 +516,9 @@ async fn reconcile(b: Arc<PatchBaseline>, ctx: Arc<Context>) -> Result<Action, E
 /// baseline there (staging evidence crosses baselines), so each maps to all of them.
 pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
     let store = ctx.stores.baselines.clone();
-    let (a, b) = (store.clone(), store.clone());
-    let controller = namespace_summary(kinds.baselines.subscribe(), store, kinds)
-        .watches_shared_stream(kinds.incidents.subscribe(), move |i| {
-            all_in_namespace_of(&a, i.as_ref())
-        })
-        .watches_shared_stream(kinds.baselines.subscribe(), move |o| {
-            all_in_namespace_of(&b, o.as_ref())
-        });
+    let controller = namespace_summary(kinds.baselines.subscribe(), store.clone(), kinds)
+        .watches_shared_stream(kinds.incidents.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.baselines.subscribe(), namespace_trigger(&store));
     crate::context::run_loop(controller, ctx, "PatchBaseline", reconcile)
 }
 

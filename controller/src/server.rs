@@ -31,11 +31,11 @@ use unyo_crds::names::{
 use unyo_crds::server::{DriftEntry, Server, ServerStatus};
 use unyo_crds::{BackupPlan, OperationCalendar, PatchBaseline, VirusScanSchedule};
 
-use crate::change::{covers, is_open, planned_applies};
+use crate::change::{covers, is_open, names_server, planned_applies};
 use crate::conditions::{condition, judged, truncate_to_seconds};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
-use crate::stores::{Kinds, all_in_namespace_of, get, in_namespace, matching};
+use crate::stores::{Kinds, get, in_namespace, matching, namespace_trigger};
 
 /// What the Server loop decides from.
 pub struct Inputs<'a> {
@@ -212,25 +212,28 @@ fn drift_record(
     }
 }
 
-/// Drift, the record it is in (or a new one to open), and how many paths a planned change
-/// expects.
+/// Drift, its entries (each with the time first seen), the record it is in (or a new one to
+/// open), and how many paths a planned change expects.
 struct Recording {
     drifts: Vec<Drift>,
+    entries: Vec<DriftEntry>,
     current: Option<String>,
     new_record: Option<ChangeRecord>,
     absorbed: usize,
 }
 
-fn recording(i: &Inputs, entries_prev: &ServerStatus, now: Timestamp) -> Recording {
+fn recording(i: &Inputs, prev: &ServerStatus, now: Timestamp) -> Recording {
     let name = i.server.name_any();
-    let drifts = entries_prev
+    let drifts = prev
         .observed
         .as_ref()
         .map(|o| compare(&i.server.spec, o))
         .unwrap_or_default();
+    let entries = drift_entries(prev, &drifts, now);
     if drifts.is_empty() {
         return Recording {
             drifts,
+            entries,
             current: None,
             new_record: None,
             absorbed: 0,
@@ -264,13 +267,13 @@ fn recording(i: &Inputs, entries_prev: &ServerStatus, now: Timestamp) -> Recordi
         .map(|r| r.name_any());
     let mut new_record = None;
     if !uncovered.is_empty() {
-        let entries = drift_entries(entries_prev, &drifts, now);
         let record = drift_record(i.server, &uncovered, &entries, now);
         current = record.metadata.name.clone();
         new_record = Some(record);
     }
     Recording {
         drifts,
+        entries,
         current,
         new_record,
         absorbed,
@@ -436,14 +439,15 @@ fn same(prev: &ServerStatus, status: &ServerStatus) -> bool {
 pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
     let name = i.server.name_any();
     let generation = i.server.meta().generation;
-    let prev = i.server.status.clone().unwrap_or_default();
-    let rec = recording(i, &prev, now);
+    let none = ServerStatus::default();
+    let prev = i.server.status.as_ref().unwrap_or(&none);
+    let rec = recording(i, prev, now);
     let lease = lease_state(i.lease, now);
-    let sync = sync_condition(&prev, &rec, generation, now);
-    let agent = agent_condition(&prev, &name, &lease, generation, now);
-    let ready = ready_condition(&prev, &sync, &agent, generation, now);
+    let sync = sync_condition(prev, &rec, generation, now);
+    let agent = agent_condition(prev, &name, &lease, generation, now);
+    let ready = ready_condition(prev, &sync, &agent, generation, now);
     let status = ServerStatus {
-        drift: drift_entries(&prev, &rec.drifts, now),
+        drift: rec.entries.clone(),
         drift_count: Some(u32::try_from(rec.drifts.len()).unwrap_or(u32::MAX)),
         change_record: if rec.drifts.is_empty() {
             None
@@ -453,7 +457,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
         observed_generation: generation,
         conditions: [sync, agent, ready]
             .into_iter()
-            .chain(health_conditions(i, &prev, generation, now))
+            .chain(health_conditions(i, prev, generation, now))
             .collect(),
         ..Default::default()
     };
@@ -461,7 +465,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
         .conditions
         .iter()
         .any(|c| c.type_ == cond::AGENT_CONNECTED && c.status == "True");
-    let changed = !same(&prev, &status);
+    let changed = !same(prev, &status);
     Decision {
         disconnected: changed && was_connected && !lease.connected,
         status: changed.then_some(status),
@@ -551,10 +555,8 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action, Err
     let name = server.name_any();
     let ns = server.namespace().unwrap_or_default();
     let st = &ctx.stores;
-    let names_it = |r: &ChangeRecord| {
-        r.meta().namespace.as_deref() == Some(ns.as_str())
-            && (r.spec.server.as_deref() == Some(name.as_str()) || r.spec.servers.contains(&name))
-    };
+    let names_it =
+        |r: &ChangeRecord| r.meta().namespace.as_deref() == Some(&ns) && names_server(r, &name);
     let mut records = matching(&st.records, &ns, names_it);
     ctx.recent_records.fill(&st.records, &mut records, names_it);
     let lease = get(&st.leases, &ns, &agent_lease_name(&name));
@@ -592,8 +594,7 @@ fn servers_of(r: Arc<ChangeRecord>) -> Vec<ObjectRef<Server>> {
 /// Runs the Server loop until shutdown.
 pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
     let store = ctx.stores.servers.clone();
-    let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store.clone());
-    let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store)
+    let controller = Controller::for_shared_stream(kinds.servers.subscribe(), store.clone())
         .with_config(crate::context::config())
         .watches_shared_stream(kinds.leases.subscribe(), |lease: Arc<Lease>| {
             let ns = lease.namespace()?;
@@ -601,18 +602,10 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
             Some(ObjectRef::<Server>::new(&server).within(&ns))
         })
         .watches_shared_stream(kinds.records.subscribe(), servers_of)
-        .watches_shared_stream(kinds.schedules.subscribe(), move |o| {
-            all_in_namespace_of(&s1, o.as_ref())
-        })
-        .watches_shared_stream(kinds.plans.subscribe(), move |o| {
-            all_in_namespace_of(&s2, o.as_ref())
-        })
-        .watches_shared_stream(kinds.baselines.subscribe(), move |o| {
-            all_in_namespace_of(&s3, o.as_ref())
-        })
-        .watches_shared_stream(kinds.calendars.subscribe(), move |o| {
-            all_in_namespace_of(&s4, o.as_ref())
-        });
+        .watches_shared_stream(kinds.schedules.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.plans.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.baselines.subscribe(), namespace_trigger(&store))
+        .watches_shared_stream(kinds.calendars.subscribe(), namespace_trigger(&store));
     crate::context::run_loop(controller, ctx, "Server", reconcile)
 }
 

@@ -246,12 +246,7 @@ impl Stores {
 /// The objects of `store` in `namespace`, cloned out of the cache (for the pure decisions,
 /// which take plain slices).
 pub fn in_namespace<K: Cached>(store: &Store<K>, namespace: &str) -> Vec<K> {
-    store
-        .state()
-        .iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-        .map(|o| o.as_ref().clone())
-        .collect()
+    matching(store, namespace, |_| true)
 }
 
 /// The objects of `store` in `namespace`, shared with the cache (not cloned: for the kinds
@@ -305,16 +300,21 @@ pub fn get<K: Cached>(store: &Store<K>, namespace: &str, name: &str) -> Option<A
     store.get(&ObjectRef::new(name).within(namespace))
 }
 
-/// References to every object of `store` in the namespace `of` is in (a namespace-wide
-/// trigger: a change of `of` may change each of them).
-pub fn all_in_namespace_of<K: Cached>(store: &Store<K>, of: &impl Resource) -> Vec<ObjectRef<K>> {
-    let ns = of.meta().namespace.clone();
-    store
-        .state()
-        .iter()
-        .filter(|o| o.namespace() == ns)
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
+/// A trigger for `watches_shared_stream`: a change of any object wakes every object of `store`
+/// in its namespace (each of them may depend on it).
+pub fn namespace_trigger<K: Cached, O: Resource>(
+    store: &Store<K>,
+) -> impl Fn(Arc<O>) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
+    let store = store.clone();
+    move |of| {
+        let ns = of.meta().namespace.clone();
+        store
+            .state()
+            .iter()
+            .filter(|o| o.namespace() == ns)
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
 }
 
 /// The sample fleet's objects, for the loops' unit tests.
