@@ -12,16 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use unyo_crds::change::{ChangePhase, ChangeRecord, ChangeResolution};
 use unyo_crds::incident::{DeliveryState, Incident, IncidentPhase};
 use unyo_crds::{MonitoringPolicy, OperationCalendar, Server};
-use unyo_tests::{Running, control_plane, wait_for};
+use unyo_tests::{Running, control_plane, renew_agent_lease, wait_for};
 
 mod common;
 use common::{controller, server_yaml};
@@ -60,29 +59,8 @@ async fn agent_writes(
     .unwrap();
 }
 
-/// Renews the Lease as the agent does (labelled, so that the controller watches it).
 async fn renew_lease(api: &Api<Lease>, server: &str, seconds: i32) {
-    let name = format!("unyo-agent-{server}");
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            labels: Some([("unyo.dev/agent-of".to_string(), server.to_string())].into()),
-            ..Default::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(server.into()),
-            lease_duration_seconds: Some(seconds),
-            renew_time: Some(MicroTime(Timestamp::now())),
-            ..Default::default()
-        }),
-    };
-    api.patch(
-        &name,
-        &PatchParams::apply("unyo-agent").force(),
-        &Patch::Apply(&lease),
-    )
-    .await
-    .unwrap();
+    renew_agent_lease(api, server, seconds).await.unwrap();
 }
 
 async fn wait<K>(

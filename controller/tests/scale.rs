@@ -20,7 +20,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use unyo_crds::{ChangeRecord, Server};
-use unyo_tests::{apf, control_plane};
+use unyo_tests::{apf, control_plane, renew_agent_lease};
 
 use common::controller;
 
@@ -33,21 +33,32 @@ fn facts(os: &str) -> serde_json::Value {
         "packages": [{"name": "postgresql-15", "version": "15.10"}]}}})
 }
 
-async fn renew(leases: &Api<Lease>, server: &str) {
-    let lease = json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": format!("unyo-agent-{server}"), "labels": {"unyo.dev/agent-of": server}},
-        "spec": {"holderIdentity": server, "leaseDurationSeconds": 600,
-                 "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()},
-    });
-    leases
-        .patch(
-            &format!("unyo-agent-{server}"),
+/// The agent of `name` reports its facts with OS version `os`.
+async fn report(servers: &Api<Server>, name: &str, os: &str) {
+    servers
+        .patch_status(
+            name,
             &PatchParams::apply("unyo-agent").force(),
-            &Patch::Apply(&lease),
+            &Patch::Apply(&facts(os)),
         )
         .await
         .unwrap();
+}
+
+/// Every Server's resourceVersion, by name.
+async fn versions(servers: &Api<Server>) -> Vec<(String, String)> {
+    servers
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| (s.name_any(), s.resource_version().unwrap()))
+        .collect()
+}
+
+async fn renew(leases: &Api<Lease>, server: &str) {
+    renew_agent_lease(leases, server, 600).await.unwrap();
 }
 
 async fn all<F, Fut>(f: F)
@@ -101,14 +112,7 @@ async fn heartbeats_write_nothing_and_reconciles_list_nothing() {
                          "os": {"name": "Debian GNU/Linux", "version": "12"}}}))
             .unwrap();
             servers.create(&PostParams::default(), &s).await.unwrap();
-            servers
-                .patch_status(
-                    &name,
-                    &PatchParams::apply("unyo-agent").force(),
-                    &Patch::Apply(&facts("12")),
-                )
-                .await
-                .unwrap();
+            report(servers, &name, "12").await;
             renew(leases, &name).await;
         }
     })
@@ -130,14 +134,7 @@ async fn heartbeats_write_nothing_and_reconciles_list_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Heartbeats: every Lease renewed three times; no Server changes.
-    let before: Vec<(String, String)> = servers
-        .list(&lp)
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|s| (s.name_any(), s.resource_version().unwrap()))
-        .collect();
+    let before = versions(&servers).await;
     let lease_rv = leases
         .get("unyo-agent-s000")
         .await
@@ -154,14 +151,7 @@ async fn heartbeats_write_nothing_and_reconciles_list_nothing() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let c1 = apf::scrape(&client, ACCOUNT).await.unwrap();
-    let after: Vec<(String, String)> = servers
-        .list(&lp)
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|s| (s.name_any(), s.resource_version().unwrap()))
-        .collect();
+    let after = versions(&servers).await;
     assert_ne!(
         leases
             .get("unyo-agent-s000")
@@ -183,14 +173,7 @@ async fn heartbeats_write_nothing_and_reconciles_list_nothing() {
     all(|name| {
         let servers = &servers;
         async move {
-            servers
-                .patch_status(
-                    &name,
-                    &PatchParams::apply("unyo-agent").force(),
-                    &Patch::Apply(&facts("13")),
-                )
-                .await
-                .unwrap();
+            report(servers, &name, "13").await;
         }
     })
     .await;

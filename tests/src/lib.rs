@@ -75,28 +75,7 @@ fn start() -> Result<ControlPlane> {
         kubectl: bin.join("kubectl"),
         repo,
     };
-    let crds = cp.repo.join("manifests/crds");
-    let crds = crds.to_string_lossy();
-    cp.kubectl_ok(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=unyo-tests",
-            "-f",
-            &crds,
-        ],
-        None,
-    )?;
-    cp.kubectl_ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            &crds,
-        ],
-        None,
-    )?;
+    cp.install_crds()?;
     Ok(cp)
 }
 
@@ -109,6 +88,34 @@ pub fn control_plane() -> Result<&'static ControlPlane> {
 }
 
 impl ControlPlane {
+    /// Applies the unyo.dev CRDs (manifests/crds) with real kubectl and waits until they are
+    /// served.
+    pub fn install_crds(&self) -> Result<()> {
+        let crds = self.repo.join("manifests/crds");
+        let crds = crds.to_string_lossy();
+        self.kubectl_ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=unyo-tests",
+                "-f",
+                &crds,
+            ],
+            None,
+        )?;
+        self.kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                &crds,
+            ],
+            None,
+        )?;
+        Ok(())
+    }
+
     /// A kubectl command against this control plane.
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(&self.kubectl);
@@ -272,6 +279,34 @@ impl ControlPlane {
         std::fs::write(&path, serde_saphyr::to_string(&config)?)?;
         Ok(path)
     }
+}
+
+/// Renews the Lease of `server`'s agent the way the agent does: server-side apply as
+/// `unyo-agent`, labelled `unyo.dev/agent-of` (the controller watches only such Leases), held
+/// for `seconds` from now.
+pub async fn renew_agent_lease(
+    leases: &Api<k8s_openapi::api::coordination::v1::Lease>,
+    server: &str,
+    seconds: i32,
+) -> Result<()> {
+    let name = unyo_crds::names::agent_lease_name(server);
+    let lease = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "labels": {
+            (unyo_crds::names::labels::AGENT_OF): server,
+            (unyo_crds::names::labels::MANAGED_BY): unyo_crds::names::labels::MANAGED_BY_UNYO}},
+        "spec": {"holderIdentity": server, "leaseDurationSeconds": seconds,
+                 "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()},
+    });
+    leases
+        .patch(
+            &name,
+            &kube::api::PatchParams::apply("unyo-agent").force(),
+            &kube::api::Patch::Apply(&lease),
+        )
+        .await
+        .with_context(|| format!("renewing Lease {name}"))?;
+    Ok(())
 }
 
 /// Waits up to `secs` for `cond` to hold for the object `name`; on time-out, panics with `what`,

@@ -28,7 +28,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use unyo_crds::{ChangeRecord, Server};
-use unyo_tests::{ControlPlane, Running, apf, repo_root};
+use unyo_tests::{ControlPlane, Running, apf, renew_agent_lease, repo_root};
 
 /// Requests the driver keeps in flight (writes, creates).
 const CONCURRENCY: usize = 32;
@@ -186,24 +186,22 @@ fn name(i: usize) -> String {
     format!("srv{i:05}")
 }
 
-/// Renews Lease `i` as its agent does.
-async fn renew(leases: &Api<Lease>, i: usize) -> Result<()> {
-    let server = name(i);
-    let lease = json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": format!("unyo-agent-{server}"),
-                     "labels": {"unyo.dev/agent-of": server, "app.kubernetes.io/managed-by": "unyo"}},
-        "spec": {"holderIdentity": server, "leaseDurationSeconds": 180,
-                 "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()},
-    });
-    leases
-        .patch(
-            &format!("unyo-agent-{server}"),
+/// The agent of Server `i` reports its facts (OS version `os`, `packages` packages), as agents
+/// do: server-side apply of the status as `unyo-agent`.
+async fn report(agents: &Api<Server>, i: usize, os: &str, packages: usize) -> Result<()> {
+    agents
+        .patch_status(
+            &name(i),
             &PatchParams::apply("unyo-agent").force(),
-            &Patch::Apply(&lease),
+            &Patch::Apply(&facts(&name(i), os, packages)),
         )
         .await?;
     Ok(())
+}
+
+/// Renews Lease `i` as its agent does (held for three heartbeats).
+async fn renew(leases: &Api<Lease>, i: usize) -> Result<()> {
+    renew_agent_lease(leases, &name(i), 180).await
 }
 
 /// Runs `n` requests made by `f`, CONCURRENCY at a time.
@@ -313,18 +311,7 @@ async fn run(a: &Args, row: &mut Row) -> Result<()> {
         kubectl: a.kubectl.clone(),
         repo: repo_root(),
     };
-    let crds = cp.repo.join("manifests/crds").to_string_lossy().to_string();
-    cp.kubectl_ok(&["apply", "--server-side", "-f", &crds], None)?;
-    cp.kubectl_ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            &crds,
-        ],
-        None,
-    )?;
+    cp.install_crds()?;
     let client = cp.client().await?;
     let controller_kubeconfig = cp.controller_kubeconfig().await?;
     apf::account(&client, ACCOUNT, "unyo-system", "unyo-controller").await?;
@@ -348,15 +335,7 @@ async fn run(a: &Args, row: &mut Row) -> Result<()> {
         async move {
             let s: Server = serde_json::from_value(ledger(ns, &name(i)))?;
             servers.create(pp, &s).await?;
-            let st = facts(&name(i), "12", a.packages);
-            agents
-                .patch_status(
-                    &name(i),
-                    &PatchParams::apply("unyo-agent").force(),
-                    &Patch::Apply(&st),
-                )
-                .await?;
-            Ok(())
+            report(agents, i, "12", a.packages).await
         }
     })
     .await?;
@@ -502,14 +481,7 @@ async fn burst(
     each(n, |i| {
         let written = written.clone();
         async move {
-            let st = facts(&name(i), "13", a.packages);
-            servers
-                .patch_status(
-                    &name(i),
-                    &PatchParams::apply("unyo-agent").force(),
-                    &Patch::Apply(&st),
-                )
-                .await?;
+            report(servers, i, "13", a.packages).await?;
             written
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
