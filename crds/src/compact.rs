@@ -4,7 +4,9 @@
 //! `String` pair holds the same bytes thousands of times (300 packages on 10,000 hosts are three
 //! million strings). [`PackageSet`] keeps each pair as two `u32` symbols of one process-wide
 //! interner: 8 bytes a package. The interner only grows, by the distinct names and versions the
-//! process has seen, which a fleet's updates add to slowly.
+//! process has seen, which a fleet's updates add to slowly; whoever writes a Server's facts could
+//! send endless new strings, so it stops at [`MAX_SYMBOLS`], and packages that would need more
+//! stay as they are.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -19,24 +21,30 @@ struct Interner {
 
 static INTERNER: LazyLock<RwLock<Interner>> = LazyLock::new(Default::default);
 
-fn intern(s: &str) -> u32 {
+/// The most distinct names and versions the interner holds.
+pub const MAX_SYMBOLS: usize = 1 << 20;
+
+fn intern(s: &str) -> Option<u32> {
     if let Some(id) = INTERNER
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .ids
         .get(s)
     {
-        return *id;
+        return Some(*id);
     }
     let mut w = INTERNER.write().unwrap_or_else(|e| e.into_inner());
     if let Some(id) = w.ids.get(s) {
-        return *id;
+        return Some(*id);
     }
-    let id = u32::try_from(w.strings.len()).unwrap_or(u32::MAX);
+    if w.strings.len() >= MAX_SYMBOLS {
+        return None;
+    }
+    let id = u32::try_from(w.strings.len()).ok()?;
     let shared: Arc<str> = Arc::from(s);
     w.strings.push(shared.clone());
     w.ids.insert(shared, id);
-    id
+    Some(id)
 }
 
 /// Installed packages as interned (name, version) symbols.
@@ -44,14 +52,14 @@ fn intern(s: &str) -> u32 {
 pub struct PackageSet(Arc<[(u32, u32)]>);
 
 impl PackageSet {
-    /// The compact form of `packages` (their architectures are not kept).
-    pub fn of(packages: &[ObservedPackage]) -> PackageSet {
-        PackageSet(
-            packages
-                .iter()
-                .map(|p| (intern(&p.name), intern(&p.version)))
-                .collect(),
-        )
+    /// The compact form of `packages` (their architectures are not kept), or None when the
+    /// interner is full.
+    pub fn of(packages: &[ObservedPackage]) -> Option<PackageSet> {
+        packages
+            .iter()
+            .map(|p| Some((intern(&p.name)?, intern(&p.version)?)))
+            .collect::<Option<Arc<[(u32, u32)]>>>()
+            .map(PackageSet)
     }
 
     /// The packages again, as name and version (without architecture).
@@ -99,15 +107,15 @@ mod tests {
     #[test]
     fn packages_round_trip_without_architecture_and_share_symbols() {
         let list = vec![p("postgresql-15", "15.10-0+deb12u1"), p("tzdata", "2025b")];
-        let a = PackageSet::of(&list);
-        let b = PackageSet::of(&list);
+        let a = PackageSet::of(&list).unwrap();
+        let b = PackageSet::of(&list).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 2);
         let back = a.expand();
         assert_eq!(back[0].name, "postgresql-15");
         assert_eq!(back[1].version, "2025b");
         assert!(back.iter().all(|p| p.architecture.is_none()));
-        assert!(PackageSet::of(&[]).is_empty());
-        assert_ne!(a, PackageSet::of(&[p("tzdata", "2025a")]));
+        assert!(PackageSet::of(&[]).unwrap().is_empty());
+        assert_ne!(a, PackageSet::of(&[p("tzdata", "2025a")]).unwrap());
     }
 }

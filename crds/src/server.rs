@@ -463,10 +463,14 @@ pub struct ObservedFacts {
 }
 
 impl ObservedFacts {
-    /// Moves `packages` into their compact form (architectures are dropped).
+    /// Moves `packages` into their compact form (architectures are dropped), unless the
+    /// interner is full: then they stay as they are.
     pub fn compact_packages(&mut self) {
-        if !self.packages.is_empty() {
-            self.package_set = Some(crate::compact::PackageSet::of(&self.packages));
+        if self.packages.is_empty() {
+            return;
+        }
+        if let Some(set) = crate::compact::PackageSet::of(&self.packages) {
+            self.package_set = Some(set);
             self.packages = Vec::new();
         }
     }
