@@ -22,6 +22,14 @@ use crate::ops::patch::{PATCH_SCAN_NOW, PatchJob};
 use crate::ops::{BACKUP_NOW, BackupJob, RESTORE, SCAN_NOW, ScanJob};
 use crate::report::Reporter;
 
+/// What the host allows, and where its paths are.
+pub struct HostRules {
+    /// The host policy in force.
+    pub policy: watch::Receiver<std::sync::Arc<crate::hostpolicy::HostPolicy>>,
+    /// The host's root (`--root`).
+    pub root: PathBuf,
+}
+
 /// Where the assignment goes.
 pub struct Outputs {
     /// The checks to run.
@@ -150,6 +158,7 @@ pub async fn run(
     namespace: String,
     server: String,
     state_dir: PathBuf,
+    mut rules: HostRules,
     tx: Outputs,
     reporter: Reporter,
 ) {
@@ -200,11 +209,19 @@ pub async fn run(
     ]);
     let mut reported_facts_adopted = false;
     futures::pin_mut!(streams);
-    while let Some(event) = streams.next().await {
-        if let Err(e) = event {
-            tracing::warn!(error = %e, "watch failed; retrying");
-            continue;
+    loop {
+        tokio::select! {
+            event = streams.next() => match event {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watch failed; retrying");
+                    continue;
+                }
+                Some(Ok(())) => {}
+            },
+            changed = rules.policy.changed() => if changed.is_err() { break },
         }
+        let policy = rules.policy.borrow_and_update().clone();
         publish(
             &server_store,
             &policy_store,
@@ -214,6 +231,7 @@ pub async fn run(
             &baseline_store,
             &server,
             &state_dir,
+            (&policy, &rules.root),
             &tx,
             &reporter,
             &mut reported_facts_adopted,
@@ -250,6 +268,7 @@ async fn publish(
     baselines: &Store<PatchBaseline>,
     name: &str,
     state_dir: &std::path::Path,
+    (policy, root): (&crate::hostpolicy::HostPolicy, &std::path::Path),
     tx: &Outputs,
     reporter: &Reporter,
     adopted: &mut bool,
@@ -281,32 +300,38 @@ async fn publish(
     }
     reporter.set_server_uid(server.uid()).await;
     let all: Vec<MonitoringPolicy> = policies.state().iter().map(|p| (**p).clone()).collect();
-    let next = assignment(&server, &all);
-    tracing::debug!(
-        checks = next.len(),
-        calendars = calendars.state().len(),
-        "assignment evaluated"
-    );
     let all_calendars: Vec<OperationCalendar> =
         calendars.state().iter().map(|c| (**c).clone()).collect();
     let all_scans: Vec<VirusScanSchedule> = scans.state().iter().map(|s| (**s).clone()).collect();
-    let jobs = scan_jobs(&server, &all_scans, &all_calendars);
-    save(state_dir, "assignment", &next);
-    save(state_dir, "scans", &jobs);
-    replace_if_changed(&tx.checks, next);
-    let have_jobs = !jobs.is_empty();
-    replace_if_changed(&tx.scans, jobs);
     let all_plans: Vec<BackupPlan> = plans.state().iter().map(|p| (**p).clone()).collect();
-    let backups = backup_jobs(&server, &all_plans, &all_calendars);
-    save(state_dir, "backups", &backups);
-    let have_plans = !backups.is_empty();
-    replace_if_changed(&tx.backups, backups);
     let all_baselines: Vec<PatchBaseline> =
         baselines.state().iter().map(|b| (**b).clone()).collect();
-    let patches = patch_jobs(&server, &all_baselines, &all_calendars);
-    save(state_dir, "patches", &patches);
-    let have_baselines = !patches.is_empty();
-    replace_if_changed(&tx.patches, patches);
+    // What the host's policy refuses does not run at all; the refusals go to status.
+    let admitted = crate::hostpolicy::admit(
+        policy,
+        root,
+        assignment(&server, &all),
+        scan_jobs(&server, &all_scans, &all_calendars),
+        backup_jobs(&server, &all_plans, &all_calendars),
+        patch_jobs(&server, &all_baselines, &all_calendars),
+    );
+    tracing::debug!(
+        checks = admitted.checks.len(),
+        refusals = admitted.refusals.len(),
+        "assignment evaluated"
+    );
+    reporter.refusals(admitted.refusals).await;
+    save(state_dir, "assignment", &admitted.checks);
+    save(state_dir, "scans", &admitted.scans);
+    save(state_dir, "backups", &admitted.backups);
+    save(state_dir, "patches", &admitted.patches);
+    let have_jobs = !admitted.scans.is_empty();
+    let have_plans = !admitted.backups.is_empty();
+    let have_baselines = !admitted.patches.is_empty();
+    replace_if_changed(&tx.checks, admitted.checks);
+    replace_if_changed(&tx.scans, admitted.scans);
+    replace_if_changed(&tx.backups, admitted.backups);
+    replace_if_changed(&tx.patches, admitted.patches);
     // A new value of an on-request annotation runs the operation once (also across restarts);
     // it waits until a schedule or plan selecting the server has arrived.
     for (annotation, ready, sender) in [

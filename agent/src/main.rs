@@ -9,6 +9,8 @@ mod assign;
 mod checks;
 mod facts;
 mod heartbeat;
+mod hostpolicy;
+mod identity;
 mod metrics;
 mod ops;
 mod report;
@@ -41,6 +43,11 @@ struct Args {
     /// Directory for the journal of results not yet reported, and the last assignment.
     #[arg(long, default_value = "/var/lib/unyo-agent")]
     state_dir: PathBuf,
+    /// The host policy: what custom resources may make this agent do on this host (root-owned,
+    /// not writable by others; read at start and on SIGHUP). Without the file nothing outside
+    /// the state directory is written and nothing installed.
+    #[arg(long, default_value = hostpolicy::DEFAULT_PATH)]
+    host_policy: PathBuf,
     /// How often the Lease is renewed, e.g. `60s`.
     #[arg(long, default_value = "60s", value_parser = duration)]
     heartbeat: Duration,
@@ -106,8 +113,13 @@ async fn main() -> anyhow::Result<()> {
         metrics.clone(),
     )
     .with_context(|| format!("opening the state directory {}", args.state_dir.display()))?;
+    let policy = hostpolicy::HostPolicy::load(&args.host_policy, &args.state_dir, true)
+        .context("reading the host policy")?;
+    metrics.policy_load(true);
+    tracing::info!(policy = %policy.source, "host policy loaded");
+    let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
     // Building the client reads the kubeconfig only; it needs no connection.
-    let client = unyo_crds::client::connect(args.kubeconfig.as_deref()).await?;
+    let (client, identity) = identity::connect(args.kubeconfig.as_deref(), &args.state_dir).await?;
     let host = facts::Collector::new(&args.root);
 
     let (assign_tx, assign_rx) =
@@ -125,6 +137,17 @@ async fn main() -> anyhow::Result<()> {
     let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
         .context("preparing apt for the host's root")?;
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(hostpolicy::reload_on_hangup(
+        args.host_policy.clone(),
+        args.state_dir.clone(),
+        policy_tx,
+        metrics.clone(),
+    ));
+    if let Some(id) = identity {
+        tasks.spawn(identity::run_renewal(client.clone(), id));
+    } else {
+        tracing::info!("the credentials are not a ServiceAccount token; nothing to renew");
+    }
     tasks.spawn(reporter.clone().run_writer(client.clone()));
     tasks.spawn(heartbeat::run(
         client.clone(),
@@ -138,6 +161,10 @@ async fn main() -> anyhow::Result<()> {
         args.namespace.clone(),
         args.server.clone(),
         args.state_dir.clone(),
+        assign::HostRules {
+            policy: policy_rx.clone(),
+            root: args.root.clone(),
+        },
         assign::Outputs {
             checks: assign_tx,
             scans: scans_tx,
@@ -154,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         backups_rx,
         backup_now_rx,
         restore_rx,
+        policy_rx.clone(),
         host.clone(),
         reporter.clone(),
     ));

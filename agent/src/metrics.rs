@@ -27,6 +27,12 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    kind: String,
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -47,6 +53,9 @@ pub struct Metrics {
     journal: Gauge,
     writes: Family<ResultLabels, Counter>,
     heartbeats: Family<ResultLabels, Counter>,
+    refused: Family<RefusalLabels, Gauge>,
+    refusals: Family<RefusalLabels, Counter>,
+    policy_loads: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,6 +68,9 @@ impl Default for Metrics {
             journal: Gauge::default(),
             writes: Family::default(),
             heartbeats: Family::default(),
+            refused: Family::default(),
+            refusals: Family::default(),
+            policy_loads: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -87,6 +99,21 @@ impl Default for Metrics {
             m.writes.clone(),
         );
         registry.register("heartbeats", "Lease renewals", m.heartbeats.clone());
+        registry.register(
+            "host_policy_refused",
+            "What the host policy refuses now, by kind and rule",
+            m.refused.clone(),
+        );
+        registry.register(
+            "host_policy_refusals",
+            "Refusals by the host policy as they appeared, by kind and rule",
+            m.refusals.clone(),
+        );
+        registry.register(
+            "host_policy_loads",
+            "Readings of the host policy file (at start and on SIGHUP)",
+            m.policy_loads.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -98,6 +125,30 @@ fn result(ok: bool) -> ResultLabels {
 }
 
 impl Metrics {
+    /// Records the refusals now in force, and counts those that are new.
+    pub fn refusals(
+        &self,
+        now: &[unyo_crds::server::Refusal],
+        new: &[&unyo_crds::server::Refusal],
+    ) {
+        let labels = |r: &unyo_crds::server::Refusal| RefusalLabels {
+            kind: r.kind.clone(),
+            rule: r.rule.clone(),
+        };
+        self.refused.clear();
+        for r in now {
+            self.refused.get_or_create(&labels(r)).inc();
+        }
+        for r in new {
+            self.refusals.get_or_create(&labels(r)).inc();
+        }
+    }
+
+    /// Counts a reading of the host policy file.
+    pub fn policy_load(&self, ok: bool) {
+        self.policy_loads.get_or_create(&result(ok)).inc();
+    }
+
     /// Records a sample.
     pub fn sample(&self, policy: &str, check: &str, s: &Sample) {
         let labels = CheckLabels {

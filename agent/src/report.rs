@@ -75,6 +75,8 @@ struct State {
     backups: BTreeMap<String, unyo_crds::backup::HostBackup>,
     patch_scan: Option<unyo_crds::patch::PatchScan>,
     patches: Vec<unyo_crds::patch::HostPatchState>,
+    refusals: Vec<unyo_crds::server::Refusal>,
+    requests: BTreeMap<String, unyo_crds::server::RequestResult>,
     journal: Vec<JournalEntry>,
     /// Bumped on every change; the writer clears `dirty` only for what it delivered.
     version: u64,
@@ -144,6 +146,9 @@ impl Reporter {
                 Vec<unyo_crds::patch::HostPatchState>,
             ) = serde_json::from_str(&text).unwrap_or_default();
             (state.patch_scan, state.patches) = saved;
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("requests.json")) {
+            state.requests = serde_json::from_str(&text).unwrap_or_default();
         }
         // Whatever an earlier run left is reported again.
         state.version = 1;
@@ -338,6 +343,67 @@ impl Reporter {
         self.wake.notify_one();
     }
 
+    /// Sets what the host policy refuses now; each refusal not refused before becomes a
+    /// `RefusedByHostPolicy` Event and is counted.
+    pub async fn refusals(&self, now: Vec<unyo_crds::server::Refusal>) {
+        let mut state = self.state.lock().await;
+        if state.refusals == now {
+            return;
+        }
+        let new: Vec<&unyo_crds::server::Refusal> =
+            now.iter().filter(|r| !state.refusals.contains(r)).collect();
+        self.metrics.refusals(&now, &new);
+        for r in &new {
+            tracing::warn!(kind = %r.kind, name = %r.name, field = %r.field, rule = %r.rule, "refused by the host policy: {}", r.message);
+            let entry = JournalEntry {
+                policy: format!("{}/{}", r.kind, r.name),
+                check: format!("refused:{}", r.field),
+                state: CheckState::Warning,
+                since: now_seconds(),
+                value: None,
+                message: format!(
+                    "{} {}: {} refused by host policy rule {}: {}",
+                    r.kind, r.name, r.field, r.rule, r.message
+                ),
+                reason: Some(unyo_crds::names::reasons::REFUSED_BY_HOST_POLICY.into()),
+            };
+            self.append_journal(&entry);
+            state.journal.push(entry);
+        }
+        state.refusals = now;
+        state.version += 1;
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Records the answer to a request made by `annotation` (its value `value`) in the
+    /// Server's status, where the CLI reads it.
+    pub async fn request(
+        &self,
+        annotation: &str,
+        value: &str,
+        result: unyo_crds::server::RequestState,
+        message: &str,
+    ) {
+        let mut state = self.state.lock().await;
+        state.requests.insert(
+            annotation.to_string(),
+            unyo_crds::server::RequestResult {
+                annotation: annotation.to_string(),
+                value: value.to_string(),
+                result,
+                message: Some(message.chars().take(1024).collect()),
+                at: Time(now_seconds()),
+            },
+        );
+        if let Ok(json) = serde_json::to_vec_pretty(&state.requests) {
+            let _ = write_atomic(&self.dir.join("requests.json"), &json);
+        }
+        state.version += 1;
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// An Event about an operation on request (e.g. a restore), journaled like transitions.
     pub async fn note(&self, reason: &str, message: &str, warning: bool) {
         let mut state = self.state.lock().await;
@@ -433,7 +499,7 @@ impl Reporter {
     }
 
     async fn deliver(&self, servers: &Api<Server>, events: &Api<Event>) -> Result<(), kube::Error> {
-        let (version, journal, facts, checks, uid, antivirus, backups, patch_scan, patches) = {
+        let (version, journal, facts, checks, uid, operations) = {
             let s = self.state.lock().await;
             (
                 s.version,
@@ -441,10 +507,14 @@ impl Reporter {
                 s.facts.clone(),
                 s.checks.values().cloned().collect::<Vec<_>>(),
                 s.server_uid.clone(),
-                s.antivirus.clone(),
-                s.backups.values().cloned().collect::<Vec<_>>(),
-                s.patch_scan.clone(),
-                s.patches.clone(),
+                unyo_crds::server::OperationResults {
+                    antivirus: s.antivirus.clone(),
+                    backups: s.backups.values().cloned().collect(),
+                    patches: s.patches.clone(),
+                    patch_scan: s.patch_scan.clone(),
+                    refusals: s.refusals.iter().take(100).cloned().collect(),
+                    requests: s.requests.values().cloned().collect(),
+                },
             )
         };
         for entry in &journal {
@@ -459,12 +529,6 @@ impl Reporter {
         if let Some(f) = &facts {
             status["observed"] = serde_json::to_value(f).unwrap_or_default();
         }
-        let operations = unyo_crds::server::OperationResults {
-            antivirus,
-            backups,
-            patches,
-            patch_scan,
-        };
         if operations != unyo_crds::server::OperationResults::default() {
             status["operations"] = serde_json::to_value(&operations).unwrap_or_default();
         }

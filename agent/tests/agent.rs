@@ -289,6 +289,7 @@ async fn agent_reports_facts_checks_heartbeat_and_survives_an_outage() {
         kubeconfig: Some(&cp.kubeconfig),
         server_url: Some(&proxy_url),
         token_seconds: 3600,
+        rotate: false,
     })
     .await
     .unwrap();

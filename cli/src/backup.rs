@@ -3,17 +3,18 @@
 //!
 //! The request is the Server annotation `unyo.dev/restore=<plan>:<generation>:<id>:<target>`;
 //! the agent restores the latest snapshot of the generation-th newest generation (1 = newest)
-//! into the target directory on the host and answers with a `RestoreSucceeded` or
-//! `RestoreFailed` Event naming the request id.
+//! into the target directory on the host, if the host policy allows the target, and answers in
+//! the Server's `status.operations.requests` — which only that host's agent may write (Events,
+//! which any agent may create, are not trusted).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::Event;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use unyo_crds::server::{RequestResult, RequestState};
 use unyo_crds::{BackupPlan, Server};
 
 /// The exact restic commands the agent runs for a restore of `generation` into `target`.
@@ -63,33 +64,71 @@ pub async fn request(
     let value = format!("{plan}:{generation}:{id}:{target}");
     let servers: Api<Server> = Api::namespaced(client.clone(), namespace);
     let patch = serde_json::json!({"metadata": {"annotations": {
-        (unyo_crds::names::annotations::RESTORE): value
+        (RESTORE): value
     }}});
     servers
         .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .with_context(|| format!("annotating Server {namespace}/{server}"))?;
-    let events: Api<Event> = Api::namespaced(client, namespace);
-    // The agent's answer is awaited on a watch of the Server's Events.
-    let config = watcher::Config::default().fields(&format!("involvedObject.name={server}"));
-    let answer = watcher(events, config).applied_objects().try_filter(|e| {
-        futures::future::ready(
-            e.message
-                .as_deref()
-                .is_some_and(|m| m.starts_with(&format!("request {id}:"))),
-        )
-    });
-    futures::pin_mut!(answer);
-    match tokio::time::timeout(timeout, answer.try_next()).await {
-        Ok(Ok(Some(e))) => {
-            let message = e.message.clone().unwrap_or_default();
-            match e.reason.as_deref() {
-                Some("RestoreSucceeded") => Ok(message),
-                _ => bail!("{message}"),
-            }
+    let answer = await_answer(&servers, server, RESTORE, &value, timeout).await?;
+    match answer.result {
+        RequestState::Succeeded => Ok(answer.message.unwrap_or_default()),
+        state => bail!("{state:?}: {}", answer.message.unwrap_or_default()),
+    }
+}
+
+use unyo_crds::names::annotations::{BACKUP_NOW, RESTORE};
+
+/// Asks the agent of `server` for a full backup now and waits for its answer.
+pub async fn now(
+    client: Client,
+    namespace: &str,
+    server: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let value = format!("{reason}:r{}", jiff::Timestamp::now().as_millisecond());
+    let servers: Api<Server> = Api::namespaced(client, namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {(BACKUP_NOW): value}}});
+    servers
+        .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("annotating Server {namespace}/{server}"))?;
+    let answer = await_answer(&servers, server, BACKUP_NOW, &value, timeout).await?;
+    match answer.result {
+        RequestState::Succeeded => Ok(answer.message.unwrap_or_default()),
+        state => bail!("{state:?}: {}", answer.message.unwrap_or_default()),
+    }
+}
+
+/// Waits until the agent of `server` has answered the request `value` of `annotation` in the
+/// Server's status (not Running).
+pub async fn await_answer(
+    servers: &Api<Server>,
+    server: &str,
+    annotation: &str,
+    value: &str,
+    timeout: Duration,
+) -> Result<RequestResult> {
+    let config = watcher::Config::default().fields(&format!("metadata.name={server}"));
+    let find = |s: &Server| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.operations.as_ref())
+            .and_then(|o| o.requests.iter().find(|r| r.annotation == annotation))
+            .filter(|r| r.value == value && r.result != RequestState::Running)
+            .cloned()
+    };
+    let answers = watcher(servers.clone(), config)
+        .applied_objects()
+        .try_filter_map(|s| futures::future::ready(Ok(find(&s))));
+    futures::pin_mut!(answers);
+    match tokio::time::timeout(timeout, answers.try_next()).await {
+        Ok(Ok(Some(a))) => Ok(a),
+        Ok(Ok(None)) => bail!("the watch of Server {server} ended without an answer"),
+        Ok(Err(e)) => bail!("watching Server {server}: {e}"),
+        Err(_) => {
+            bail!("no answer from the agent of {server} within {timeout:?} ({annotation}={value})")
         }
-        Ok(Ok(None)) => bail!("the watch of Events ended without an answer (request {id})"),
-        Ok(Err(e)) => bail!("watching Events: {e}"),
-        Err(_) => bail!("no answer from the agent of {server} within {timeout:?} (request {id})"),
     }
 }

@@ -33,8 +33,10 @@ pub struct Bootstrap<'a> {
     pub kubeconfig: Option<&'a Path>,
     /// The API server URL the host reaches, when it differs from the admin kubeconfig's.
     pub server_url: Option<&'a str>,
-    /// Lifetime of the token, in seconds.
+    /// Lifetime of the token, in seconds (the agent renews it at 80 % of it).
     pub token_seconds: i64,
+    /// Replace the ServiceAccount first, which revokes every token issued to it before.
+    pub rotate: bool,
 }
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> PolicyRule {
@@ -48,11 +50,13 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> 
     }
 }
 
-/// The rules of a host's Role: its own Server and status, its own Lease, the policies and
-/// calendars of the namespace, and Events. Nothing else.
+/// The rules of a host's Role: its own Server and status, its own Lease, a new token for its
+/// own ServiceAccount, the policies and calendars of the namespace, and Events. Nothing else —
+/// no Secrets.
 pub fn agent_rules(server: &str) -> Vec<PolicyRule> {
     let lease = agent_lease_name(server);
     vec![
+        rule(&[""], &["serviceaccounts/token"], &["create"], &[&lease]),
         rule(
             &["unyo.dev"],
             &["servers"],
@@ -165,6 +169,9 @@ pub async fn run(b: &Bootstrap<'_>) -> Result<String> {
         );
     }
     let pp = PatchParams::apply(FIELD_MANAGER).force();
+    if b.rotate {
+        revoke(&client, ns, &name).await?;
+    }
 
     let sa = ServiceAccount {
         metadata: meta(&name, ns),
@@ -243,12 +250,39 @@ pub async fn run(b: &Bootstrap<'_>) -> Result<String> {
     write_private(b.out, &serde_saphyr::to_string(&config)?)?;
     Ok(format!(
         "ServiceAccount, Role, RoleBinding and Lease {ns}/{name} applied\n\
-         kubeconfig for {ns}/{server} written to {out} (token valid until {until})\n\
-         run on the host: unyo-agent --server {server} -n {ns} --kubeconfig {out}",
+         kubeconfig for {ns}/{server} written to {out} (token valid until {until}; the agent renews it)\n\
+         {rotated}run on the host: unyo-agent --server {server} -n {ns} --kubeconfig {out}",
+        rotated = if b.rotate {
+            "every earlier token of this agent is revoked\n"
+        } else {
+            ""
+        },
         server = b.server,
         out = b.out.display(),
         until = status.expiration_timestamp.0,
     ))
+}
+
+/// Deletes the ServiceAccount `name` and waits until it is gone: every token issued to it is
+/// bound to its uid, so none is accepted any more once a new one takes its place.
+async fn revoke(client: &Client, ns: &str, name: &str) -> Result<()> {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let Some(old) = sas.get_opt(name).await? else {
+        return Ok(());
+    };
+    let uid = old.metadata.uid.clone();
+    sas.delete(name, &Default::default())
+        .await
+        .context("deleting the ServiceAccount to revoke its tokens")?;
+    for _ in 0..100 {
+        match sas.get_opt(name).await? {
+            Some(sa) if sa.metadata.uid == uid => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            _ => return Ok(()),
+        }
+    }
+    bail!("ServiceAccount {ns}/{name} was not deleted within 10 s")
 }
 
 /// Writes `text` to `path` readable by its owner only.

@@ -72,6 +72,25 @@ enum PatchCommand {
 enum BackupCommand {
     /// Restore a generation of a plan on a host, through its agent (the latest snapshot of the
     /// generation), into a directory on that host.
+    /// Take a full backup now of every plan selecting a host that allows one on request (e.g.
+    /// before a version-up), and wait for the agent's answer in the Server's status.
+    Now {
+        /// The Server (host).
+        #[arg(long)]
+        server: String,
+        /// Namespace.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        /// Why, e.g. before-version-up (kept in the request).
+        #[arg(long)]
+        reason: String,
+        /// Kubeconfig (default: $KUBECONFIG or ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// How long to wait for the agent's answer, e.g. 2h.
+        #[arg(long, default_value = "2h")]
+        timeout: String,
+    },
     Restore {
         /// The Server (host).
         #[arg(long)]
@@ -119,9 +138,12 @@ enum AgentCommand {
         /// API server URL as the host reaches it (default: the admin kubeconfig's).
         #[arg(long)]
         server_url: Option<String>,
-        /// Token lifetime, e.g. 8760h (the API server may cap it).
-        #[arg(long, default_value = "8760h")]
+        /// Token lifetime, e.g. 24h (the agent renews it at 80 %; at least 10m).
+        #[arg(long, default_value = "24h")]
         token_ttl: String,
+        /// Replace the agent's ServiceAccount first: every token issued before is revoked.
+        #[arg(long)]
+        rotate: bool,
     },
 }
 
@@ -138,7 +160,26 @@ fn main() -> ExitCode {
             kubeconfig,
             server_url,
             token_ttl,
-        }) => agent_bootstrap(&name, &namespace, out, kubeconfig, server_url, &token_ttl),
+            rotate,
+        }) => agent_bootstrap(
+            &name, &namespace, out, kubeconfig, server_url, &token_ttl, rotate,
+        ),
+        Command::Backup(BackupCommand::Now {
+            server,
+            namespace,
+            reason,
+            kubeconfig,
+            timeout,
+        }) => match unyo_crds::common::parse_duration(&timeout) {
+            Err(e) => {
+                eprintln!("unyo backup now: --timeout: {e}");
+                ExitCode::from(2)
+            }
+            Ok(t) => block_on("unyo backup now", async {
+                let client = unyo_crds::client::connect(kubeconfig.as_deref()).await?;
+                backup::now(client, &namespace, &server, &reason, t).await
+            }),
+        },
         Command::Backup(BackupCommand::Restore {
             server,
             plan,
@@ -202,6 +243,7 @@ fn agent_bootstrap(
     kubeconfig: Option<PathBuf>,
     server_url: Option<String>,
     token_ttl: &str,
+    rotate: bool,
 ) -> ExitCode {
     let ttl = match unyo_crds::common::parse_duration(token_ttl) {
         Ok(d) if d.as_secs() >= 600 => d,
@@ -222,6 +264,7 @@ fn agent_bootstrap(
         kubeconfig: kubeconfig.as_deref(),
         server_url: server_url.as_deref(),
         token_seconds: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        rotate,
     };
     block_on("unyo agent bootstrap", bootstrap::run(&b))
 }

@@ -56,6 +56,15 @@ impl Error {
     }
 }
 
+/// A short reason for an API error that may be shown in a status (code and reason, never a
+/// body).
+pub fn api_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        _ => "the API server could not be reached".into(),
+    }
+}
+
 /// Consecutive failures per object, for the backoff.
 #[derive(Default)]
 pub struct Failures(Mutex<HashMap<String, u32>>);

@@ -747,7 +747,7 @@ mod tests {
             "spec": {"selector": {"matchLabels": {"unyo.dev/role": "db"}},
                      "checks": [{"name": "postgresql", "kind": "Tcp", "host": "127.0.0.1", "port": 5432}],
                      "notifications": [
-                         {"name": "hook", "onRecovery": true, "webhook": {"url": "https://h.invalid/x"}},
+                         {"name": "hook", "onRecovery": true, "webhook": {"urlSecret": {"name": "hooks", "key": "x"}}},
                          {"name": "mail", "onRecovery": false, "email": {"to": ["a@example.lg.jp"], "from": "u@example.lg.jp", "smtp": "127.0.0.1:25"}}]},
         }))
         .unwrap()

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::controller::{Action, Controller};
-use kube::{Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use unyo_crds::incident::{DeliveryState, DueNotification, Incident, NotificationDelivery};
 use unyo_crds::monitoring::{MonitoringPolicy, NotificationRoute};
 use unyo_crds::names::{conditions as cond, reasons};
@@ -24,7 +25,7 @@ use crate::conditions::{condition, truncate_to_seconds};
 use crate::context::Context;
 use crate::error::Error;
 use crate::incident::problem_of;
-use crate::notify::{self, Notice};
+use crate::notify::{self, Notice, Target};
 use crate::stores::{Kinds, in_namespace};
 
 /// The field manager of the delivery records.
@@ -250,8 +251,64 @@ impl Sent {
     }
 }
 
+/// The value of `key` in Secret `name` of the Incident's namespace, as text.
+async fn secret_value(
+    secrets: &Api<Secret>,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, String> {
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading Secret {name}: {}", crate::error::api_reason(&e)))?
+        .ok_or_else(|| format!("Secret {name} does not exist"))?;
+    let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
+        return Ok(None);
+    };
+    String::from_utf8(bytes.0.clone())
+        .map(|s| Some(s.trim().to_string()))
+        .map_err(|_| format!("Secret {name} key {key} is not UTF-8 text"))
+}
+
+/// The target of `route` with what its Secrets hold (read when sending, never cached or
+/// written anywhere).
+pub async fn resolve(route: &NotificationRoute, secrets: &Api<Secret>) -> Result<Target, String> {
+    if let Some(w) = &route.webhook {
+        let r = &w.url_secret;
+        let url = secret_value(secrets, &r.name, &r.key)
+            .await?
+            .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key))?;
+        return Ok(Target::Webhook {
+            url,
+            shown: format!("webhook in Secret {}/{}", r.name, r.key),
+            insecure_http: w.insecure_http,
+        });
+    }
+    if let Some(e) = &route.email {
+        let (mut credentials, mut ca) = (None, None);
+        if let Some(name) = &e.credentials_secret {
+            let user = secret_value(secrets, name, "username").await?;
+            let password = secret_value(secrets, name, "password").await?;
+            credentials = user.zip(password);
+            ca = secret_value(secrets, name, "ca.crt")
+                .await?
+                .map(String::into_bytes);
+        }
+        return Ok(Target::Email {
+            target: e.clone(),
+            credentials,
+            ca,
+        });
+    }
+    Err(format!("route {} has no webhook or email", route.name))
+}
+
 /// Makes one attempt, bounded by [`ATTEMPT_TIMEOUT`].
-async fn attempt(incident: &Incident, a: &Attempt) -> Result<String, String> {
+async fn attempt(
+    incident: &Incident,
+    a: &Attempt,
+    secrets: &Api<Secret>,
+) -> Result<String, String> {
     let Some(route) = &a.route else {
         return Err(format!(
             "route {} of MonitoringPolicy {} does not exist",
@@ -259,9 +316,14 @@ async fn attempt(incident: &Incident, a: &Attempt) -> Result<String, String> {
         ));
     };
     let notice = notice(incident, &a.due);
-    match tokio::time::timeout(ATTEMPT_TIMEOUT, notify::deliver(route, &notice)).await {
-        Ok(Ok(m)) => Ok(m),
-        Ok(Err(e)) => Err(e.to_string()),
+    let send = async {
+        let target = resolve(route, secrets).await?;
+        notify::deliver(&target, &notice)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, send).await {
+        Ok(r) => r,
         Err(_) => Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())),
     }
 }
@@ -276,8 +338,9 @@ async fn reconcile(
     let policies = in_namespace(&ctx.stores.policies, &ns);
     let mut records = sent.records(&incident);
     let (attempts, mut wake) = due(&incident, &records, &policies, ctx.clock.now());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     for a in attempts {
-        let result = attempt(&incident, &a).await;
+        let result = attempt(&incident, &a, &secrets).await;
         if let Err(e) = &result {
             tracing::warn!(route = %a.due.key, error = %e, "notification not delivered");
         }

@@ -479,6 +479,103 @@ async fn webhook() -> (
     (port, got, task)
 }
 
+/// A server that answers every request with a redirect to a second listener, and how many
+/// connections that second listener accepted.
+async fn redirector() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = heard.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = target.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut chunk = [0u8; 4096];
+            let _ = s.read(&mut chunk).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target_port}/stolen\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    (port, heard)
+}
+
+/// A CA, and a certificate for 127.0.0.1 it issued, made with openssl in `dir`: (ca, cert, key).
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = |f: &str| dir.join(f);
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=unyo test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "relay.key",
+        "-out",
+        "relay.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        p("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "relay.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "relay.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (p("ca.crt"), p("relay.crt"), p("relay.key"))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -496,28 +593,27 @@ async fn failed_checks_open_incidents_and_notify() {
     let incidents: Api<Incident> = Api::namespaced(client.clone(), &ns);
     let policies: Api<MonitoringPolicy> = Api::namespaced(client.clone(), &ns);
 
-    // A real SMTP server (Debian's python3-aiosmtpd) writing to a Maildir.
+    // A real SMTP server (Debian's python3-aiosmtpd) that requires STARTTLS and then AUTH,
+    // writing to a Maildir; its certificate is issued by a CA made here with openssl.
     let work = std::env::temp_dir().join(format!("unyo-incidents-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let maildir = work.join("mail");
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).unwrap();
     }
+    let (ca, cert, key) = tls_files(&work);
     let smtp_port = free_port();
     // Debian's interpreter, where python3-aiosmtpd installs (not a python3 earlier on PATH).
     let mut smtp_cmd = Command::new("/usr/bin/python3");
     smtp_cmd
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{smtp_port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
-        .arg(&maildir);
-    let _smtp = Running::spawn(smtp_cmd, "aiosmtpd").unwrap();
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/smtp_starttls_auth.py"
+        ))
+        .arg(smtp_port.to_string())
+        .args([&cert, &key, &maildir])
+        .args(["unyo-mailer", "s3cret-pass"]);
+    let _smtp = Running::spawn(smtp_cmd, "smtp relay").unwrap();
     for _ in 0..50 {
         if std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok() {
             break;
@@ -533,6 +629,38 @@ async fn failed_checks_open_incidents_and_notify() {
         )
         .unwrap();
     }
+    // The webhook URL and the SMTP credentials live in Secrets only the controller reads.
+    // A third route's URL answers with a redirect to another port, which must hear nothing.
+    let (redirect_port, redirected) = redirector().await;
+    cp.kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "hooks",
+            "-n",
+            &ns,
+            &format!("--from-literal=ops=http://127.0.0.1:{hook_port}/hooks/unyo"),
+            &format!("--from-literal=moved=http://127.0.0.1:{redirect_port}/moved"),
+        ],
+        None,
+    )
+    .unwrap();
+    cp.kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "mailer",
+            "-n",
+            &ns,
+            "--from-literal=username=unyo-mailer",
+            "--from-literal=password=s3cret-pass",
+            &format!("--from-file=ca.crt={}", ca.display()),
+        ],
+        None,
+    )
+    .unwrap();
     let policy = format!(
         r#"apiVersion: unyo.dev/v1alpha1
 kind: MonitoringPolicy
@@ -548,9 +676,13 @@ spec:
     - name: ops-webhook
       severities: [Critical]
       onRecovery: true
-      webhook: {{url: "http://127.0.0.1:{hook_port}/hooks/unyo"}}
+      webhook: {{urlSecret: {{name: hooks, key: ops}}, insecureHttp: true}}
     - name: admins-mail
-      email: {{to: ["admins@example.lg.jp"], from: "unyo@example.lg.jp", smtp: "127.0.0.1:{smtp_port}", subjectPrefix: "[unyo test]"}}
+      email: {{to: ["admins@example.lg.jp"], from: "unyo@example.lg.jp", smtp: "127.0.0.1:{smtp_port}", credentialsSecret: mailer, subjectPrefix: "[unyo test]"}}
+    - name: moved-webhook
+      severities: [Critical]
+      onRecovery: false
+      webhook: {{urlSecret: {{name: hooks, key: moved}}, insecureHttp: true}}
 "#
     );
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&policy))
@@ -598,7 +730,9 @@ spec:
     assert_eq!(inc.spec.occurred_at.as_ref().unwrap().0, t0);
     assert!(inc.spec.fingerprint.is_some());
 
-    // Both routes deliver: the webhook after one failure (retried with backoff), the e-mail.
+    // Both routes deliver: the webhook after one failure (retried with backoff), the e-mail
+    // over STARTTLS with authentication. The redirected one is not delivered, and the port it
+    // was redirected to heard nothing.
     let inc = wait(
         &incidents,
         &name,
@@ -607,15 +741,31 @@ spec:
         &ctl,
         |i| {
             i.status.as_ref().is_some_and(|s| {
-                s.notifications.len() == 2
+                s.notifications.len() == 3
                     && s.notifications
                         .iter()
-                        .all(|d| d.state == DeliveryState::Delivered)
+                        .filter(|d| d.state == DeliveryState::Delivered)
+                        .count()
+                        == 2
             })
         },
     )
     .await;
     let st = inc.status.clone().unwrap();
+    let moved = st
+        .notifications
+        .iter()
+        .find(|d| d.route.starts_with("moved-webhook"))
+        .unwrap();
+    assert_ne!(moved.state, DeliveryState::Delivered, "{moved:?}");
+    let said = moved.message.clone().unwrap_or_default();
+    assert!(said.contains("redirects are not followed"), "{said}");
+    assert!(!said.contains("127.0.0.1"), "the secret URL leaked: {said}");
+    assert_eq!(redirected.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let inc_yaml = cp
+        .kubectl_ok(&["get", "incident", &name, "-n", &ns, "-o", "yaml"], None)
+        .unwrap();
+    assert!(!inc_yaml.contains("hooks/unyo") && !inc_yaml.contains("s3cret"));
     assert_eq!(st.phase, Some(IncidentPhase::Firing));
     let hook = st
         .notifications

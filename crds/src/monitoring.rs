@@ -202,14 +202,45 @@ fn default_route_severities() -> Vec<Severity> {
     vec![Severity::Warning, Severity::Critical]
 }
 
-/// A webhook target.
+/// A webhook target. Its URL often carries a token, so it lives in a Secret that only the
+/// controller reads (agents can read policies, never Secrets).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookTarget {
-    /// URL the JSON document is POSTed to.
-    #[schemars(length(min = 1, max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("url must start with http:// or https://").reason(Reason::FieldValueInvalid))]
-    pub url: String,
+    /// The Secret (in the policy's namespace) and key holding the URL the JSON document is
+    /// POSTed to.
+    pub url_secret: SecretKeyRef,
+    /// Allow a plain `http://` URL (default false: only https is sent to). Redirects are never
+    /// followed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_http: bool,
+}
+
+/// A key of a Secret in the object's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key in the Secret's data.
+    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// How the connection to the SMTP relay is protected.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SmtpTls {
+    /// STARTTLS is required (the default); a relay that does not offer it gets nothing.
+    #[default]
+    StartTls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// Plain SMTP: only for a relay on a network the union trusts; must be set explicitly.
+    None,
 }
 
 /// An e-mail target.
@@ -225,9 +256,21 @@ pub struct EmailTarget {
     /// Sender address.
     #[schemars(length(min = 3, max = 254), pattern(r"^[^@\s]+@[^@\s]+$"))]
     pub from: String,
-    /// SMTP server as `host:port`, e.g. `mail.example.lg.jp:25`.
+    /// SMTP server as `host:port`, e.g. `mail.example.lg.jp:587`.
     #[schemars(length(min = 3, max = 260), pattern(r"^[^:\s]+:[0-9]{1,5}$"))]
     pub smtp: String,
+    /// StartTls (default), Tls or None.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// A Secret (in the policy's namespace) with the keys `username` and `password` for SMTP
+    /// authentication, and optionally `ca.crt`: the PEM certificate of the CA the relay's
+    /// certificate is checked against (else the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub credentials_secret: Option<String>,
     /// Subject prefix, e.g. `[unyo]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]

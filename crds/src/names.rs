@@ -60,6 +60,8 @@ pub mod conditions {
     pub const NOTIFIED: &str = "Notified";
     /// ChangeRecord: a planned outage was announced too late.
     pub const LEAD_TIME_VIOLATED: &str = "LeadTimeViolated";
+    /// Server: the host's policy allows what the custom resources selecting it ask.
+    pub const HOST_POLICY_ALLOWED: &str = "HostPolicyAllowed";
 }
 
 /// Condition reasons.
@@ -102,6 +104,11 @@ pub mod reasons {
     pub const INVALID_SETTINGS: &str = "InvalidSettings";
     /// A named OperationCalendar does not exist.
     pub const CALENDAR_NOT_FOUND: &str = "CalendarNotFound";
+    /// The host policy allows everything asked of the host (HostPolicyAllowed=True).
+    pub const ALLOWED: &str = "Allowed";
+    /// The host policy refused something asked of the host (HostPolicyAllowed=False; the
+    /// Server's `status.operations.refusals` names each field and rule).
+    pub const REFUSED_BY_HOST_POLICY: &str = "RefusedByHostPolicy";
 }
 
 /// Name of the Lease the agent of `server` renews (also its ServiceAccount, Role and

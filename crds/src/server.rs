@@ -678,4 +678,61 @@ pub struct OperationResults {
     /// The last search for available updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch_scan: Option<crate::patch::PatchScan>,
+    /// What the host's own policy (`/etc/unyo/agent.yaml`) refused of what custom resources
+    /// ask of this host, now; empty when everything is allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub refusals: Vec<Refusal>,
+    /// The answers to the latest requests by annotation (restore, backup-now, scan-now), one
+    /// per annotation. Only this host's agent may write this status, so the CLI trusts it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["annotation"]))]
+    pub requests: Vec<RequestResult>,
+}
+
+/// Something a custom resource asked of a host that the host's policy refused.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    /// Kind of the object that asked (BackupPlan, VirusScanSchedule, MonitoringPolicy,
+    /// PatchBaseline, or Server for an annotation).
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The field that asked, e.g. `spec.repositories.primary.location`.
+    pub field: String,
+    /// The rule of the host policy that refused it, e.g. `backup.repositories`.
+    pub rule: String,
+    /// Why, in a sentence.
+    pub message: String,
+}
+
+/// The agent's answer to a request made by annotation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestResult {
+    /// The annotation, e.g. `unyo.dev/restore`.
+    pub annotation: String,
+    /// The annotation's value the answer is for.
+    pub value: String,
+    /// Running, Succeeded, Failed or Refused.
+    pub result: RequestState,
+    /// What was done, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the answer was written.
+    pub at: Time,
+}
+
+/// How a request ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RequestState {
+    /// Taken, not finished.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Tried and failed.
+    Failed,
+    /// Refused by the host policy or malformed; nothing was done.
+    Refused,
 }

@@ -455,7 +455,7 @@ fn cases() -> Vec<Case> {
                 "MonitoringPolicy",
                 "mp",
                 json!({"checks": [check("Antivirus")], "notifications": [{
-                "name": "r", "webhook": {"url": "https://x.example/h"},
+                "name": "r", "webhook": {"urlSecret": {"name": "hooks", "key": "url"}},
                 "email": {"to": ["a@example.jp"], "from": "u@example.jp", "smtp": "mail:25"}}]}),
             ),
             expect: &[
@@ -464,17 +464,14 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
-            what: "webhook url without scheme",
+            what: "webhook url inline instead of in a Secret",
             object: obj(
                 "MonitoringPolicy",
                 "mp",
                 json!({"checks": [check("Antivirus")], "notifications": [{
-                "name": "r", "webhook": {"url": "ftp://x.example/h"}}]}),
+                "name": "r", "webhook": {"url": "https://x.example/h?token=t"}}]}),
             ),
-            expect: &[
-                "spec.notifications[0].webhook.url",
-                "must start with http:// or https://",
-            ],
+            expect: &["spec.notifications[0].webhook.urlSecret", "Required value"],
         },
         Case {
             what: "zero generations",

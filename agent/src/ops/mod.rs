@@ -18,6 +18,8 @@ use unyo_crds::calendar::OperationCalendarSpec;
 use unyo_crds::virusscan::VirusScanScheduleSpec;
 use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
 
+use unyo_crds::server::RequestState;
+
 use crate::facts::Collector;
 use crate::report::Reporter;
 
@@ -73,6 +75,7 @@ pub async fn run_backups(
     mut jobs: watch::Receiver<Vec<BackupJob>>,
     mut backup_now: watch::Receiver<Option<String>>,
     mut restore: watch::Receiver<Option<String>>,
+    policy: watch::Receiver<std::sync::Arc<crate::hostpolicy::HostPolicy>>,
     host: Collector,
     reporter: Reporter,
 ) {
@@ -118,7 +121,9 @@ pub async fn run_backups(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
                 match next {
-                    Some((_, j, Task::Rule(r))) => backup_one(&current[j], Some(r), &host, &reporter).await,
+                    Some((_, j, Task::Rule(r))) => {
+                        backup_one(&current[j], Some(r), &host, &reporter).await;
+                    }
                     Some((_, j, Task::Verify)) => verify_one(&current[j], &host, &reporter).await,
                     Some((_, j, Task::Protect)) => protect_one(&current[j], &host, &reporter).await,
                     None => {}
@@ -132,7 +137,8 @@ pub async fn run_backups(
                 let asked = restore.borrow_and_update().clone();
                 if let Some(request) = asked {
                     let latest = jobs.borrow().clone();
-                    restore_one(&latest, &request, &host, &reporter).await;
+                    let rules = policy.borrow().clone();
+                    restore_one(&latest, &request, &rules, &host, &reporter).await;
                 }
             }
             changed = backup_now.changed() => {
@@ -143,63 +149,147 @@ pub async fn run_backups(
                 if let Some(reason) = asked {
                     tracing::info!(%reason, "full backup requested");
                     let latest = jobs.borrow().clone();
-                    for job in latest.iter().filter(|j| j.spec.full_on_request) {
-                        backup_one(job, None, &host, &reporter).await;
-                    }
+                    full_backup_now(&latest, &reason, &host, &reporter).await;
                 }
             }
         }
     }
 }
 
-async fn restore_one(jobs: &[BackupJob], request: &str, host: &Collector, reporter: &Reporter) {
+/// A restore request: `<plan>:<generation>:<id>:<target>`.
+struct RestoreRequest<'a> {
+    plan: &'a str,
+    generation: usize,
+    id: &'a str,
+    target: &'a str,
+}
+
+fn parse_restore(request: &str) -> Result<RestoreRequest<'_>, String> {
     let mut parts = request.splitn(4, ':');
-    let (plan, generation, id, target) = (parts.next(), parts.next(), parts.next(), parts.next());
-    let (Some(plan), Some(generation), Some(id), Some(target)) = (plan, generation, id, target)
+    let (Some(plan), Some(generation), Some(id), Some(target)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        reporter
-            .note(
-                "RestoreFailed",
-                &format!("request {request:?}: expected <plan>:<generation>:<id>:<target>"),
-                true,
-            )
-            .await;
-        return;
+        return Err(format!(
+            "request {request:?}: expected <plan>:<generation>:<id>:<target>"
+        ));
     };
-    let Some(job) = jobs.iter().find(|j| j.name == plan).cloned() else {
-        reporter
-            .note(
-                "RestoreFailed",
-                &format!("request {id}: no BackupPlan {plan} selects this server"),
-                true,
-            )
-            .await;
-        return;
+    let generation = generation
+        .parse()
+        .map_err(|_| format!("request {id}: generation {generation:?} is not a number"))?;
+    Ok(RestoreRequest {
+        plan,
+        generation,
+        id,
+        target,
+    })
+}
+
+async fn answer(
+    reporter: &Reporter,
+    annotation: &str,
+    value: &str,
+    state: RequestState,
+    message: &str,
+) {
+    let (reason, warning) = match (annotation, state) {
+        (RESTORE, RequestState::Succeeded) => ("RestoreSucceeded", false),
+        (RESTORE, _) => ("RestoreFailed", true),
+        (_, RequestState::Succeeded) => ("RequestSucceeded", false),
+        _ => ("RequestFailed", true),
     };
-    let generation: usize = generation.parse().unwrap_or(0);
-    let (host, target_owned) = (host.clone(), target.to_string());
-    let done = tokio::task::spawn_blocking(move || {
-        backup::restore_generation(
-            &job.name,
-            &job.spec,
-            &host.path("/"),
-            generation,
-            &target_owned,
+    reporter.request(annotation, value, state, message).await;
+    reporter.note(reason, message, warning).await;
+}
+
+async fn restore_one(
+    jobs: &[BackupJob],
+    request: &str,
+    policy: &crate::hostpolicy::HostPolicy,
+    host: &Collector,
+    reporter: &Reporter,
+) {
+    let r = match parse_restore(request) {
+        Ok(r) => r,
+        Err(e) => return answer(reporter, RESTORE, request, RequestState::Refused, &e).await,
+    };
+    if let Some(refusal) = policy.judge_restore(&host.path("/"), r.target) {
+        let message = format!(
+            "request {}: refused by host policy rule {}: {}",
+            r.id, refusal.rule, refusal.message
+        );
+        return answer(reporter, RESTORE, request, RequestState::Refused, &message).await;
+    }
+    let Some(job) = jobs.iter().find(|j| j.name == r.plan).cloned() else {
+        let message = format!(
+            "request {}: no BackupPlan {} selects this server (or the host policy refused it)",
+            r.id, r.plan
+        );
+        return answer(reporter, RESTORE, request, RequestState::Failed, &message).await;
+    };
+    reporter
+        .request(
+            RESTORE,
+            request,
+            RequestState::Running,
+            &format!("request {}: restoring", r.id),
         )
+        .await;
+    let (host, target, generation) = (host.clone(), r.target.to_string(), r.generation);
+    let done = tokio::task::spawn_blocking(move || {
+        backup::restore_generation(&job.name, &job.spec, &host.path("/"), generation, &target)
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
     match done {
         Ok(m) => {
-            reporter
-                .note("RestoreSucceeded", &format!("request {id}: {m}"), false)
-                .await
+            answer(
+                reporter,
+                RESTORE,
+                request,
+                RequestState::Succeeded,
+                &format!("request {}: {m}", r.id),
+            )
+            .await
         }
         Err(e) => {
-            reporter
-                .note("RestoreFailed", &format!("request {id}: {e}"), true)
-                .await
+            answer(
+                reporter,
+                RESTORE,
+                request,
+                RequestState::Failed,
+                &format!("request {}: {e}", r.id),
+            )
+            .await
         }
+    }
+}
+
+/// A full backup of every plan that allows one on request; answered in the Server's status.
+async fn full_backup_now(jobs: &[BackupJob], reason: &str, host: &Collector, reporter: &Reporter) {
+    let plans: Vec<&BackupJob> = jobs.iter().filter(|j| j.spec.full_on_request).collect();
+    if plans.is_empty() {
+        let m = "no BackupPlan selecting this server takes a full backup on request";
+        return answer(reporter, BACKUP_NOW, reason, RequestState::Failed, m).await;
+    }
+    reporter
+        .request(BACKUP_NOW, reason, RequestState::Running, "backing up")
+        .await;
+    let mut failed = Vec::new();
+    for job in &plans {
+        if !backup_one(job, None, host, reporter).await {
+            failed.push(job.name.as_str());
+        }
+    }
+    let names: Vec<&str> = plans.iter().map(|j| j.name.as_str()).collect();
+    if failed.is_empty() {
+        let m = format!("full backup of {} succeeded", names.join(", "));
+        answer(reporter, BACKUP_NOW, reason, RequestState::Succeeded, &m).await;
+    } else {
+        let m = format!(
+            "full backup failed for {} (see status.operations.backups)",
+            failed.join(", ")
+        );
+        answer(reporter, BACKUP_NOW, reason, RequestState::Failed, &m).await;
     }
 }
 
@@ -280,7 +370,13 @@ async fn verify_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
     }
 }
 
-async fn backup_one(job: &BackupJob, rule: Option<usize>, host: &Collector, reporter: &Reporter) {
+/// Runs a rule (or, with None, a full backup on request); whether it succeeded.
+async fn backup_one(
+    job: &BackupJob,
+    rule: Option<usize>,
+    host: &Collector,
+    reporter: &Reporter,
+) -> bool {
     let mut state = reporter.backup_state(&job.name).await;
     let (job, host) = (job.clone(), host.clone());
     let done = tokio::task::spawn_blocking(move || {
@@ -299,9 +395,16 @@ async fn backup_one(job: &BackupJob, rule: Option<usize>, host: &Collector, repo
             if let Some(run) = &last {
                 tracing::info!(plan = %state.plan, rule = %run.rule, kind = ?run.backup_type, result = ?run.result, message = run.message.as_deref().unwrap_or(""), "backup finished");
             }
+            let ok = last
+                .as_ref()
+                .is_some_and(|r| r.result == unyo_crds::backup::RunResult::Succeeded);
             reporter.backup(state, last).await;
+            ok
         }
-        Err(e) => tracing::error!(error = %e, "the backup task failed"),
+        Err(e) => {
+            tracing::error!(error = %e, "the backup task failed");
+            false
+        }
     }
 }
 

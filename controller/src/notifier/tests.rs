@@ -26,7 +26,7 @@ fn policy() -> MonitoringPolicy {
         "apiVersion": "unyo.dev/v1alpha1", "kind": "MonitoringPolicy",
         "metadata": {"name": "database", "namespace": "mie"},
         "spec": {"selector": {}, "checks": [{"name": "postgresql", "kind": "Tcp", "host": "127.0.0.1", "port": 5432}],
-                 "notifications": [{"name": "hook", "webhook": {"url": "https://example.invalid/h"}}]},
+                 "notifications": [{"name": "hook", "webhook": {"urlSecret": {"name": "hooks", "key": "h"}}}]},
     }))
     .unwrap()
 }
