@@ -13,7 +13,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
-use kube::runtime::wait::await_condition;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -21,76 +20,8 @@ use unyo_crds::Server;
 use unyo_crds::server::{CheckResult, CheckState};
 use unyo_tests::{Running, control_plane};
 
-/// Writes the files of a simulated Debian host beneath `root`.
-fn fake_host(root: &Path, hostname: &str) {
-    let files: &[(&str, &str)] = &[
-        ("etc/hostname", hostname),
-        (
-            "etc/os-release",
-            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
-        ),
-        ("etc/debian_version", "12.7"),
-        ("etc/timezone", "Asia/Tokyo"),
-        ("proc/sys/kernel/osrelease", "6.1.0-25-amd64"),
-        ("proc/sys/kernel/arch", "x86_64"),
-        (
-            "proc/cpuinfo",
-            "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nphysical id\t: 0\ncpu cores\t: 2\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6430\nphysical id\t: 0\ncpu cores\t: 2\n\n",
-        ),
-        (
-            "proc/meminfo",
-            "MemTotal:       16384000 kB\nMemFree:         8000000 kB\nMemAvailable:   12000000 kB\n",
-        ),
-        ("proc/stat", "cpu  1 2 3 4 5 6 7 0 0 0\nbtime 1764000000\n"),
-        (
-            "proc/mounts",
-            "/dev/sda1 / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n",
-        ),
-        ("sys/block/sda/size", "1875385008"),
-        ("sys/block/sda/device/model", "PERC H755"),
-        ("sys/block/loop0/size", "0"),
-        ("sys/class/net/eth0/address", "52:54:00:12:34:56"),
-        (
-            "proc/net/if_inet6",
-            "fe80000000000000505400fffe123456 02 40 20 80     eth0\n",
-        ),
-        (
-            "var/lib/dpkg/status",
-            "Package: postgresql-15\nStatus: install ok installed\nArchitecture: amd64\nVersion: 15.8-0+deb12u1\n\nPackage: openssl\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.0.14-1~deb12u2\n\nPackage: removed-one\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1.0\n\n",
-        ),
-        (
-            "var/log/app.log",
-            "startup FATAL in the past, before the agent\n",
-        ),
-    ];
-    for (path, text) in files {
-        let p = root.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-    }
-    // /proc/meminfo and /proc/stat in the kernel's full layout, with this host's own values.
-    let replace_line = |text: String, key: &str, line: &str| {
-        text.lines()
-            .map(|l| if l.starts_with(key) { line } else { l })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n"
-    };
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    std::fs::write(
-        root.join("proc/meminfo"),
-        replace_line(meminfo, "MemTotal:", "MemTotal:       16384000 kB"),
-    )
-    .unwrap();
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    std::fs::write(
-        root.join("proc/stat"),
-        replace_line(stat, "btime ", "btime 1764000000"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
-    std::fs::write(root.join("var/lib/dpkg/available"), "").unwrap();
-}
+mod common;
+use common::{fake_host, free_port, wait_server};
 
 /// A TCP proxy to the API server that the test can cut and restore on the same port.
 struct Proxy {
@@ -196,42 +127,8 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn check<'a>(s: &'a Server, name: &str) -> Option<&'a CheckResult> {
     s.status.as_ref()?.checks.iter().find(|c| c.check == name)
-}
-
-async fn wait_server(
-    api: &Api<Server>,
-    what: &str,
-    secs: u64,
-    agent: &Running,
-    cond: impl Fn(&Server) -> bool,
-) -> Server {
-    let r = tokio::time::timeout(
-        Duration::from_secs(secs),
-        await_condition(api.clone(), "db01", move |s: Option<&Server>| {
-            s.is_some_and(&cond)
-        }),
-    )
-    .await;
-    match r {
-        Ok(Ok(Some(s))) => s,
-        other => {
-            let now = api.get("db01").await.ok().and_then(|s| s.status);
-            panic!(
-                "{what} did not happen ({other:?})\nstatus: {now:#?}\nagent log:\n{}",
-                agent.log()
-            )
-        }
-    }
 }
 
 async fn http_get(port: u16, path: &str) -> String {
@@ -332,9 +229,18 @@ spec:
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&policy))
         .unwrap();
 
+    // The host allows exactly what this test asks of it.
+    let host_policy = work.join("agent.yaml");
+    std::fs::write(
+        &host_policy,
+        "backup:\n  repositories: [/backup]\n  passwordFiles: [/etc/unyo]\n  sources: [/var/lib/postgresql]\n  restoreTargets: [/restore]\nantivirus:\n  actions: [Quarantine]\n  quarantineDirs: [/var/lib/unyo/quarantine]\n  signatureDirectories: [/srv/clamav]\nlogs:\n  files: [/var/log]\n",
+    )
+    .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-agent"));
     cmd.args(["--server", "db01", "-n", &ns, "--kubeconfig"])
         .arg(&agent_kc)
+        .arg("--host-policy")
+        .arg(&host_policy)
         .arg("--root")
         .arg(&root)
         .arg("--state-dir")

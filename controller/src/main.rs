@@ -58,9 +58,10 @@ struct Args {
     /// Run as one of several replicas: only the holder of the Lease reconciles.
     #[arg(long)]
     leader_elect: bool,
-    /// Namespace of the leader-election Lease (default: --namespace, else unyo-system).
-    #[arg(long)]
-    leader_election_namespace: Option<String>,
+    /// Namespace of the leader-election Lease: the controller's own (its RBAC allows the
+    /// Lease only there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "unyo-system")]
+    leader_election_namespace: String,
     /// How long an agent may stay disconnected before an Incident opens, e.g. `5m`.
     #[arg(long, default_value = "5m", value_parser = grace)]
     agent_grace: std::time::Duration,
@@ -126,11 +127,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(?clock, "all unyo.dev kinds are served");
     if args.leader_elect {
-        let lease_ns = args
-            .leader_election_namespace
-            .clone()
-            .or(args.namespace.clone())
-            .unwrap_or_else(|| "unyo-system".to_string());
+        let lease_ns = args.leader_election_namespace.clone();
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
             format!(
                 "{}-{}",

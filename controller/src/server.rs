@@ -421,6 +421,55 @@ fn health_conditions(
         .collect()
 }
 
+/// HostPolicyAllowed, once the agent reports: False while the host's policy refuses something
+/// a custom resource asks (the agent lists each in `status.operations.refusals`).
+fn host_policy_condition(
+    prev: &ServerStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<Condition> {
+    prev.observed.as_ref()?;
+    let refusals = prev
+        .operations
+        .as_ref()
+        .map(|o| o.refusals.as_slice())
+        .unwrap_or_default();
+    let (ok, reason, message) = match refusals {
+        [] => (
+            true,
+            reasons::ALLOWED,
+            "the host policy allows what the custom resources selecting this server ask".into(),
+        ),
+        list => {
+            let named: Vec<String> = list
+                .iter()
+                .take(3)
+                .map(|r| format!("{} {} {} (rule {})", r.kind, r.name, r.field, r.rule))
+                .collect();
+            let more = list.len().saturating_sub(3);
+            let tail = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            (
+                false,
+                reasons::REFUSED_BY_HOST_POLICY,
+                format!("refused by the host policy: {}{tail}", named.join("; ")),
+            )
+        }
+    };
+    Some(condition(
+        &prev.conditions,
+        cond::HOST_POLICY_ALLOWED,
+        ok,
+        reason,
+        message,
+        generation,
+        now,
+    ))
+}
+
 /// Whether `status` says what `prev` says, in the fields the controller owns (every condition
 /// of a Server is the controller's).
 fn same(prev: &ServerStatus, status: &ServerStatus) -> bool {
@@ -458,6 +507,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
         conditions: [sync, agent, ready]
             .into_iter()
             .chain(health_conditions(i, prev, generation, now))
+            .chain(host_policy_condition(prev, generation, now))
             .collect(),
         ..Default::default()
     };

@@ -661,6 +661,20 @@ async fn failed_checks_open_incidents_and_notify() {
         None,
     )
     .unwrap();
+    // The controller may read Secrets only where this binding lets it.
+    cp.kubectl_ok(
+        &[
+            "create",
+            "rolebinding",
+            "unyo-controller-secrets",
+            "-n",
+            &ns,
+            "--clusterrole=unyo-controller-secrets",
+            "--serviceaccount=unyo-system:unyo-controller",
+        ],
+        None,
+    )
+    .unwrap();
     let policy = format!(
         r#"apiVersion: unyo.dev/v1alpha1
 kind: MonitoringPolicy
@@ -960,7 +974,8 @@ async fn two_replicas_one_leader_and_takeover() {
     let ns = cp.namespace("leader").await.unwrap();
     let client = cp.client().await.unwrap();
     let calendars: Api<OperationCalendar> = Api::namespaced(client.clone(), &ns);
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    // The election Lease is in the controller's own namespace, the only one its RBAC allows.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "unyo-system");
     let (pa, pb) = (free_port(), free_port());
     let a = controller(
         cp,

@@ -110,7 +110,7 @@ impl Probe {
             CheckKind::Disk => self.disk(),
             CheckKind::Service => self.service().await,
             CheckKind::Process => self.process(),
-            CheckKind::LogPattern => self.log_pattern(),
+            CheckKind::LogPattern => self.log_pattern().await,
             CheckKind::Tcp => self.tcp().await,
             CheckKind::Http => self.http().await,
             CheckKind::Ping => self.ping().await,
@@ -165,7 +165,7 @@ impl Probe {
             return unknown("systemd is not running on this host (no /run/systemd/system)");
         }
         let status = tokio::process::Command::new("systemctl")
-            .args(["is-active", "--quiet", &unit])
+            .args(["is-active", "--quiet", "--", &unit])
             .status()
             .await;
         match status {
@@ -197,12 +197,26 @@ impl Probe {
         }
     }
 
-    fn log_pattern(&mut self) -> Sample {
+    async fn log_pattern(&mut self) -> Sample {
         let path = self.check.path.clone().unwrap_or_default();
-        let Some((tail, re)) = self.tail.as_mut() else {
+        let Some((mut tail, re)) = self.tail.take() else {
             return unknown("a LogPattern check needs path and pattern");
         };
-        match tail.new_lines() {
+        // Reading is file I/O: off the async workers.
+        let (tail_back, read) = match tokio::task::spawn_blocking(move || {
+            let read = tail.new_lines();
+            (tail, read)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return unknown(format!("{path}: the read did not finish: {e}")),
+        };
+        self.tail = Some((tail_back, re));
+        let Some((_, re)) = self.tail.as_ref() else {
+            return unknown("a LogPattern check needs path and pattern");
+        };
+        match read {
             Ok(lines) => {
                 let matched: Vec<&String> = lines.iter().filter(|l| re.is_match(l)).collect();
                 match matched.last() {
@@ -266,7 +280,7 @@ impl Probe {
         };
         let wait = self.timeout.as_secs().max(1).to_string();
         let out = tokio::process::Command::new("ping")
-            .args(["-n", "-c", "1", "-W", &wait, &host])
+            .args(["-n", "-c", "1", "-W", &wait, "--", &host])
             .output()
             .await;
         match out {

@@ -12,6 +12,8 @@ use serde::Serialize;
 use unyo_crds::backup::RunResult;
 use unyo_crds::virusscan::{DetectionAction, HostAntivirus, ScanRun, VirusScanScheduleSpec};
 
+use super::confined::Confined;
+
 /// Database files ClamAV loads (official containers and unofficial signature files).
 const DB_EXTENSIONS: &[&str] = &[
     "cvd", "cld", "cud", "hdb", "hsb", "mdb", "msb", "ndb", "ldb", "cdb", "ign2", "fp", "sfp",
@@ -177,7 +179,9 @@ pub fn engine_version() -> Option<String> {
     text.split('/').next().map(|s| s.trim().to_string())
 }
 
-/// Parses clamscan's output: the `path: Signature FOUND` lines and `Scanned files:`.
+/// Parses clamscan's output: the `path: Signature FOUND` lines and `Scanned files:`. Only
+/// meaningful for files whose names hold no line break: see [`scan`], which never trusts a
+/// reported path it did not list itself.
 pub fn parse_clamscan(stdout: &str) -> (Vec<(String, String)>, u64) {
     let mut found = Vec::new();
     let mut files = 0;
@@ -193,8 +197,8 @@ pub fn parse_clamscan(stdout: &str) -> (Vec<(String, String)>, u64) {
     (found, files)
 }
 
-/// An exclusion as clamscan's `--exclude`/`--exclude-dir` regular expression: a path is
-/// excluded with everything under it; `*` matches within a path.
+/// An exclusion as a regular expression over host paths: a path is excluded with everything
+/// under it; `*` matches within a path component.
 fn exclusion_regex(pattern: &str) -> String {
     let escaped: String = pattern
         .chars()
@@ -207,47 +211,183 @@ fn exclusion_regex(pattern: &str) -> String {
     format!("^{escaped}(/|$)")
 }
 
-/// Applies the actions to one infected file, in order, beneath the host root; returns what was
-/// done.
-pub fn apply_actions(
+/// A file the agent listed for a scan: beneath which scan root, and the path relative to it.
+#[derive(Clone, Debug)]
+struct Listed {
+    base: PathBuf,
+    relative: PathBuf,
+    host_path: String,
+}
+
+/// Whether a name can stand on one line of clamscan's file list and output unambiguously.
+fn plain_name(p: &Path) -> Option<&str> {
+    p.to_str().filter(|s| !s.chars().any(char::is_control))
+}
+
+/// The regular files beneath each scan root (not following symbolic links, not entering
+/// excluded paths), walked by the agent itself.
+fn list_files(roots: &[(PathBuf, String)], excluded: &[regex::Regex]) -> Vec<Listed> {
+    let mut out = Vec::new();
+    for (base, host) in roots {
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(base.join(&rel)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let (Ok(kind), relative) = (e.file_type(), rel.join(e.file_name())) else {
+                    continue;
+                };
+                let host_path = Path::new(host)
+                    .join(&relative)
+                    .to_string_lossy()
+                    .into_owned();
+                if excluded.iter().any(|r| r.is_match(&host_path)) {
+                    continue;
+                }
+                if kind.is_dir() {
+                    stack.push(relative);
+                } else if kind.is_file() {
+                    out.push(Listed {
+                        base: base.clone(),
+                        relative,
+                        host_path,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs clamscan over `files` and returns the detections as (index into `files`, signature)
+/// and how many files it scanned. Names that fit a line go in a file list; any other name is
+/// reached through a numbered link in a directory of the agent's own, so no file name can make
+/// an output line name another file.
+fn clamscan(
+    base_args: &[String],
+    files: &[Listed],
+    work: &Path,
+) -> Result<(Vec<(usize, String)>, u64), String> {
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let mut plain: std::collections::HashMap<String, usize> = Default::default();
+    let mut list = String::new();
+    let odd = work.join("odd");
+    for (i, f) in files.iter().enumerate() {
+        let full = f.base.join(&f.relative);
+        match plain_name(&full) {
+            Some(name) => {
+                list.push_str(name);
+                list.push('\n');
+                plain.insert(name.to_string(), i);
+            }
+            None => {
+                std::fs::create_dir_all(&odd).map_err(|e| e.to_string())?;
+                std::os::unix::fs::symlink(&full, odd.join(i.to_string()))
+                    .map_err(|e| format!("linking an odd file name: {e}"))?;
+            }
+        }
+    }
+    let list_file = work.join("files");
+    std::fs::write(&list_file, list).map_err(|e| format!("{}: {e}", list_file.display()))?;
+    let mut hits = Vec::new();
+    let mut scanned = 0;
+    if !plain.is_empty() {
+        let mut args = base_args.to_vec();
+        args.push(format!("--file-list={}", list_file.display()));
+        let (found, n) = run_clamscan(&args)?;
+        scanned += n;
+        for (path, sig) in found {
+            match plain.get(&path) {
+                Some(&i) => hits.push((i, sig)),
+                None => {
+                    tracing::warn!(path = %path.escape_debug(), "clamscan reported a path the agent did not list; ignored")
+                }
+            }
+        }
+    }
+    if odd.exists() {
+        let mut args = base_args.to_vec();
+        args.extend(["-r".into(), "--follow-file-symlinks=2".into(), "--".into()]);
+        args.push(odd.display().to_string());
+        let (found, n) = run_clamscan(&args)?;
+        scanned += n;
+        for (path, sig) in found {
+            let index = path
+                .strip_prefix(&format!("{}/", odd.display()))
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|i| *i < files.len());
+            match index {
+                Some(i) => hits.push((i, sig)),
+                None => {
+                    tracing::warn!(path = %path.escape_debug(), "clamscan reported a path the agent did not link; ignored")
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(work);
+    Ok((hits, scanned))
+}
+
+fn run_clamscan(args: &[String]) -> Result<(Vec<(String, String)>, u64), String> {
+    let out = Command::new("clamscan")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running clamscan (Debian package clamav): {e}"))?;
+    // clamscan exits 0 (clean), 1 (found) or 2 (error).
+    if out.status.code() == Some(2) || out.status.code().is_none() {
+        return Err(format!(
+            "clamscan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+    }
+    Ok(parse_clamscan(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Applies the actions to one infected file, in order, never following a symbolic link out of
+/// its scan root; returns what was done.
+fn apply_actions(
     spec: &VirusScanScheduleSpec,
     root: &Path,
-    host_path: &str,
+    file: &Listed,
     signature: &str,
     now: Timestamp,
 ) -> Vec<String> {
     let mut done = Vec::new();
-    let mut current = root.join(host_path.trim_start_matches('/'));
+    let mut opened = Confined::open(&file.base, &file.relative);
+    let mut shown = file.host_path.clone();
     for action in &spec.actions {
-        let result = match action {
-            DetectionAction::Notify => Ok("Notify: reported".to_string()),
-            DetectionAction::Rename => {
+        let result = match (action, opened.as_mut()) {
+            (DetectionAction::Notify, _) => Ok("Notify: reported".to_string()),
+            (_, Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            (DetectionAction::Rename, Ok(f)) => {
                 let suffix = spec
                     .rename_suffix
                     .clone()
                     .unwrap_or_else(|| ".infected".into());
-                let mut to = current.clone().into_os_string();
-                to.push(&suffix);
-                let to = PathBuf::from(to);
-                std::fs::rename(&current, &to).map(|_| {
-                    current = to.clone();
-                    format!("Rename: {}", to.display())
+                f.rename_with_suffix(&suffix).map(|_| {
+                    shown.push_str(&suffix);
+                    format!("Rename: {shown}")
                 })
             }
-            DetectionAction::Quarantine => {
-                let dir = root.join(
-                    spec.quarantine_dir
-                        .clone()
-                        .unwrap_or_else(|| "/var/lib/unyo/quarantine".into())
-                        .trim_start_matches('/'),
+            (DetectionAction::Quarantine, Ok(_)) => {
+                let dir = spec.quarantine_dir.clone().unwrap_or_default();
+                let taken = std::mem::replace(
+                    &mut opened,
+                    Err(std::io::Error::other("moved to quarantine")),
                 );
-                quarantine(&current, &dir, host_path, signature, now).map(|to| {
-                    current = to.clone();
-                    format!("Quarantine: {}", to.display())
-                })
+                quarantine(taken, root, &dir, &file.host_path, signature, now)
             }
-            DetectionAction::Delete => {
-                std::fs::remove_file(&current).map(|_| format!("Delete: {}", current.display()))
+            (DetectionAction::Delete, Ok(_)) => {
+                let taken = std::mem::replace(&mut opened, Err(std::io::Error::other("deleted")));
+                taken
+                    .and_then(Confined::delete)
+                    .map(|_| format!("Delete: {shown}"))
             }
         };
         done.push(match result {
@@ -258,71 +398,50 @@ pub fn apply_actions(
     done
 }
 
-/// Moves `file` into `dir` under a unique name, with a `.json` beside it keeping the original
-/// path, signature, time, mode, owner and modification time.
+/// Moves the opened file into the quarantine directory (a host path beneath `root`) under a
+/// unique name, with a `.json` beside it keeping the original path, signature, time, mode,
+/// owner and modification time.
 fn quarantine(
-    file: &Path,
-    dir: &Path,
+    file: std::io::Result<Confined>,
+    root: &Path,
+    dir: &str,
     host_path: &str,
     signature: &str,
     now: Timestamp,
-) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let meta = std::fs::metadata(file)?;
-    let base = file
+) -> std::io::Result<String> {
+    let file = file?;
+    let qdir = root.join(dir.trim_start_matches('/'));
+    let base = Path::new(host_path)
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| n.to_string_lossy().replace(|c: char| c.is_control(), "_"))
         .unwrap_or_else(|| "file".into());
-    let to = dir.join(format!("{}-{base}", now.as_millisecond()));
-    if std::fs::rename(file, &to).is_err() {
-        // Another filesystem: copy, then remove.
-        std::fs::copy(file, &to)?;
-        std::fs::remove_file(file)?;
-    }
-    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o400))?;
+    let name = format!("{}-{base}", now.as_millisecond());
     let record = serde_json::json!({
         "originalPath": host_path,
         "signature": signature,
         "quarantinedAt": now.to_string(),
-        "mode": format!("{:o}", meta.mode() & 0o7777),
-        "uid": meta.uid(),
-        "gid": meta.gid(),
-        "size": meta.len(),
-        "modified": meta.mtime(),
+        "mode": format!("{:o}", file.stat.st_mode & 0o7777),
+        "uid": file.stat.st_uid,
+        "gid": file.stat.st_gid,
+        "size": file.stat.st_size,
+        "modified": file.stat.st_mtime,
     });
-    let mut json = to.clone().into_os_string();
-    json.push(".json");
+    file.move_into(&qdir, &name)?;
+    let to = qdir.join(&name);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o400))?;
     std::fs::write(
-        PathBuf::from(json),
+        qdir.join(format!("{name}.json")),
         serde_json::to_vec_pretty(&record).unwrap_or_default(),
     )?;
-    Ok(to)
+    Ok(format!("Quarantine: {dir}/{name}"))
 }
 
-/// Runs one scan of `spec` on the host beneath `root`, with the database in `db`.
+/// Runs one scan of `spec` on the host beneath `root`, with the database in `db`: the agent
+/// lists the regular files itself, clamscan reads them, and only files the agent listed are
+/// acted on.
 pub fn scan(schedule: &str, spec: &VirusScanScheduleSpec, root: &Path, db: &Path) -> Outcome {
     let started = Timestamp::now();
-    let mut cmd = Command::new("clamscan");
-    cmd.arg("-d").arg(db).args(["-r", "--infected", "--stdout"]);
-    if !spec.detect_spyware {
-        cmd.arg("--detect-pua=no");
-    } else {
-        cmd.arg("--detect-pua=yes");
-    }
-    for ex in &spec.exclusions {
-        let host = root.join(ex.trim_start_matches('/'));
-        let pattern = exclusion_regex(&host.to_string_lossy());
-        cmd.arg(format!("--exclude-dir={pattern}"))
-            .arg(format!("--exclude={pattern}"));
-    }
-    let targets: Vec<PathBuf> = spec
-        .paths
-        .iter()
-        .map(|p| root.join(p.trim_start_matches('/')))
-        .filter(|p| p.exists())
-        .collect();
     let fail = |message: String| Outcome {
         run: ScanRun {
             schedule: schedule.to_string(),
@@ -336,39 +455,52 @@ pub fn scan(schedule: &str, spec: &VirusScanScheduleSpec, root: &Path, db: &Path
         found: vec![],
         engine_version: engine_version(),
     };
-    if targets.is_empty() {
-        return fail("none of the paths exists on this host".into());
+    let roots: Vec<(PathBuf, String)> = spec
+        .paths
+        .iter()
+        .filter_map(|p| crate::hostpolicy::normal(p))
+        .map(|p| {
+            (
+                root.join(p.strip_prefix("/").unwrap_or(&p)),
+                p.display().to_string(),
+            )
+        })
+        .filter(|(full, _)| std::fs::symlink_metadata(full).is_ok_and(|m| m.is_dir()))
+        .collect();
+    if roots.is_empty() {
+        return fail(
+            "none of the paths is a directory on this host (symbolic links are not followed)"
+                .into(),
+        );
     }
-    let out = match cmd.args(&targets).output() {
-        Ok(o) => o,
-        Err(e) => return fail(format!("running clamscan (Debian package clamav): {e}")),
+    let excluded: Vec<regex::Regex> = spec
+        .exclusions
+        .iter()
+        .filter_map(|e| regex::Regex::new(&exclusion_regex(e)).ok())
+        .collect();
+    let files = list_files(&roots, &excluded);
+    let mut args = vec![
+        "-d".to_string(),
+        db.display().to_string(),
+        "--infected".into(),
+        "--stdout".into(),
+    ];
+    args.push(format!(
+        "--detect-pua={}",
+        if spec.detect_spyware { "yes" } else { "no" }
+    ));
+    let work = db.with_file_name(format!("scan-{schedule}"));
+    let (hits, scanned) = match clamscan(&args, &files, &work) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
     };
-    // clamscan exits 0 (clean), 1 (found) or 2 (error).
-    if out.status.code() == Some(2) || out.status.code().is_none() {
-        return fail(format!(
-            "clamscan failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("")
-        ));
-    }
-    let (hits, files) = parse_clamscan(&String::from_utf8_lossy(&out.stdout));
     let now = Timestamp::now();
     let found: Vec<Found> = hits
         .into_iter()
-        .map(|(path, signature)| {
-            let host_path = Path::new(&path)
-                .strip_prefix(root)
-                .map(|p| format!("/{}", p.display()))
-                .unwrap_or(path);
-            let actions = apply_actions(spec, root, &host_path, &signature, now);
-            Found {
-                path: host_path,
-                signature,
-                actions,
-            }
+        .map(|(i, signature)| Found {
+            path: files[i].host_path.clone(),
+            actions: apply_actions(spec, root, &files[i], &signature, now),
+            signature,
         })
         .collect();
     Outcome {
@@ -376,11 +508,11 @@ pub fn scan(schedule: &str, spec: &VirusScanScheduleSpec, root: &Path, db: &Path
             schedule: schedule.to_string(),
             started_at: Time(started),
             finished_at: Some(Time(Timestamp::now())),
-            files_scanned: files,
-            detections: found.len() as u32,
+            files_scanned: scanned,
+            detections: u32::try_from(found.len()).unwrap_or(u32::MAX),
             result: RunResult::Succeeded,
             message: Some(format!(
-                "{files} files scanned, {} detection(s)",
+                "{scanned} files scanned, {} detection(s)",
                 found.len()
             )),
         },
@@ -584,6 +716,66 @@ mod tests {
         let out = scan("daily", &spec(vec![]), &root, &root.join("no-db"));
         assert_eq!(out.run.result, RunResult::Failed);
         assert!(out.run.message.unwrap().contains("clamscan failed"));
+    }
+
+    #[test]
+    fn hostile_names_and_links_never_touch_other_files() {
+        let (root, db) = host("hostile");
+        update_from_directory(&root.join("source"), &db).unwrap();
+        let body = std::fs::read(root.join("srv/www/evil.php")).unwrap();
+        // The victims: a file outside the scanned tree and one inside it, both clean.
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0\n").unwrap();
+        std::fs::write(root.join("srv/www/index.html"), "<html>\n").unwrap();
+        // An infected file whose path, printed by clamscan, reads as `<...>/x` and then a line
+        // naming each victim.
+        for victim in [root.join("etc/passwd"), root.join("srv/www/index.html")] {
+            let dir = root
+                .join("srv/www")
+                .join(format!("x\n{}", victim.parent().unwrap().display()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(victim.file_name().unwrap()), &body).unwrap();
+        }
+        // A link inside the tree to an infected file outside it.
+        std::fs::create_dir_all(root.join("outside")).unwrap();
+        std::fs::write(root.join("outside/keep.php"), &body).unwrap();
+        std::os::unix::fs::symlink(root.join("outside/keep.php"), root.join("srv/www/link.php"))
+            .unwrap();
+        let out = scan("daily", &spec(vec![DetectionAction::Delete]), &root, &db);
+        assert_eq!(
+            out.run.result,
+            RunResult::Succeeded,
+            "{:?}",
+            out.run.message
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/passwd")).unwrap(),
+            "root:x:0:0\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("srv/www/index.html")).unwrap(),
+            "<html>\n"
+        );
+        assert!(
+            root.join("outside/keep.php").exists(),
+            "a link was followed out of the tree"
+        );
+        assert!(std::fs::symlink_metadata(root.join("srv/www/link.php")).is_ok());
+        // The hostile files themselves are found under their true names and deleted.
+        let mut paths: Vec<&str> = out.found.iter().map(|f| f.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert!(
+            paths.iter().filter(|p| p.contains("/x\n")).count() == 2,
+            "{paths:?}"
+        );
+        assert!(
+            out.found
+                .iter()
+                .all(|f| f.actions[0].starts_with("Delete: ")),
+            "{:?}",
+            out.found
+        );
     }
 
     #[test]

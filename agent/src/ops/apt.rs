@@ -271,7 +271,7 @@ impl Apt {
             if simulate {
                 c.args(["-s", "-o", "Debug::NoLocking=1"]);
             }
-            c.args(["install", &target])
+            c.args(["install", "--", &target])
                 .output()
                 .map_err(|e| format!("running apt-get install: {e}"))
         };

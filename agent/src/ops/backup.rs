@@ -173,7 +173,7 @@ impl Restic {
         for e in excludes {
             c.arg("--exclude").arg(e);
         }
-        c.args(paths);
+        c.arg("--").args(paths);
         let out = c.output().map_err(|e| format!("running restic: {e}"))?;
         if !out.status.success() {
             return Err(format!(

@@ -6,6 +6,7 @@
 pub mod antivirus;
 pub mod apt;
 pub mod backup;
+mod confined;
 pub mod patch;
 
 use std::path::PathBuf;
@@ -520,8 +521,10 @@ async fn run_one(
     if job.spec.signatures.source_directory.is_none()
         && let Some(url) = &job.spec.signatures.mirror_url
     {
+        // The host policy allowed this mirror; a redirect could lead anywhere else.
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         match antivirus::update_from_mirror(&client, url, db).await {

@@ -188,3 +188,37 @@ fn a_planned_change_in_its_window_absorbs_drift() {
     let d = decide(&inputs(&s, std::slice::from_ref(&planned), None), after);
     assert!(d.record.is_some());
 }
+
+#[test]
+fn host_policy_refusals_make_the_condition_false_with_the_rule() {
+    let now = t("2026-11-30T10:00:00Z");
+    let mut s = server(Some("12"));
+    let d = decide(&inputs(&s, &[], None), now);
+    assert_eq!(cond(&d, cond::HOST_POLICY_ALLOWED).status, "True");
+    s = written(s, &d);
+    let refusal = json!({"kind": "BackupPlan", "name": "db", "field": "spec.repositories.primary.location",
+                         "rule": "backup.repositories", "message": "not allowed"});
+    s.status.as_mut().unwrap().operations =
+        Some(serde_json::from_value(json!({"refusals": [refusal]})).unwrap());
+    let d = decide(&inputs(&s, &[], None), now);
+    let c = cond(&d, cond::HOST_POLICY_ALLOWED);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", reasons::REFUSED_BY_HOST_POLICY)
+    );
+    assert!(
+        c.message
+            .contains("spec.repositories.primary.location (rule backup.repositories)"),
+        "{}",
+        c.message
+    );
+    // Before the agent reports anything there is no judgement.
+    let d = decide(&inputs(&server(None), &[], None), now);
+    assert!(
+        d.status
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.type_ != cond::HOST_POLICY_ALLOWED)
+    );
+}
