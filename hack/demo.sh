@@ -74,7 +74,28 @@ kubectl patch pb production -n mie --type=merge \
 
 step "an agent for this machine, as Server ops01, with least privilege (unyo agent bootstrap)"
 "$unyo" agent bootstrap ops01 -n mie --out "$demo_dir/ops01.kubeconfig" --token-ttl 24h
+# The host policy of this machine allows exactly what the demo asks of it: a scan, quarantine
+# and a backup within the demo directory, the baseline policy's log checks under /var/log.
+ops="$demo_dir/ops"
+(umask 077; cat >"$demo_dir/ops01-agent.yaml" <<POLICY
+backup:
+  repositories: [$ops/backup]
+  passwordFiles: [$ops/backup.pass]
+  sources: [$ops/data]
+  restoreTargets: [$ops/restore]
+antivirus:
+  actions: [Quarantine]
+  quarantineDirs: [$ops/quarantine]
+  signatureDirectories: [$ops/signatures]
+logs:
+  files: [/var/log]
+patches: {install: false, reboot: false}
+POLICY
+)
+echo "host policy of ops01 ($demo_dir/ops01-agent.yaml):"
+sed 's/^/  /' "$demo_dir/ops01-agent.yaml"
 target/debug/unyo-agent --server ops01 -n mie --kubeconfig "$demo_dir/ops01.kubeconfig" \
+  --host-policy "$demo_dir/ops01-agent.yaml" \
   --state-dir "$demo_dir/agent-state" --heartbeat 10s >"$demo_dir/agent.log" 2>&1 &
 echo $! >"$demo_dir/agent.pid"
 for _ in $(seq 60); do
@@ -104,7 +125,6 @@ step "a virus scan and a backup on this machine, within the demo directory only"
 # is scanned only in the demo directory.
 kubectl patch vss daily -n mie --type=merge \
   -p '{"spec":{"selector":{"matchExpressions":[{"key":"unyo.dev/role","operator":"NotIn","values":["ops"]}]}}}' >/dev/null
-ops="$demo_dir/ops"
 rm -rf "$ops"
 mkdir -p "$ops/scan/www" "$ops/signatures" "$ops/data"
 printf 'unyo demo test virus (harmless)\n' >"$ops/scan/www/upload.php"
@@ -139,16 +159,37 @@ spec:
   media: {informationClass: ClassI, label: demo}
   verification: {checkAfterRun: true}
 YAML
-kubectl annotate --overwrite server ops01 -n mie unyo.dev/scan-now="demo-$(date +%s)" unyo.dev/backup-now=demo >/dev/null
+kubectl annotate --overwrite server ops01 -n mie unyo.dev/scan-now="demo-$(date +%s)" >/dev/null
+echo "unyo backup now (the agent answers in the Server's status, which only it may write):"
+"$unyo" backup now --server ops01 -n mie --reason demo --timeout 2m | sed 's/^/  /'
 for _ in $(seq 120); do
   detections=$(kubectl get server ops01 -n mie -o jsonpath='{.status.operations.antivirus.lastScan.detections}')
-  generations=$(kubectl get server ops01 -n mie -o jsonpath='{.status.operations.backups[0].generations}')
-  [ -n "$detections" ] && [ -n "$generations" ] && break
+  [ -n "$detections" ] && break
   sleep 0.5
 done
 kubectl get server ops01 -n mie -o jsonpath='scan: {.status.operations.antivirus.lastScan.message}; found {range .status.operations.antivirus.detections[*]}{.signature} in {.path} ({.actions[0]}){end}{"\n"}'
 kubectl get server ops01 -n mie -o jsonpath='backup: {range .status.operations.backups[*]}plan {.plan}: {.lastFull.message}; snapshot {.lastFull.snapshot}; {.generations} generation(s); check {.lastVerification.result}{end}{"\n"}'
 kubectl get vss,bp -n mie
+
+step "what the host does not allow is refused, reported with the field and the rule"
+kubectl apply --server-side --field-manager=unyo-demo -f - <<YAML >/dev/null
+apiVersion: unyo.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: copy-everything, namespace: mie}
+spec:
+  selector: {matchLabels: {unyo.dev/role: ops}}
+  sources: [{name: all, paths: [/]}]
+  repositories: {primary: {location: /tmp/elsewhere, passwordFile: /proc/sys/kernel/ostype}}
+  rules: [{name: weekly, type: Full, schedule: {calendar: mie-operations, at: "19:30", days: FirstBusinessDayOfWeek}}]
+  media: {informationClass: ClassI}
+YAML
+for _ in $(seq 60); do
+  [ "$(kubectl get server ops01 -n mie -o jsonpath='{.status.conditions[?(@.type=="HostPolicyAllowed")].status}')" = False ] && break
+  sleep 0.5
+done
+kubectl get server ops01 -n mie -o jsonpath='{range .status.operations.refusals[*]}  {.kind}/{.name} {.field}: rule {.rule}{"\n"}{end}'
+kubectl get server ops01 -n mie -o jsonpath='  HostPolicyAllowed={.status.conditions[?(@.type=="HostPolicyAllowed")].status}: {.status.conditions[?(@.type=="HostPolicyAllowed")].message}{"\n"}'
+kubectl delete bp copy-everything -n mie >/dev/null
 
 step "patches, staging first: agents for stg-db01 and db01 on simulated hosts with real apt"
 # Two host roots beneath the demo directory with file-based apt repositories: a security update
@@ -156,9 +197,12 @@ step "patches, staging first: agents for stg-db01 and db01 on simulated hosts wi
 # approves security patches after 3 days, production only what staging has run for 7 days.
 patch_dir="$demo_dir/patch"
 target/debug/patch-lab "$patch_dir" stg-db01 db01 >/dev/null
+# The simulated hosts allow patch installs (staging installs in its window), no reboot.
+(umask 077; printf 'patches: {install: true, reboot: false}\n' >"$demo_dir/patch-agent.yaml")
 for h in stg-db01 db01; do
   "$unyo" agent bootstrap "$h" -n mie --out "$demo_dir/$h.kubeconfig" --token-ttl 24h >/dev/null
   target/debug/unyo-agent --server "$h" -n mie --kubeconfig "$demo_dir/$h.kubeconfig" \
+    --host-policy "$demo_dir/patch-agent.yaml" \
     --root "$patch_dir/$h-root" --state-dir "$demo_dir/agent-state-$h" --heartbeat 10s \
     >"$demo_dir/agent-$h.log" 2>&1 &
   echo $! >"$demo_dir/agent-$h.pid"
