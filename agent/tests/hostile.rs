@@ -440,6 +440,17 @@ spec:
     })
     .await;
     let av = s.status.unwrap().operations.unwrap().antivirus.unwrap();
+    let scanned = unyo_cli::backup::await_answer(
+        &servers,
+        "db01",
+        "unyo.dev/scan-now",
+        "hostile-1",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(scanned.result, RequestState::Succeeded, "{scanned:?}");
+    assert!(scanned.message.unwrap().starts_with("daily: "));
     assert_eq!(av.detections.len(), 1, "{:#?}", av.detections);
     assert!(
         av.detections[0].path.contains("/x\n"),

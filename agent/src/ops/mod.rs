@@ -489,7 +489,7 @@ pub async fn run_scans(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
                 if let Some((_, i)) = next {
-                    run_one(&current[i], &host, &db, &server, &reporter).await;
+                    let _ = run_one(&current[i], &host, &db, &server, &reporter).await;
                 }
             }
             changed = jobs.changed() => if changed.is_err() { break },
@@ -502,22 +502,29 @@ pub async fn run_scans(
                     tracing::info!(%reason, "scan requested");
                     // The jobs as they are now: the request may come with a new schedule.
                     let latest = jobs.borrow().clone();
+                    reporter.request(SCAN_NOW, &reason, RequestState::Running, "scanning").await;
+                    let mut said = Vec::new();
                     for job in &latest {
-                        run_one(job, &host, &db, &server, &reporter).await;
+                        said.push(run_one(job, &host, &db, &server, &reporter).await);
                     }
+                    let failed = said.iter().any(|(ok, _)| !ok);
+                    let state = if failed { RequestState::Failed } else { RequestState::Succeeded };
+                    let text: Vec<String> = said.into_iter().map(|(_, m)| m).collect();
+                    answer(&reporter, SCAN_NOW, &reason, state, &text.join("; ")).await;
                 }
             }
         }
     }
 }
 
+/// Runs one scan; whether it ran, and what it found, in a sentence.
 async fn run_one(
     job: &ScanJob,
     host: &Collector,
     db: &std::path::Path,
     server: &str,
     reporter: &Reporter,
-) {
+) -> (bool, String) {
     if job.spec.signatures.source_directory.is_none()
         && let Some(url) = &job.spec.signatures.mirror_url
     {
@@ -556,6 +563,7 @@ async fn run_one(
     .await;
     match done {
         Ok(status) => {
+            let mut said = (false, format!("{name}: no scan result"));
             if let Some(run) = &status.last_scan {
                 tracing::info!(
                     schedule = %name,
@@ -564,9 +572,18 @@ async fn run_one(
                     result = ?run.result,
                     "scan finished"
                 );
+                let ok = run.result == unyo_crds::backup::RunResult::Succeeded;
+                said = (
+                    ok,
+                    format!("{name}: {}", run.message.clone().unwrap_or_default()),
+                );
             }
             reporter.antivirus(status, &name).await;
+            said
         }
-        Err(e) => tracing::error!(error = %e, "the scan task failed"),
+        Err(e) => {
+            tracing::error!(error = %e, "the scan task failed");
+            (false, format!("{name}: the scan task failed"))
+        }
     }
 }
