@@ -682,6 +682,9 @@ pub fn admit(
         let refused = policy.judge_patches(&p);
         keep(&mut out.patches, &mut out.refusals, p, refused);
     }
+    // The stores' order is arbitrary; the status is written only when this list changes.
+    out.refusals
+        .sort_by(|a, b| (&a.kind, &a.name, &a.field).cmp(&(&b.kind, &b.name, &b.field)));
     out
 }
 

@@ -21,7 +21,7 @@ use unyo_crds::server::{CheckResult, CheckState};
 use unyo_tests::{Running, control_plane};
 
 mod common;
-use common::{fake_host, free_port, wait_server};
+use common::{fake_host, free_port, signatures, wait_server};
 
 /// A TCP proxy to the API server that the test can cut and restore on the same port.
 struct Proxy {
@@ -501,19 +501,7 @@ spec:
     std::fs::write(&infected, b"<?php /* unyo test virus body */ ?>\n").unwrap();
     std::fs::create_dir_all(root.join("srv/backup")).unwrap();
     std::fs::copy(&infected, root.join("srv/backup/upload.php")).unwrap();
-    std::fs::create_dir_all(root.join("srv/clamav")).unwrap();
-    let md5 = Command::new("sigtool")
-        .arg("--md5")
-        .arg(&infected)
-        .output()
-        .expect("sigtool (Debian package clamav)");
-    let line = String::from_utf8_lossy(&md5.stdout).trim().to_string();
-    let (hash_size, _) = line.rsplit_once(':').unwrap();
-    std::fs::write(
-        root.join("srv/clamav/unyo.hdb"),
-        format!("{hash_size}:Unyo.Test.Upload\n"),
-    )
-    .unwrap();
+    signatures(&infected, &root.join("srv/clamav"), "Unyo.Test.Upload");
     let calendar = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../manifests/samples/calendar.yaml"

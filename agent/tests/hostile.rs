@@ -21,7 +21,7 @@ use unyo_crds::server::{CheckState, Refusal, RequestState};
 use unyo_tests::{ControlPlane, Running, control_plane};
 
 mod common;
-use common::{fake_host, wait_server};
+use common::{fake_host, signatures, wait_server};
 
 const POLICY: &str = "\
 backup:
@@ -63,23 +63,6 @@ async fn counting_server() -> (u16, Arc<AtomicUsize>) {
         }
     });
     (port, heard)
-}
-
-/// A signature database (an MD5 signature of `sample`) in `dir`.
-fn signatures(sample: &Path, dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let md5 = Command::new("sigtool")
-        .arg("--md5")
-        .arg(sample)
-        .output()
-        .expect("sigtool (Debian package clamav)");
-    let line = String::from_utf8_lossy(&md5.stdout).trim().to_string();
-    let (hash_size, _) = line.rsplit_once(':').unwrap();
-    std::fs::write(
-        dir.join("unyo.hdb"),
-        format!("{hash_size}:Unyo.Test.Eicar\n"),
-    )
-    .unwrap();
 }
 
 fn apply(cp: &ControlPlane, ns: &str, yaml: &str) {
@@ -184,7 +167,7 @@ async fn hostile_resources_fail_safe_and_are_reported() {
     let eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$UNYO-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\n";
     let sample = h.work.join("eicar.sample");
     std::fs::write(&sample, eicar).unwrap();
-    signatures(&sample, &root.join("srv/clamav"));
+    signatures(&sample, &root.join("srv/clamav"), "Unyo.Test.Eicar");
     // The infected file is named so that clamscan's output line reads `.../x` and then the
     // victim's path; a link in the scanned tree points at an infected file outside it.
     let hostile_dir = root

@@ -39,9 +39,14 @@ fn agent(cp: &ControlPlane, ns: &str, server: &str, work: &Path, root: &Path) ->
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // The simulated hosts allow patch installs (staging installs in its window), no reboot.
+    let policy = work.join(format!("{server}-agent.yaml"));
+    std::fs::write(&policy, "patches: {install: true, reboot: false}\n").unwrap();
     let mut cmd = Command::new(workspace_binary("unyo-agent", "unyo-agent").unwrap());
     cmd.args(["--server", server, "-n", ns, "--kubeconfig"])
         .arg(&kc)
+        .arg("--host-policy")
+        .arg(&policy)
         .arg("--root")
         .arg(root)
         .arg("--state-dir")

@@ -662,19 +662,7 @@ async fn failed_checks_open_incidents_and_notify() {
     )
     .unwrap();
     // The controller may read Secrets only where this binding lets it.
-    cp.kubectl_ok(
-        &[
-            "create",
-            "rolebinding",
-            "unyo-controller-secrets",
-            "-n",
-            &ns,
-            "--clusterrole=unyo-controller-secrets",
-            "--serviceaccount=unyo-system:unyo-controller",
-        ],
-        None,
-    )
-    .unwrap();
+    cp.bind_controller_secrets(&ns).unwrap();
     let policy = format!(
         r#"apiVersion: unyo.dev/v1alpha1
 kind: MonitoringPolicy

@@ -226,6 +226,24 @@ impl ControlPlane {
             .await
     }
 
+    /// Lets the controller read Secrets in `namespace` (notification URLs and credentials), as
+    /// an operator binds it per fleet namespace.
+    pub fn bind_controller_secrets(&self, namespace: &str) -> Result<()> {
+        self.kubectl_ok(
+            &[
+                "create",
+                "rolebinding",
+                "unyo-controller-secrets",
+                "-n",
+                namespace,
+                "--clusterrole=unyo-controller-secrets",
+                "--serviceaccount=unyo-system:unyo-controller",
+            ],
+            None,
+        )
+        .map(|_| ())
+    }
+
     /// A kubeconfig with a token (one hour) of ServiceAccount `namespace/name`.
     pub async fn token_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
         use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};

@@ -66,19 +66,7 @@ async fn the_controller_may_not_touch_leases_beyond_its_own() {
     // Secrets: only in namespaces that bind unyo-controller-secrets to it.
     let ns = cp.namespace("rbac").await.unwrap();
     assert!(!can(cp, ctl, "get", "secrets", &ns));
-    cp.kubectl_ok(
-        &[
-            "create",
-            "rolebinding",
-            "unyo-controller-secrets",
-            "-n",
-            &ns,
-            "--clusterrole=unyo-controller-secrets",
-            "--serviceaccount=unyo-system:unyo-controller",
-        ],
-        None,
-    )
-    .unwrap();
+    cp.bind_controller_secrets(&ns).unwrap();
     assert!(can(cp, ctl, "get", "secrets", &ns));
     assert!(!can(cp, ctl, "list", "secrets", &ns), "get by name only");
 }

@@ -91,6 +91,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A ClamAV signature database in `dir`: an MD5 signature of the file `sample`, named `name`
+/// (made with Debian's sigtool).
+pub fn signatures(sample: &Path, dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let md5 = std::process::Command::new("sigtool")
+        .arg("--md5")
+        .arg(sample)
+        .output()
+        .expect("sigtool (Debian package clamav)");
+    let line = String::from_utf8_lossy(&md5.stdout).trim().to_string();
+    let (hash_size, _) = line.rsplit_once(':').unwrap();
+    std::fs::write(dir.join("unyo.hdb"), format!("{hash_size}:{name}\n")).unwrap();
+}
+
 /// Waits up to `secs` for Server db01 to satisfy `cond`; panics with its status and the agent's
 /// log otherwise.
 pub async fn wait_server(
