@@ -471,6 +471,16 @@ fn cases() -> Vec<Case> {
                 json!({"checks": [check("Antivirus")], "notifications": [{
                 "name": "r", "webhook": {"url": "https://x.example/h?token=t"}}]}),
             ),
+            expect: &["unknown field", "spec.notifications[0].webhook.url"],
+        },
+        Case {
+            what: "webhook without its Secret",
+            object: obj(
+                "MonitoringPolicy",
+                "mp",
+                json!({"checks": [check("Antivirus")], "notifications": [{
+                "name": "r", "webhook": {"insecureHttp": true}}]}),
+            ),
             expect: &["spec.notifications[0].webhook.urlSecret", "Required value"],
         },
         Case {
