@@ -141,15 +141,36 @@ pub fn assignment(server: &Server, policies: &[MonitoringPolicy]) -> Vec<Assigne
         .collect()
 }
 
-/// What an earlier run saved in the state directory (`name`.json), if anything.
-pub fn load_saved<T: serde::de::DeserializeOwned + Default>(
-    dir: &std::path::Path,
-    name: &str,
-) -> T {
-    std::fs::read_to_string(dir.join(format!("{name}.json")))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+/// The assignment's kinds of state in the state directory (what to run after a restart while
+/// the API server is unreachable), under names of their own.
+pub mod kept {
+    use std::path::Path;
+
+    use crate::checks::Assigned;
+    use crate::ops::patch::PatchJob;
+    use crate::ops::{BackupJob, ScanJob};
+    use crate::state::Kept;
+
+    /// The checks assigned.
+    pub fn checks(dir: &Path) -> Kept<Vec<Assigned>> {
+        Kept::new(dir, "assigned-checks")
+    }
+    /// The scans assigned.
+    pub fn scans(dir: &Path) -> Kept<Vec<ScanJob>> {
+        Kept::new(dir, "assigned-scans")
+    }
+    /// The backup plans assigned.
+    pub fn backups(dir: &Path) -> Kept<Vec<BackupJob>> {
+        Kept::new(dir, "assigned-backups")
+    }
+    /// The patch baselines assigned.
+    pub fn patches(dir: &Path) -> Kept<Vec<PatchJob>> {
+        Kept::new(dir, "assigned-patches")
+    }
+    /// The last value of an on-request annotation that was handled.
+    pub fn handled(dir: &Path, annotation: &str) -> Kept<String> {
+        Kept::new(dir, format!("handled-{}", annotation.trim_start_matches("unyo.dev/")))
+    }
 }
 
 /// Watches the Server, policies and calendars, and publishes the assignment on every change.
@@ -240,13 +261,6 @@ pub async fn run(
     }
 }
 
-/// Keeps `value` in the state directory as `name`.json.
-pub fn save<T: serde::Serialize>(dir: &std::path::Path, name: &str, value: &T) {
-    if let Ok(json) = serde_json::to_vec_pretty(value) {
-        let _ = std::fs::write(dir.join(format!("{name}.json")), json);
-    }
-}
-
 fn replace_if_changed<T: PartialEq>(tx: &watch::Sender<T>, next: T) {
     tx.send_if_modified(|current| {
         if *current == next {
@@ -321,10 +335,10 @@ async fn publish(
         "assignment evaluated"
     );
     reporter.refusals(admitted.refusals).await;
-    save(state_dir, "assignment", &admitted.checks);
-    save(state_dir, "scans", &admitted.scans);
-    save(state_dir, "backups", &admitted.backups);
-    save(state_dir, "patches", &admitted.patches);
+    kept::checks(state_dir).keep(&admitted.checks);
+    kept::scans(state_dir).keep(&admitted.scans);
+    kept::backups(state_dir).keep(&admitted.backups);
+    kept::patches(state_dir).keep(&admitted.patches);
     let have_jobs = !admitted.scans.is_empty();
     let have_plans = !admitted.backups.is_empty();
     let have_baselines = !admitted.patches.is_empty();
@@ -341,10 +355,9 @@ async fn publish(
         (PATCH_SCAN_NOW, have_baselines, &tx.patch_scan_now),
     ] {
         if ready && let Some(asked) = server.annotations().get(annotation) {
-            let file = annotation.trim_start_matches("unyo.dev/");
-            let handled: String = load_saved(state_dir, file);
-            if *asked != handled {
-                save(state_dir, file, asked);
+            let handled = kept::handled(state_dir, annotation);
+            if *asked != handled.load() {
+                handled.keep(asked);
                 sender.send_replace(Some(asked.clone()));
             }
         }

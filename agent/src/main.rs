@@ -14,6 +14,7 @@ mod identity;
 mod metrics;
 mod ops;
 mod report;
+mod state;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,16 +124,16 @@ async fn main() -> anyhow::Result<()> {
     let host = facts::Collector::new(&args.root);
 
     let (assign_tx, assign_rx) =
-        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "assignment"));
+        tokio::sync::watch::channel(assign::kept::checks(&args.state_dir).load());
     let (scans_tx, scans_rx) =
-        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "scans"));
+        tokio::sync::watch::channel(assign::kept::scans(&args.state_dir).load());
     let (scan_now_tx, scan_now_rx) = tokio::sync::watch::channel(None);
     let (backups_tx, backups_rx) =
-        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "backups"));
+        tokio::sync::watch::channel(assign::kept::backups(&args.state_dir).load());
     let (backup_now_tx, backup_now_rx) = tokio::sync::watch::channel(None);
     let (restore_tx, restore_rx) = tokio::sync::watch::channel(None);
     let (patches_tx, patches_rx) =
-        tokio::sync::watch::channel(assign::load_saved(&args.state_dir, "patches"));
+        tokio::sync::watch::channel(assign::kept::patches(&args.state_dir).load());
     let (patch_scan_now_tx, patch_scan_now_rx) = tokio::sync::watch::channel(None);
     let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
         .context("preparing apt for the host's root")?;
@@ -235,13 +236,20 @@ async fn main() -> anyhow::Result<()> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = tasks.join_next() => tracing::error!("a task ended unexpectedly"),
-    }
+    let died = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = term.recv() => false,
+        ended = tasks.join_next() => {
+            tracing::error!(result = ?ended.map(|r| r.map_err(|e| e.to_string())), "a task ended unexpectedly");
+            true
+        }
+    };
     tracing::info!("shutting down; unreported results stay in the journal");
     tasks.shutdown().await;
+    if died {
+        // Non-zero, so that systemd restarts the agent whole.
+        anyhow::bail!("a task of the agent ended unexpectedly; exiting to be restarted");
+    }
     Ok(())
 }
 

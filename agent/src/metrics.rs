@@ -56,6 +56,12 @@ pub struct Metrics {
     refused: Family<RefusalLabels, Gauge>,
     refusals: Family<RefusalLabels, Counter>,
     policy_loads: Family<ResultLabels, Counter>,
+    events_dropped: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
 }
 
 impl Default for Metrics {
@@ -71,6 +77,7 @@ impl Default for Metrics {
             refused: Family::default(),
             refusals: Family::default(),
             policy_loads: Family::default(),
+            events_dropped: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -110,6 +117,11 @@ impl Default for Metrics {
             m.refusals.clone(),
         );
         registry.register(
+            "events_dropped",
+            "Events not delivered: refused by the API server (by its reason, e.g. forbidden for a quota) or dropped from a full journal",
+            m.events_dropped.clone(),
+        );
+        registry.register(
             "host_policy_loads",
             "Readings of the host policy file (at start and on SIGHUP)",
             m.policy_loads.clone(),
@@ -142,6 +154,15 @@ impl Metrics {
         for r in new {
             self.refusals.get_or_create(&labels(r)).inc();
         }
+    }
+
+    /// Counts Events that will never be delivered, by why.
+    pub fn events_dropped(&self, reason: &str, n: usize) {
+        self.events_dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Counts a reading of the host policy file.

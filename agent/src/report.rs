@@ -27,6 +27,9 @@ use crate::checks::Transition;
 use crate::facts::content_hash;
 use crate::metrics::Metrics;
 
+/// The most journal entries that wait for delivery.
+pub const MAX_JOURNAL: usize = 10_000;
+
 /// The field manager of everything the agent writes.
 pub const FIELD_MANAGER: &str = "unyo-agent";
 
@@ -51,7 +54,9 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
-    /// The Event's name: the same for the same transition, so a retry cannot duplicate it.
+    /// The Event's name: the same for the same entry, so a retry cannot duplicate it, and
+    /// different for different entries (two notes in the same second included); at most 253
+    /// characters whatever the Server's name.
     fn event_name(&self, server: &str) -> String {
         let mut h = Sha256::new();
         for part in [
@@ -59,11 +64,15 @@ impl JournalEntry {
             self.check.as_str(),
             &format!("{:?}", self.state),
             &self.since.to_string(),
+            self.reason.as_deref().unwrap_or(""),
+            self.message.as_str(),
         ] {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        format!("unyo-agent-{server}.{}", hex::encode(&h.finalize()[..8]))
+        let stem: String = format!("unyo-agent-{server}").chars().take(253 - 17).collect();
+        let stem = stem.trim_end_matches(['.', '-']);
+        format!("{stem}.{}", hex::encode(&h.finalize()[..8]))
     }
 }
 
@@ -89,6 +98,7 @@ struct State {
 pub struct Reporter {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
+    files: Files,
     dir: PathBuf,
     server: String,
     namespace: String,
@@ -101,11 +111,33 @@ pub fn now_seconds() -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+use crate::state::{Kept, write_atomic};
+
+/// The reporter's kinds of state in the state directory.
+#[derive(Clone)]
+struct Files {
+    checks: Kept<Vec<CheckResult>>,
+    antivirus: Kept<Option<unyo_crds::virusscan::HostAntivirus>>,
+    backups: Kept<Vec<unyo_crds::backup::HostBackup>>,
+    patches: Kept<(
+        Option<unyo_crds::patch::PatchScan>,
+        Vec<unyo_crds::patch::HostPatchState>,
+    )>,
+    requests: Kept<BTreeMap<String, unyo_crds::server::RequestResult>>,
+    facts: Kept<Option<ObservedFacts>>,
+}
+
+impl Files {
+    fn new(dir: &std::path::Path) -> Files {
+        Files {
+            checks: Kept::new(dir, "checks"),
+            antivirus: Kept::new(dir, "antivirus"),
+            backups: Kept::new(dir, "host-backups"),
+            patches: Kept::new(dir, "host-patches"),
+            requests: Kept::new(dir, "requests"),
+            facts: Kept::new(dir, "facts"),
+        }
+    }
 }
 
 impl Reporter {
@@ -118,37 +150,33 @@ impl Reporter {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Reporter> {
         std::fs::create_dir_all(&dir)?;
-        let mut state = State::default();
-        if let Ok(text) = std::fs::read_to_string(dir.join("checks.json")) {
-            let list: Vec<CheckResult> = serde_json::from_str(&text).unwrap_or_default();
-            state.checks = list
+        let files = Files::new(&dir);
+        let mut state = State {
+            checks: files
+                .checks
+                .load()
                 .into_iter()
                 .map(|c| ((c.policy.clone(), c.check.clone()), c))
-                .collect();
-        }
+                .collect(),
+            antivirus: files.antivirus.load(),
+            backups: files
+                .backups
+                .load()
+                .into_iter()
+                .map(|b| (b.plan.clone(), b))
+                .collect(),
+            requests: files.requests.load(),
+            // What the host was last seen to be: a restart never reports less than it knew.
+            facts: files.facts.load(),
+            ..State::default()
+        };
+        (state.patch_scan, state.patches) = files.patches.load();
         if let Ok(text) = std::fs::read_to_string(dir.join("journal.jsonl")) {
+            // A line torn by a kill mid-append is skipped; every whole line is kept.
             state.journal = text
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect();
-        }
-        if let Ok(text) = std::fs::read_to_string(dir.join("antivirus.json")) {
-            state.antivirus = serde_json::from_str(&text).ok();
-        }
-        if let Ok(text) = std::fs::read_to_string(dir.join("backups.json")) {
-            let list: Vec<unyo_crds::backup::HostBackup> =
-                serde_json::from_str(&text).unwrap_or_default();
-            state.backups = list.into_iter().map(|b| (b.plan.clone(), b)).collect();
-        }
-        if let Ok(text) = std::fs::read_to_string(dir.join("patches.json")) {
-            let saved: (
-                Option<unyo_crds::patch::PatchScan>,
-                Vec<unyo_crds::patch::HostPatchState>,
-            ) = serde_json::from_str(&text).unwrap_or_default();
-            (state.patch_scan, state.patches) = saved;
-        }
-        if let Ok(text) = std::fs::read_to_string(dir.join("requests.json")) {
-            state.requests = serde_json::from_str(&text).unwrap_or_default();
         }
         // Whatever an earlier run left is reported again.
         state.version = 1;
@@ -156,6 +184,7 @@ impl Reporter {
         Ok(Reporter {
             state: Arc::new(Mutex::new(state)),
             wake: Arc::new(Notify::new()),
+            files,
             dir,
             server: server.to_string(),
             namespace: namespace.to_string(),
@@ -174,11 +203,21 @@ impl Reporter {
     }
 
     fn persist_checks(&self, state: &State) -> std::io::Result<()> {
-        let list: Vec<&CheckResult> = state.checks.values().collect();
-        write_atomic(
-            &self.dir.join("checks.json"),
-            &serde_json::to_vec_pretty(&list).unwrap_or_default(),
-        )
+        let list: Vec<CheckResult> = state.checks.values().cloned().collect();
+        self.files.checks.save(&list)
+    }
+
+    /// Journals an entry: appended to the file (fsynced) and kept for delivery. At most
+    /// [`MAX_JOURNAL`] entries wait; beyond that the oldest is dropped and counted (the status
+    /// always carries the current state, only that Event is lost).
+    fn journal(&self, state: &mut State, entry: JournalEntry) {
+        self.append_journal(&entry);
+        state.journal.push(entry);
+        if state.journal.len() > MAX_JOURNAL {
+            let excess = state.journal.len() - MAX_JOURNAL;
+            state.journal.drain(..excess);
+            self.metrics.events_dropped("journal_full", excess);
+        }
     }
 
     /// Appends an entry to the journal file and fsyncs it; on failure the entry is kept in
@@ -211,8 +250,7 @@ impl Reporter {
             reason: None,
         };
         let mut state = self.state.lock().await;
-        self.append_journal(&entry);
-        state.journal.push(entry);
+        self.journal(&mut state, entry);
         state.checks.insert(
             key.clone(),
             CheckResult {
@@ -252,13 +290,10 @@ impl Reporter {
                 message: format!("{} in {} ({})", d.signature, d.path, d.actions.join("; ")),
                 reason: Some("VirusDetected".into()),
             };
-            self.append_journal(&entry);
-            state.journal.push(entry);
-        }
-        if let Ok(json) = serde_json::to_vec_pretty(&status) {
-            let _ = write_atomic(&self.dir.join("antivirus.json"), &json);
+            self.journal(&mut state, entry);
         }
         state.antivirus = Some(status);
+        self.files.antivirus.keep(&state.antivirus);
         state.version += 1;
         self.metrics.journal_pending(state.journal.len());
         drop(state);
@@ -299,16 +334,13 @@ impl Reporter {
                 message: run.message.clone().unwrap_or_default(),
                 reason: Some("BackupFailed".into()),
             };
-            self.append_journal(&entry);
-            state.journal.push(entry);
+            self.journal(&mut state, entry);
         }
         state
             .backups
             .insert(state_of_plan.plan.clone(), state_of_plan);
-        let list: Vec<&unyo_crds::backup::HostBackup> = state.backups.values().collect();
-        if let Ok(json) = serde_json::to_vec_pretty(&list) {
-            let _ = write_atomic(&self.dir.join("backups.json"), &json);
-        }
+        let list: Vec<unyo_crds::backup::HostBackup> = state.backups.values().cloned().collect();
+        self.files.backups.keep(&list);
         state.version += 1;
         self.metrics.journal_pending(state.journal.len());
         drop(state);
@@ -333,9 +365,7 @@ impl Reporter {
         if state.patch_scan == scan && state.patches == states {
             return;
         }
-        if let Ok(json) = serde_json::to_vec_pretty(&(&scan, &states)) {
-            let _ = write_atomic(&self.dir.join("patches.json"), &json);
-        }
+        self.files.patches.keep(&(scan.clone(), states.clone()));
         state.patch_scan = scan;
         state.patches = states;
         state.version += 1;
@@ -367,8 +397,7 @@ impl Reporter {
                 ),
                 reason: Some(unyo_crds::names::reasons::REFUSED_BY_HOST_POLICY.into()),
             };
-            self.append_journal(&entry);
-            state.journal.push(entry);
+            self.journal(&mut state, entry);
         }
         state.refusals = now;
         state.version += 1;
@@ -396,9 +425,7 @@ impl Reporter {
                 at: Time(now_seconds()),
             },
         );
-        if let Ok(json) = serde_json::to_vec_pretty(&state.requests) {
-            let _ = write_atomic(&self.dir.join("requests.json"), &json);
-        }
+        self.files.requests.keep(&state.requests);
         state.version += 1;
         drop(state);
         self.wake.notify_one();
@@ -420,8 +447,7 @@ impl Reporter {
             message: message.to_string(),
             reason: Some(reason.to_string()),
         };
-        self.append_journal(&entry);
-        state.journal.push(entry);
+        self.journal(&mut state, entry);
         state.version += 1;
         drop(state);
         self.wake.notify_one();
@@ -448,6 +474,7 @@ impl Reporter {
         facts.hash = Some(hash);
         facts.observed_at = Some(Time(now_seconds()));
         state.facts = Some(facts);
+        self.files.facts.keep(&state.facts);
         state.version += 1;
         drop(state);
         self.wake.notify_one();
@@ -498,40 +525,86 @@ impl Reporter {
         }
     }
 
+    /// Applies the status first — it never waits for an Event — then creates the journal's
+    /// Events in order, each under its deterministic name. An Event the API server will never
+    /// take (quota, invalid) is dropped and counted; one it cannot take now (429, 5xx, no
+    /// connection) stops the Events until the next attempt.
     async fn deliver(&self, servers: &Api<Server>, events: &Api<Event>) -> Result<(), kube::Error> {
-        let (version, journal, facts, checks, uid, operations) = {
+        let (version, journal, uid, checks, facts_hash) = {
             let s = self.state.lock().await;
             (
                 s.version,
                 s.journal.clone(),
-                s.facts.clone(),
-                s.checks.values().cloned().collect::<Vec<_>>(),
                 s.server_uid.clone(),
-                unyo_crds::server::OperationResults {
-                    antivirus: s.antivirus.clone(),
-                    backups: s.backups.values().cloned().collect(),
-                    patches: s.patches.clone(),
-                    patch_scan: s.patch_scan.clone(),
-                    refusals: s.refusals.iter().take(100).cloned().collect(),
-                    requests: s.requests.values().cloned().collect(),
-                },
+                s.checks.len(),
+                s.facts.as_ref().and_then(|f| f.hash.clone()).unwrap_or_default(),
             )
         };
+        self.apply_status(servers).await?;
+        let mut sent = 0;
+        let mut failure = None;
         for entry in &journal {
             let event = self.event(entry, uid.clone());
             match events.create(&PostParams::default(), &event).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e),
+                Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => {
+                    tracing::warn!(code = s.code, reason = %s.reason, event = ?event.metadata.name, "the API server refuses this Event; dropped");
+                    self.metrics.events_dropped(&s.reason.to_ascii_lowercase(), 1);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
+            sent += 1;
         }
-        let mut status = serde_json::json!({ "checks": checks });
-        if let Some(f) = &facts {
-            status["observed"] = serde_json::to_value(f).unwrap_or_default();
+        let mut s = self.state.lock().await;
+        let done = sent.min(s.journal.len());
+        s.journal.drain(..done);
+        let rest: String = s
+            .journal
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
+            .collect();
+        if let Err(e) = write_atomic(&self.dir.join("journal.jsonl"), rest.as_bytes()) {
+            tracing::error!(error = %e, "cannot rewrite the journal");
         }
-        if operations != unyo_crds::server::OperationResults::default() {
-            status["operations"] = serde_json::to_value(&operations).unwrap_or_default();
+        self.metrics.journal_pending(s.journal.len());
+        if let Some(e) = failure {
+            return Err(e);
         }
+        s.delivered = version;
+        tracing::info!(events = sent, checks, facts_hash = %facts_hash, "reported to the API server");
+        Ok(())
+    }
+
+    /// Applies the Server's status as the agent knows it now.
+    async fn apply_status(&self, servers: &Api<Server>) -> Result<(), kube::Error> {
+        let status = {
+            let s = self.state.lock().await;
+            if s.facts.is_none() {
+                // Not before the facts are known (kept, adopted or collected): an apply
+                // without them would remove the observed facts the agent wrote before.
+                return Ok(());
+            }
+            let operations = unyo_crds::server::OperationResults {
+                antivirus: s.antivirus.clone(),
+                backups: s.backups.values().cloned().collect(),
+                patches: s.patches.clone(),
+                patch_scan: s.patch_scan.clone(),
+                refusals: s.refusals.iter().take(100).cloned().collect(),
+                requests: s.requests.values().cloned().collect(),
+            };
+            let mut status = serde_json::json!({ "checks": s.checks.values().collect::<Vec<_>>() });
+            if let Some(f) = &s.facts {
+                status["observed"] = serde_json::to_value(f).unwrap_or_default();
+            }
+            if operations != unyo_crds::server::OperationResults::default() {
+                status["operations"] = serde_json::to_value(&operations).unwrap_or_default();
+            }
+            status
+        };
         let patch = serde_json::json!({
             "apiVersion": Server::api_version(&()),
             "kind": Server::kind(&()),
@@ -543,27 +616,8 @@ impl Reporter {
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
-            .await?;
-        let mut s = self.state.lock().await;
-        let done = journal.len().min(s.journal.len());
-        s.journal.drain(..done);
-        let rest: String = s
-            .journal
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
-            .collect();
-        if let Err(e) = write_atomic(&self.dir.join("journal.jsonl"), rest.as_bytes()) {
-            tracing::error!(error = %e, "cannot rewrite the journal");
-        }
-        s.delivered = version;
-        self.metrics.journal_pending(s.journal.len());
-        tracing::info!(
-            events = journal.len(),
-            checks = checks.len(),
-            facts_hash = facts.as_ref().and_then(|f| f.hash.as_deref()).unwrap_or(""),
-            "reported to the API server"
-        );
-        Ok(())
+            .await
+            .map(|_| ())
     }
 
     fn event(&self, e: &JournalEntry, uid: Option<String>) -> Event {

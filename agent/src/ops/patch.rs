@@ -321,9 +321,9 @@ pub async fn run_patches(
         let mut wake: Option<Timestamp> = None;
         let mut changed_host = false;
         for job in &current {
-            let file = failures_file(&job.name);
-            let mut failures: BTreeMap<String, Failure> =
-                crate::assign::load_saved(&state_dir, &file);
+            let kept: crate::state::Kept<BTreeMap<String, Failure>> =
+                crate::state::Kept::new(&state_dir, failures_file(&job.name));
+            let mut failures = kept.load();
             let (gate, next) = install_gate(job, &h.scan, now);
             if let Some(n) = next {
                 wake = Some(wake.map_or(n, |w| w.min(n)));
@@ -343,7 +343,7 @@ pub async fn run_patches(
                     )
                     .await;
                     changed_host |= tried;
-                    crate::assign::save(&state_dir, &file, &failures);
+                    kept.keep(&failures);
                     Some("maintenance window open: approved missing patches are installed".into())
                 }
             };
