@@ -17,6 +17,14 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
+    /// An object the controller built does not hold together (a bug, reported not panicked).
+    #[error("building {what}: {why}")]
+    Invalid {
+        /// What was being built.
+        what: String,
+        /// Why it failed.
+        why: String,
+    },
     /// Writing an object or its status failed.
     #[error("writing {what}: {source}")]
     Write {
@@ -31,6 +39,7 @@ impl Error {
     /// The value of the `error` label of `unyo_controller_reconcile_errors`.
     pub fn metric_label(&self) -> &'static str {
         match self {
+            Error::Invalid { .. } => "invalid",
             Error::Create { source, .. } | Error::Write { source, .. } => match source {
                 kube::Error::Api(s) if s.code == 409 => "conflict",
                 kube::Error::Api(s) if s.code == 422 || s.code == 400 => "invalid",

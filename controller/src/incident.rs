@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -245,9 +245,18 @@ pub fn virus_check(path: &str, signature: &str) -> String {
     format!("virus-{}", hex::encode(&h.finalize()[..6]))
 }
 
-fn incident_name(server: &str, check: &str, fp: &str, n: usize) -> String {
+/// The name of the Incident of the episode of a problem that began at `since`: the same for
+/// the same episode (a retry, a restart, a stale cache cannot open a second one), another for
+/// the next episode (whatever was deleted meanwhile), at most 253 characters.
+fn incident_name(server: &str, check: &str, fp: &str, since: Timestamp) -> String {
     let stem: String = format!("{server}-{check}").chars().take(200).collect();
-    format!("{stem}-{}-{n}", &fp[..8])
+    let stem = stem.trim_end_matches(['-', '.']);
+    let mut h = Sha256::new();
+    h.update(fp.as_bytes());
+    h.update([0]);
+    h.update(since.as_second().to_string().as_bytes());
+    let episode = hex::encode(&h.finalize()[..4]);
+    format!("{stem}-{}-{episode}", &fp[..8.min(fp.len())])
 }
 
 /// What the Incident loop decides from.
@@ -353,7 +362,7 @@ fn target(
     now: Timestamp,
 ) -> Option<(String, bool)> {
     let last = mine.last().copied();
-    let fresh = || Some((incident_name(server, &p.check, fp, mine.len() + 1), true));
+    let fresh = || Some((incident_name(server, &p.check, fp, p.since), true));
     match last {
         _ if !p.firing => last.map(|i| (i.name_any(), false)),
         Some(i) if i.spec.state != IncidentState::Closed => {
@@ -620,16 +629,27 @@ async fn apply(ctx: &Context, server: &Server, c: Change) -> Result<(), Error> {
     let mut current = c.current.clone();
     if let Some(spec) = &c.open {
         let _permit = ctx.record_permit().await;
-        let opened = api
-            .patch(
-                &c.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(spec),
-            )
-            .await
-            .map_err(Error::write(format!("Incident {}", c.name)))?;
-        tracing::info!(incident = %c.name, "opened an Incident");
-        current = Some(opened);
+        let incident: Incident = serde_json::from_value(spec.clone()).map_err(|e| Error::Invalid {
+            what: format!("Incident {}", c.name),
+            why: e.to_string(),
+        })?;
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        match api.create(&pp, &incident).await {
+            Ok(opened) => {
+                tracing::info!(incident = %c.name, "opened an Incident");
+                current = Some(opened);
+            }
+            // This episode's Incident exists (the cache had not shown it yet): never written
+            // over from an empty status; the next reconcile sees it.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(incident = %c.name, "the Incident exists already");
+                return Ok(());
+            }
+            Err(e) => return Err(Error::create(format!("Incident {}", c.name))(e)),
+        }
     }
     if let (Some(status), Some(current)) = (&c.status, &current) {
         ctx.apply_status(current, status).await?;
@@ -719,10 +739,13 @@ mod tests {
         assert_eq!(a, fingerprint("mie", "db01", "database", "postgresql"));
         assert_ne!(a, fingerprint("mie", "db02", "database", "postgresql"));
         assert_eq!(a.len(), 16);
-        assert_eq!(
-            incident_name("db01", "postgresql", &a, 2),
-            format!("db01-postgresql-{}-2", &a[..8])
-        );
+        let t = Timestamp::from_second(1_764_000_000).unwrap();
+        let n = incident_name("db01", "postgresql", &a, t);
+        assert!(n.starts_with(&format!("db01-postgresql-{}-", &a[..8])), "{n}");
+        assert_eq!(n, incident_name("db01", "postgresql", &a, t), "the same episode");
+        let later = Timestamp::from_second(1_764_000_060).unwrap();
+        assert_ne!(n, incident_name("db01", "postgresql", &a, later), "the next episode");
+        assert!(incident_name(&"s".repeat(253), &"c".repeat(63), &a, t).len() <= 253);
     }
 
     fn t(s: &str) -> Timestamp {
