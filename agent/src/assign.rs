@@ -169,7 +169,10 @@ pub mod kept {
     }
     /// The last value of an on-request annotation that was handled.
     pub fn handled(dir: &Path, annotation: &str) -> Kept<String> {
-        Kept::new(dir, format!("handled-{}", annotation.trim_start_matches("unyo.dev/")))
+        Kept::new(
+            dir,
+            format!("handled-{}", annotation.trim_start_matches("unyo.dev/")),
+        )
     }
 }
 

@@ -70,7 +70,10 @@ impl JournalEntry {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        let stem: String = format!("unyo-agent-{server}").chars().take(253 - 17).collect();
+        let stem: String = format!("unyo-agent-{server}")
+            .chars()
+            .take(253 - 17)
+            .collect();
         let stem = stem.trim_end_matches(['.', '-']);
         format!("{stem}.{}", hex::encode(&h.finalize()[..8]))
     }
@@ -537,7 +540,10 @@ impl Reporter {
                 s.journal.clone(),
                 s.server_uid.clone(),
                 s.checks.len(),
-                s.facts.as_ref().and_then(|f| f.hash.clone()).unwrap_or_default(),
+                s.facts
+                    .as_ref()
+                    .and_then(|f| f.hash.clone())
+                    .unwrap_or_default(),
             )
         };
         self.apply_status(servers).await?;
@@ -550,7 +556,8 @@ impl Reporter {
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => {
                     tracing::warn!(code = s.code, reason = %s.reason, event = ?event.metadata.name, "the API server refuses this Event; dropped");
-                    self.metrics.events_dropped(&s.reason.to_ascii_lowercase(), 1);
+                    self.metrics
+                        .events_dropped(&s.reason.to_ascii_lowercase(), 1);
                 }
                 Err(e) => {
                     failure = Some(e);

@@ -629,10 +629,11 @@ async fn apply(ctx: &Context, server: &Server, c: Change) -> Result<(), Error> {
     let mut current = c.current.clone();
     if let Some(spec) = &c.open {
         let _permit = ctx.record_permit().await;
-        let incident: Incident = serde_json::from_value(spec.clone()).map_err(|e| Error::Invalid {
-            what: format!("Incident {}", c.name),
-            why: e.to_string(),
-        })?;
+        let incident: Incident =
+            serde_json::from_value(spec.clone()).map_err(|e| Error::Invalid {
+                what: format!("Incident {}", c.name),
+                why: e.to_string(),
+            })?;
         let pp = PostParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..Default::default()
@@ -741,10 +742,21 @@ mod tests {
         assert_eq!(a.len(), 16);
         let t = Timestamp::from_second(1_764_000_000).unwrap();
         let n = incident_name("db01", "postgresql", &a, t);
-        assert!(n.starts_with(&format!("db01-postgresql-{}-", &a[..8])), "{n}");
-        assert_eq!(n, incident_name("db01", "postgresql", &a, t), "the same episode");
+        assert!(
+            n.starts_with(&format!("db01-postgresql-{}-", &a[..8])),
+            "{n}"
+        );
+        assert_eq!(
+            n,
+            incident_name("db01", "postgresql", &a, t),
+            "the same episode"
+        );
         let later = Timestamp::from_second(1_764_000_060).unwrap();
-        assert_ne!(n, incident_name("db01", "postgresql", &a, later), "the next episode");
+        assert_ne!(
+            n,
+            incident_name("db01", "postgresql", &a, later),
+            "the next episode"
+        );
         assert!(incident_name(&"s".repeat(253), &"c".repeat(63), &a, t).len() <= 253);
     }
 

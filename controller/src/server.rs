@@ -157,6 +157,7 @@ fn drift_record(
     server: &Server,
     uncovered: &[Drift],
     entries: &[DriftEntry],
+    after: Option<&str>,
     now: Timestamp,
 ) -> ChangeRecord {
     let name = server.name_any();
@@ -170,7 +171,7 @@ fn drift_record(
     let paths: Vec<&str> = uncovered.iter().map(|d| d.path.as_str()).take(3).collect();
     ChangeRecord {
         metadata: ObjectMeta {
-            name: Some(drift_record_name(&name, uncovered)),
+            name: Some(drift_record_name(&name, uncovered, after)),
             namespace: server.namespace(),
             labels: Some(
                 [
@@ -267,7 +268,17 @@ fn recording(i: &Inputs, prev: &ServerStatus, now: Timestamp) -> Recording {
         .map(|r| r.name_any());
     let mut new_record = None;
     if !uncovered.is_empty() {
-        let record = drift_record(i.server, &uncovered, &entries, now);
+        // The latest record of this drift that ended: the new one is named after it.
+        let ended = i
+            .records
+            .iter()
+            .filter(|r| {
+                r.spec.origin == ChangeOrigin::Drift && r.spec.server.as_deref() == Some(&name)
+            })
+            .filter(|r| !is_open(r) && uncovered.iter().all(|d| covers(r, d)))
+            .max_by_key(|r| (r.meta().creation_timestamp.clone(), r.name_any()))
+            .map(|r| r.name_any());
+        let record = drift_record(i.server, &uncovered, &entries, ended.as_deref(), now);
         current = record.metadata.name.clone();
         new_record = Some(record);
     }

@@ -130,11 +130,17 @@ pub fn label_value(value: &str) -> String {
         .to_string()
 }
 
-/// The deterministic name of the ChangeRecord for `drifts` on `server`: the same drift set
-/// always gives the same name, so a retry or a restart cannot open a second record. At most
-/// 253 characters, whatever the Server's name.
-pub fn drift_record_name(server: &str, drifts: &[Drift]) -> String {
+/// The deterministic name of the ChangeRecord for `drifts` on `server`, `after` the latest
+/// record of the same drift that is no longer open (closed by people, or resolved): the same
+/// inputs always give the same name, so a retry or a restart cannot open a second record, and
+/// drift that recurs after its record ended gets a new one. At most 253 characters, whatever
+/// the Server's name.
+pub fn drift_record_name(server: &str, drifts: &[Drift], after: Option<&str>) -> String {
     let mut h = Sha256::new();
+    if let Some(previous) = after {
+        h.update(previous.as_bytes());
+        h.update([0xfe]);
+    }
     for d in drifts {
         for part in [Some(d.path.as_str()), d.observed.as_deref()] {
             h.update(part.unwrap_or("\u{0}").as_bytes());
@@ -162,13 +168,21 @@ mod tests {
 
     #[test]
     fn record_names_are_deterministic_per_drift_set() {
-        let a = drift_record_name("db01", &[d("os.version", Some("13"))]);
-        assert_eq!(a, drift_record_name("db01", &[d("os.version", Some("13"))]));
-        assert_ne!(a, drift_record_name("db01", &[d("os.version", Some("14"))]));
-        assert_ne!(a, drift_record_name("db02", &[d("os.version", Some("13"))]));
+        let v13 = [d("os.version", Some("13"))];
+        let a = drift_record_name("db01", &v13, None);
+        assert_eq!(a, drift_record_name("db01", &v13, None));
+        assert_ne!(
+            a,
+            drift_record_name("db01", &[d("os.version", Some("14"))], None)
+        );
+        assert_ne!(a, drift_record_name("db02", &v13, None));
         assert!(a.starts_with("db01-drift-") && a.len() == "db01-drift-".len() + 10);
+        // After that record ended, the same drift gets another name, and so on.
+        let b = drift_record_name("db01", &v13, Some(&a));
+        assert_ne!(a, b);
+        assert_ne!(b, drift_record_name("db01", &v13, Some(&b)));
         let long = "s".repeat(253);
-        assert_eq!(drift_record_name(&long, &[]).len(), 253);
+        assert_eq!(drift_record_name(&long, &[], None).len(), 253);
     }
 
     #[test]

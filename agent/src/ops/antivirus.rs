@@ -26,6 +26,9 @@ fn is_db_file(p: &Path) -> bool {
         .is_some_and(|e| DB_EXTENSIONS.contains(&e))
 }
 
+/// The most detections one host reports in its status.
+pub const MAX_DETECTIONS: usize = 100;
+
 /// A detection found by a scan and what was done about it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Found {
@@ -543,9 +546,11 @@ pub fn host_status(outcome: &Outcome, db: &Path, resident: bool, host: &str) -> 
         signature_time: time.map(Time),
         resident_running: Some(resident),
         last_scan: Some(outcome.run.clone()),
+        // The newest scan's detections, at most MAX_DETECTIONS (the run's count says how many).
         detections: outcome
             .found
             .iter()
+            .take(MAX_DETECTIONS)
             .map(|f| unyo_crds::virusscan::Detection {
                 host: host.to_string(),
                 path: f.path.clone(),

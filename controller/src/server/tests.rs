@@ -222,3 +222,28 @@ fn host_policy_refusals_make_the_condition_false_with_the_rule() {
             .all(|c| c.type_ != cond::HOST_POLICY_ALLOWED)
     );
 }
+
+#[test]
+fn drift_that_outlives_its_closed_record_opens_a_new_one() {
+    let now = t("2026-11-30T00:00:00Z");
+    let s = server(Some("13"));
+    let l = lease(now, 180);
+    let d = decide(&inputs(&s, &[], Some(&l)), now);
+    let mut first = d.record.clone().expect("a record");
+    let s = written(s, &d);
+    // People close it while the host still differs from its ledger.
+    first.spec.closed = Some(true);
+    let later = now + SignedDuration::from_secs(60);
+    let d = decide(&inputs(&s, std::slice::from_ref(&first), Some(&l)), later);
+    let second = d
+        .record
+        .clone()
+        .expect("a new record for the drift that remains");
+    assert_ne!(second.name_any(), first.name_any());
+    // The same decision again (a retry, a stale cache): the same second name.
+    let again = decide(&inputs(&s, std::slice::from_ref(&first), Some(&l)), later);
+    assert_eq!(again.record.unwrap().name_any(), second.name_any());
+    // With the second open, nothing more is opened.
+    let d = decide(&inputs(&s, &[first, second], Some(&l)), later);
+    assert!(d.record.is_none());
+}
