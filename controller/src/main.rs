@@ -88,7 +88,16 @@ async fn main() -> anyhow::Result<()> {
         subscriber.init();
     }
     tracing::info!(namespace = ?args.namespace, "starting unyo-controller");
-    let client = unyo_crds::client::connect(args.kubeconfig.as_deref()).await?;
+    // Every write of the reconcilers passes the leadership gate; the election has its own
+    // client, outside it.
+    let gate = Arc::new(if args.leader_elect {
+        leader::Gate::elected()
+    } else {
+        leader::Gate::always_open()
+    });
+    let config = unyo_crds::client::config(args.kubeconfig.as_deref()).await?;
+    let election_client = kube::Client::try_from(config.clone())?;
+    let client = gated_client(config, gate.clone())?;
     unyo_crds::client::check_served(&client, args.namespace.as_deref()).await?;
     let clock = args.now.map_or(Clock::System, Clock::Fixed);
     let metrics = Arc::new(metrics::Metrics::default());
@@ -136,10 +145,11 @@ async fn main() -> anyhow::Result<()> {
             )
         });
         leader::run_elected(
-            client,
+            election_client,
             &lease_ns,
             &args.leader_election_name,
             &identity,
+            gate,
             metrics,
             work,
         )
@@ -152,6 +162,23 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// A client whose writes are refused locally while `gate` is closed.
+fn gated_client(config: kube::Config, gate: Arc<leader::Gate>) -> anyhow::Result<kube::Client> {
+    let filter = tower::filter::FilterLayer::new(
+        move |req: http::Request<kube::client::Body>| -> Result<_, tower::BoxError> {
+            if leader::writes(req.method()) && !gate.open() {
+                tracing::warn!(method = %req.method(), uri = %req.uri(), "not leading: write refused");
+                Err("not the leader (or its lease deadline passed): write refused".into())
+            } else {
+                Ok(req)
+            }
+        },
+    );
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&filter)
+        .build())
 }
 
 #[cfg(test)]

@@ -27,7 +27,12 @@ pub enum ClientError {
 
 /// Builds a client from `kubeconfig` when given, else from the environment.
 pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
-    let config = match kubeconfig {
+    Ok(Client::try_from(config(kubeconfig).await?)?)
+}
+
+/// The configuration from `kubeconfig` when given, else from the environment.
+pub async fn config(kubeconfig: Option<&Path>) -> Result<Config, ClientError> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|source| ClientError::Kubeconfig {
                 path: path.display().to_string(),
@@ -41,8 +46,7 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
                 })?
         }
         None => Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
+    })
 }
 
 /// A kind the API server does not serve, or that this client may not list.
