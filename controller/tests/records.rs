@@ -506,76 +506,6 @@ async fn redirector() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
     (port, heard)
 }
 
-/// A CA, and a certificate for 127.0.0.1 it issued, made with openssl in `dir`: (ca, cert, key).
-fn tls_files(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = |f: &str| dir.join(f);
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=unyo test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "relay.key",
-        "-out",
-        "relay.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        p("san.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "relay.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "relay.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (p("ca.crt"), p("relay.crt"), p("relay.key"))
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -601,7 +531,7 @@ async fn failed_checks_open_incidents_and_notify() {
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).unwrap();
     }
-    let (ca, cert, key) = tls_files(&work);
+    let (ca, cert, key) = unyo_tests::tls_files(&work).unwrap();
     let smtp_port = free_port();
     // Debian's interpreter, where python3-aiosmtpd installs (not a python3 earlier on PATH).
     let mut smtp_cmd = Command::new("/usr/bin/python3");
