@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +18,10 @@ use kube::Api;
 use kube::api::ListParams;
 use unyo_crds::Server;
 use unyo_crds::server::{CheckState, Refusal, RequestState};
-use unyo_tests::{ControlPlane, Running, control_plane};
+use unyo_tests::{ControlPlane, control_plane};
 
 mod common;
-use common::{fake_host, signatures, wait_server};
+use common::{prepare, signatures, wait_server};
 
 const POLICY: &str = "\
 backup:
@@ -77,74 +77,6 @@ fn annotate(cp: &ControlPlane, ns: &str, kv: &str) {
         None,
     )
     .unwrap();
-}
-
-struct Host {
-    work: PathBuf,
-    root: PathBuf,
-    kubeconfig: PathBuf,
-    servers: Api<Server>,
-    ns: String,
-}
-
-/// A namespace with Server db01 and the sample calendar, a simulated host, the agent's
-/// identity from `unyo agent bootstrap`, and the host policy `policy`.
-async fn prepare(cp: &'static ControlPlane, prefix: &str, policy: &str) -> Host {
-    let ns = cp.namespace(prefix).await.unwrap();
-    let client = cp.client().await.unwrap();
-    for (file, from) in [
-        ("servers/db01.yaml", "namespace: mie"),
-        ("calendar.yaml", "namespace: mie"),
-    ] {
-        let yaml =
-            std::fs::read_to_string(unyo_tests::repo_root().join("manifests/samples").join(file))
-                .unwrap()
-                .replace(from, &format!("namespace: {ns}"));
-        cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&yaml))
-            .unwrap();
-    }
-    let work = std::env::temp_dir().join(format!("unyo-{prefix}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    let root = work.join("root");
-    fake_host(&root, "db01");
-    let kubeconfig = work.join("agent.kubeconfig");
-    unyo_cli::bootstrap::run(&unyo_cli::bootstrap::Bootstrap {
-        server: "db01",
-        namespace: &ns,
-        out: &kubeconfig,
-        kubeconfig: Some(&cp.kubeconfig),
-        server_url: None,
-        token_seconds: 3600,
-        rotate: false,
-    })
-    .await
-    .unwrap();
-    std::fs::write(work.join("agent.yaml"), policy).unwrap();
-    Host {
-        work,
-        root,
-        kubeconfig,
-        servers: Api::namespaced(client, &ns),
-        ns,
-    }
-}
-
-impl Host {
-    /// Starts the agent of this host.
-    fn spawn(&self) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-agent"));
-        cmd.args(["--server", "db01", "-n", &self.ns, "--kubeconfig"])
-            .arg(&self.kubeconfig)
-            .arg("--host-policy")
-            .arg(self.work.join("agent.yaml"))
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--state-dir")
-            .arg(self.work.join("state"))
-            .args(["--heartbeat", "1s", "--facts-interval", "2s"])
-            .env("RUST_LOG", "info,unyo_agent=debug");
-        Running::spawn(cmd, &format!("agent-{}", self.ns)).unwrap()
-    }
 }
 
 #[tokio::test]

@@ -4,13 +4,14 @@
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use kube::Api;
 use kube::runtime::wait::await_condition;
 use unyo_crds::Server;
-use unyo_tests::Running;
+use unyo_tests::{ControlPlane, Running};
 
 /// Writes the files of a simulated Debian host beneath `root`.
 pub fn fake_host(root: &Path, hostname: &str) {
@@ -130,5 +131,81 @@ pub async fn wait_server(
                 agent.log()
             )
         }
+    }
+}
+
+/// A host of an end-to-end test: its work directory, simulated root, the agent's kubeconfig,
+/// the Servers of its namespace.
+pub struct Host {
+    pub work: PathBuf,
+    pub root: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub servers: Api<Server>,
+    pub ns: String,
+}
+
+/// A namespace with Server db01 and the sample calendar, a simulated host, the agent's
+/// identity from `unyo agent bootstrap`, and the host policy `policy`.
+pub async fn prepare(cp: &'static ControlPlane, prefix: &str, policy: &str) -> Host {
+    let ns = cp.namespace(prefix).await.unwrap();
+    let client = cp.client().await.unwrap();
+    for (file, from) in [
+        ("servers/db01.yaml", "namespace: mie"),
+        ("calendar.yaml", "namespace: mie"),
+    ] {
+        let yaml =
+            std::fs::read_to_string(unyo_tests::repo_root().join("manifests/samples").join(file))
+                .unwrap()
+                .replace(from, &format!("namespace: {ns}"));
+        cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&yaml))
+            .unwrap();
+    }
+    let work = std::env::temp_dir().join(format!("unyo-{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let root = work.join("root");
+    fake_host(&root, "db01");
+    let kubeconfig = work.join("agent.kubeconfig");
+    unyo_cli::bootstrap::run(&unyo_cli::bootstrap::Bootstrap {
+        server: "db01",
+        namespace: &ns,
+        out: &kubeconfig,
+        kubeconfig: Some(&cp.kubeconfig),
+        server_url: None,
+        token_seconds: 3600,
+        rotate: false,
+    })
+    .await
+    .unwrap();
+    std::fs::write(work.join("agent.yaml"), policy).unwrap();
+    Host {
+        work,
+        root,
+        kubeconfig,
+        servers: Api::namespaced(client, &ns),
+        ns,
+    }
+}
+
+impl Host {
+    /// Starts the agent of this host.
+    pub fn spawn(&self) -> Running {
+        self.spawn_with(&[])
+    }
+
+    /// Starts the agent of this host with `extra` arguments.
+    pub fn spawn_with(&self, extra: &[&str]) -> Running {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_unyo-agent"));
+        cmd.args(["--server", "db01", "-n", &self.ns, "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .arg("--host-policy")
+            .arg(self.work.join("agent.yaml"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--state-dir")
+            .arg(self.work.join("state"))
+            .args(["--heartbeat", "1s", "--facts-interval", "2s"])
+            .args(extra)
+            .env("RUST_LOG", "info,unyo_agent=debug");
+        Running::spawn(cmd, &format!("agent-{}", self.ns)).unwrap()
     }
 }
