@@ -94,7 +94,13 @@ pub fn health(
         );
     }
     for rule in &plan.spec.rules {
-        let (due, _) = last_and_next(plan, rule, calendars, now - MISSED_GRACE, now);
+        let (due, _) = last_and_next(
+            plan,
+            rule,
+            calendars,
+            unyo_crds::patching::earlier(now, MISSED_GRACE),
+            now,
+        );
         let ran = match rule.backup_type {
             // A full also satisfies a differential that was due.
             BackupType::Full => h.last_full.as_ref().map(|r| r.started_at.0),

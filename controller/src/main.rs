@@ -15,6 +15,8 @@ mod change;
 mod conditions;
 mod context;
 mod error;
+#[cfg(test)]
+mod extremes;
 mod incident;
 mod leader;
 mod metrics;

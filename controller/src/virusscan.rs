@@ -78,7 +78,11 @@ pub fn health(
     let last_started = av
         .and_then(|a| a.last_scan.as_ref())
         .map(|r| r.started_at.0);
-    let due = last_fire(s, calendars, now - MISSED_GRACE);
+    let due = last_fire(
+        s,
+        calendars,
+        unyo_crds::patching::earlier(now, MISSED_GRACE),
+    );
     let missed = match (due, last_started) {
         (Some(d), Some(l)) => l < d,
         (Some(_), None) => true,

@@ -128,6 +128,15 @@ pub fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
     })
 }
 
+/// `t` minus `d`, saturating at the start (or end) of time.
+pub fn earlier(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_sub(d).unwrap_or(if d.is_negative() {
+        Timestamp::MAX
+    } else {
+        Timestamp::MIN
+    })
+}
+
 impl CheckedWindow {
     /// The opening and closing instants of the window `t` is in, if any.
     pub fn open_at(&self, t: Timestamp) -> Option<(Timestamp, Timestamp)> {

@@ -740,7 +740,7 @@ impl WorkCalendar {
         before: Timestamp,
         lookback: jiff::SignedDuration,
     ) -> Option<Timestamp> {
-        self.fire_times(schedule, before - lookback)
+        self.fire_times(schedule, crate::patching::earlier(before, lookback))
             .map_while(Result::ok)
             .map(|z| z.timestamp())
             .take_while(|t| *t <= before)
