@@ -402,8 +402,8 @@ fn open_spec(server: &Server, p: &Problem, fp: &str, name: &str) -> serde_json::
         },
         "spec": {
             "type": "Monitoring",
-            "title": format!("{server_name}: {}/{} {:?}", p.policy, p.check, p.severity),
-            "description": p.message,
+            "title": unyo_crds::names::fit(&format!("{server_name}: {}/{} {:?}", p.policy, p.check, p.severity), 256),
+            "description": unyo_crds::names::fit(&p.message, 8192),
             "fingerprint": fp,
             "reporter": "unyo-controller (monitoring)",
             "severity": p.severity,

@@ -184,10 +184,13 @@ fn drift_record(
         },
         spec: ChangeRecordSpec {
             origin: ChangeOrigin::Drift,
-            title: Some(format!(
-                "{name}: {} ledger path(s) drifted: {}",
-                uncovered.len(),
-                paths.join(", ")
+            title: Some(unyo_crds::names::fit(
+                &format!(
+                    "{name}: {} ledger path(s) drifted: {}",
+                    uncovered.len(),
+                    paths.join(", ")
+                ),
+                256,
             )),
             category: category(uncovered),
             classification: class,

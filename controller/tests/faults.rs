@@ -220,3 +220,218 @@ async fn a_stalled_leader_never_writes_beside_the_new_one() {
     drop(b);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Applies `yaml` (with NS for the namespace): Ok when accepted, Err with the API server's
+/// refusal otherwise.
+fn try_apply(cp: &ControlPlane, ns: &str, yaml: &str) -> Result<(), String> {
+    let out = cp
+        .run_kubectl(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&yaml.replace("NS", ns)),
+        )
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn extreme_values_are_refused_or_reported_and_nothing_exits() {
+    let cp = control_plane().unwrap();
+    let ns = cp.namespace("extremes").await.unwrap();
+    let client = cp.client().await.unwrap();
+    let calendar =
+        std::fs::read_to_string(unyo_tests::repo_root().join("manifests/samples/calendar.yaml"))
+            .unwrap()
+            .replace("namespace: mie", "namespace: NS");
+    try_apply(cp, &ns, &calendar).unwrap();
+    let mut ctl = common::controller(cp, &ns, "controller", &[]).await;
+
+    // The crash of the first wave: a soak beyond the end of time, an explicitly approved
+    // patch, and a staging Server whose facts list it.
+    let baselines = r#"apiVersion: unyo.dev/v1alpha1
+kind: PatchBaseline
+metadata: {name: staging, namespace: NS}
+spec:
+  selector: {matchLabels: {unyo.dev/environment: staging}}
+  approvedPatches: [openssl]
+---
+apiVersion: unyo.dev/v1alpha1
+kind: PatchBaseline
+metadata: {name: production, namespace: NS}
+spec:
+  selector: {matchLabels: {unyo.dev/environment: production}}
+  approvedPatches: [openssl]
+  promotion: {stagingBaseline: staging, soak: "100000000d"}
+"#;
+    try_apply(cp, &ns, baselines).unwrap();
+    let staging = server_yaml(&ns, "stg-db01").replace(
+        "unyo.dev/environment: production",
+        "unyo.dev/environment: staging",
+    );
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&staging))
+        .unwrap();
+    // A Server name at the limit of its length, drifting (its record's labels must fit).
+    let long = format!("db{}", "9".repeat(251));
+    cp.kubectl_ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&server_yaml(&ns, &long)),
+    )
+    .unwrap();
+    let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
+    let status = |name: &str, released: &str| {
+        serde_json::json!({"apiVersion": "unyo.dev/v1alpha1", "kind": "Server", "status": {
+            "observed": {"hostname": name, "os": {"name": "Debian GNU/Linux", "version": "13"},
+                         "packages": [{"name": "openssl", "version": "3.0.99", "architecture": "amd64"}]},
+            "operations": {"patchScan": {"scannedAt": "2026-11-30T00:00:00Z", "succeeded": true,
+                "available": [{"package": "openssl", "installedVersion": "3.0.14", "version": "3.0.99",
+                               "classification": "Security", "releasedAt": released}]}}}})
+    };
+    let apply = PatchParams::apply("unyo-agent").force();
+    // A time the API server would take but nothing in unyo could read is refused, naming it.
+    let refused = servers
+        .patch_status(
+            "stg-db01",
+            &apply,
+            &Patch::Apply(&status("stg-db01", "9999-12-31T23:59:59Z")),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("releasedAt") && refused.contains("must not be after"),
+        "{refused}"
+    );
+    for name in ["stg-db01", long.as_str()] {
+        servers
+            .patch_status(
+                name,
+                &apply,
+                &Patch::Apply(&status(name, "9999-12-29T00:00:00Z")),
+            )
+            .await
+            .unwrap();
+    }
+
+    // Durations, counts and dates at their extremes, each either refused naming its field or
+    // taken and judged.
+    let cases = [
+        (
+            "BackupPlan",
+            "generations",
+            r#"apiVersion: unyo.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: max-generations, namespace: NS}
+spec:
+  selector: {}
+  sources: [{name: d, paths: [/srv]}]
+  repositories: {primary: {location: /backup/a, passwordFile: /etc/unyo/a.pass}}
+  rules: [{name: f, type: Full, schedule: {calendar: mie-operations, at: "19:30"}}]
+  retention: {generations: 4294967295}
+  protectedSnapshot: {schedule: {calendar: mie-operations, at: "23:59"}, keepFor: "100000000d"}
+  media: {informationClass: ClassI}
+"#,
+        ),
+        (
+            "VirusScanSchedule",
+            "maxAge",
+            r#"apiVersion: unyo.dev/v1alpha1
+kind: VirusScanSchedule
+metadata: {name: forever, namespace: NS}
+spec:
+  selector: {}
+  schedule: {calendar: mie-operations, at: "00:00"}
+  paths: [/]
+  actions: [Notify]
+  signatures: {maxAge: "99999999999999999999d"}
+"#,
+        ),
+        (
+            "MonitoringPolicy",
+            "for",
+            r#"apiVersion: unyo.dev/v1alpha1
+kind: MonitoringPolicy
+metadata: {name: slow, namespace: NS}
+spec:
+  selector: {}
+  interval: "0s"
+  reopenWindow: "100000000d"
+  checks: [{name: cpu, kind: Cpu, warning: 99.999, critical: 100, for: "100000000d", timeout: "100000000d"}]
+"#,
+        ),
+        (
+            "OperationCalendar",
+            "closures",
+            r#"apiVersion: unyo.dev/v1alpha1
+kind: OperationCalendar
+metadata: {name: end-of-time, namespace: NS}
+spec:
+  timeZone: Asia/Tokyo
+  extraHolidays: [{date: "9999-12-31", name: far}]
+  extraWorkdays: ["9999-12-30"]
+  businessHours: {weekdays: [Monday], start: "00:00", end: "23:59"}
+"#,
+        ),
+    ];
+    let mut outcome = Vec::new();
+    for (kind, field, yaml) in cases {
+        match try_apply(cp, &ns, yaml) {
+            Ok(()) => outcome.push(format!("{kind} ({field}): accepted")),
+            Err(e) => {
+                assert!(
+                    e.contains("spec."),
+                    "{kind}: a refusal that names no field: {e}"
+                );
+                outcome.push(format!(
+                    "{kind} ({field}): refused: {}",
+                    e.lines().next().unwrap_or("")
+                ));
+            }
+        }
+    }
+    // Everything accepted is judged (a Ready condition) while the controller keeps running.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for (plural, name) in [
+        ("backupplans", "max-1000"),
+        ("virusscanschedules", "forever"),
+        ("monitoringpolicies", "slow"),
+        ("operationcalendars", "end-of-time"),
+        ("patchbaselines", "production"),
+    ] {
+        let out = cp
+            .run_kubectl(
+                &[
+                    "get",
+                    plural,
+                    name,
+                    "-n",
+                    &ns,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+                None,
+            )
+            .unwrap();
+        let ready = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() {
+            assert!(
+                ready == "True" || ready == "False",
+                "{plural}/{name} is not judged: {ready:?}\n{}",
+                ctl.log()
+            );
+        }
+    }
+    let records = cp
+        .kubectl_ok(&["get", "changerecords", "-n", &ns, "-o", "name"], None)
+        .unwrap();
+    assert!(
+        records.lines().count() >= 2,
+        "both drifting Servers have records: {records}\n{}",
+        ctl.log()
+    );
+    assert!(ctl.alive(), "the controller exited\n{}", ctl.log());
+    assert!(!ctl.log().contains("panicked"), "{}", ctl.log());
+    println!("extreme values:\n  {}", outcome.join("\n  "));
+}

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    ValidationRule,
+};
 use kube::CustomResourceExt;
 
 use crate::*;
@@ -31,7 +34,7 @@ pub enum CrdGenError {
 
 /// The CRDs of all eight kinds, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         Server::crd(),
         MonitoringPolicy::crd(),
         PatchBaseline::crd(),
@@ -40,7 +43,50 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         OperationCalendar::crd(),
         ChangeRecord::crd(),
         Incident::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                bound_times(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// The last instant every part of unyo can read (jiff's timestamps end on 9999-12-30 at 22:00
+/// UTC; the API server takes RFC 3339 times up to the end of 9999). A later time in any field
+/// would make the object unreadable to the controller and the agents, and with it the watch of
+/// its kind.
+pub const LAST_TIME: &str = "9999-12-30T00:00:00Z";
+
+/// Adds to every `date-time` property of `schema` a rule that refuses times after
+/// [`LAST_TIME`], naming the field.
+fn bound_times(schema: &mut JSONSchemaProps) {
+    if schema.format.as_deref() == Some("date-time") {
+        schema
+            .x_kubernetes_validations
+            .get_or_insert_with(Vec::new)
+            .push(ValidationRule {
+                rule: format!("self <= timestamp('{LAST_TIME}')"),
+                message: Some(format!("must not be after {LAST_TIME}")),
+                reason: Some("FieldValueInvalid".into()),
+                ..Default::default()
+            });
+    }
+    for p in schema.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        bound_times(p);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        bound_times(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {
+        bound_times(extra);
+    }
 }
 
 /// The file name a CRD is written to: `<plural>.<group>.yaml`.

@@ -130,6 +130,17 @@ pub fn label_value(value: &str) -> String {
         .to_string()
 }
 
+/// `text` cut to at most `max` characters (ending in `…` when cut), for fields with a length
+/// limit that hold a name from outside.
+pub fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// The deterministic name of the ChangeRecord for `drifts` on `server`, `after` the latest
 /// record of the same drift that is no longer open (closed by people, or resolved): the same
 /// inputs always give the same name, so a retry or a restart cannot open a second record, and
@@ -183,6 +194,14 @@ mod tests {
         assert_ne!(b, drift_record_name("db01", &v13, Some(&b)));
         let long = "s".repeat(253);
         assert_eq!(drift_record_name(&long, &[], None).len(), 253);
+    }
+
+    #[test]
+    fn texts_fit_their_limits() {
+        assert_eq!(fit("short", 256), "short");
+        let cut = fit(&"あ".repeat(300), 256);
+        assert_eq!(cut.chars().count(), 256);
+        assert!(cut.ends_with('…'));
     }
 
     #[test]
