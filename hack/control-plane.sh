@@ -12,6 +12,9 @@
 #       DIR. Without --dir it uses the directory of the last `up` (recorded in the envtest cache).
 #   hack/control-plane.sh env [--dir DIR]
 #       prints the export line again.
+#   hack/control-plane.sh restart apiserver|etcd [--dir DIR]
+#       stops one of the two (SIGTERM) and starts it again on the same port with the same state
+#       (the fault tests use this).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -96,6 +99,49 @@ current-context: unyo-envtest
 EOF
 }
 
+# Starts etcd with the ports recorded in DIR/ports (its data stays in DIR/etcd-data).
+start_etcd() {
+  local dir=$1 bin etcd_port peer_port api_port
+  # shellcheck disable=SC1091
+  . "$dir/ports"
+  local etcd_url="http://127.0.0.1:$etcd_port" peer_url="http://127.0.0.1:$peer_port"
+  log "starting etcd on $etcd_url (state in $dir)"
+  "$bin/etcd" --name unyo --data-dir "$dir/etcd-data" \
+    --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+    --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
+    --initial-cluster "unyo=$peer_url" --unsafe-no-fsync=true --log-level=warn \
+    >> "$dir/etcd.log" 2>&1 &
+  echo $! > "$dir/etcd.pid"
+  if ! wait_ok etcd 60 "$etcd_url/health"; then
+    tail -20 "$dir/etcd.log" >&2
+    stop_pid "$dir/etcd.pid"
+    return 1
+  fi
+}
+
+# Starts kube-apiserver with the ports recorded in DIR/ports.
+start_apiserver() {
+  local dir=$1 bin etcd_port peer_port api_port
+  # shellcheck disable=SC1091
+  . "$dir/ports"
+  log "starting kube-apiserver on https://127.0.0.1:$api_port"
+  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --cert-dir "$dir" --tls-cert-file "$dir/serving.crt" --tls-private-key-file "$dir/serving.key" \
+    --client-ca-file "$dir/ca.crt" --authorization-mode RBAC --allow-privileged=true \
+    --service-cluster-ip-range 10.0.0.0/24 --disable-admission-plugins ServiceAccount \
+    --service-account-issuer "https://127.0.0.1:$api_port/" \
+    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
+    >> "$dir/apiserver.log" 2>&1 &
+  echo $! > "$dir/apiserver.pid"
+  if ! wait_ok kube-apiserver 120 "https://127.0.0.1:$api_port/readyz" \
+      --cacert "$dir/ca.crt" --cert "$dir/admin.crt" --key "$dir/admin.key"; then
+    tail -30 "$dir/apiserver.log" >&2
+    stop_pid "$dir/apiserver.pid"
+    return 1
+  fi
+}
+
 cmd_up() {
   local dir="" owner=""
   while [ $# -gt 0 ]; do
@@ -120,38 +166,13 @@ cmd_up() {
 
   local etcd_port peer_port api_port
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
-  local etcd_url="http://127.0.0.1:$etcd_port" peer_url="http://127.0.0.1:$peer_port"
-
-  log "starting etcd on $etcd_url (state in $dir)"
-  "$bin/etcd" --name unyo --data-dir "$dir/etcd-data" \
-    --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-    --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
-    --initial-cluster "unyo=$peer_url" --unsafe-no-fsync=true --log-level=warn \
-    > "$dir/etcd.log" 2>&1 &
-  echo $! > "$dir/etcd.pid"
-  if ! wait_ok etcd 60 "$etcd_url/health"; then
-    tail -20 "$dir/etcd.log" >&2
+  printf 'bin=%s\netcd_port=%s\npeer_port=%s\napi_port=%s\n' "$bin" "$etcd_port" "$peer_port" "$api_port" > "$dir/ports"
+  start_etcd "$dir" || die "etcd did not become healthy; log: $dir/etcd.log"
+  if ! start_apiserver "$dir"; then
     stop_pid "$dir/etcd.pid"
-    die "etcd did not become healthy; log: $dir/etcd.log"
-  fi
-
-  log "starting kube-apiserver on https://127.0.0.1:$api_port"
-  "$bin/kube-apiserver" --etcd-servers "$etcd_url" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --cert-dir "$dir" --tls-cert-file "$dir/serving.crt" --tls-private-key-file "$dir/serving.key" \
-    --client-ca-file "$dir/ca.crt" --authorization-mode RBAC --allow-privileged=true \
-    --service-cluster-ip-range 10.0.0.0/24 --disable-admission-plugins ServiceAccount \
-    --service-account-issuer "https://127.0.0.1:$api_port/" \
-    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
-    > "$dir/apiserver.log" 2>&1 &
-  echo $! > "$dir/apiserver.pid"
-  write_kubeconfig "$dir" "$api_port"
-  if ! wait_ok kube-apiserver 120 "https://127.0.0.1:$api_port/readyz" \
-      --cacert "$dir/ca.crt" --cert "$dir/admin.crt" --key "$dir/admin.key"; then
-    tail -30 "$dir/apiserver.log" >&2
-    stop_pid "$dir/apiserver.pid"; stop_pid "$dir/etcd.pid"
     die "kube-apiserver did not become ready; log: $dir/apiserver.log"
   fi
+  write_kubeconfig "$dir" "$api_port"
 
   if [ -n "$owner" ]; then
     # The watchdog stops both servers when the owner goes away, whatever way it ends.
@@ -199,6 +220,21 @@ cmd_down() {
   log "stopped and removed $dir"
 }
 
+# Stops one server of the control plane in DIR (SIGTERM, as a restart by systemd or a node
+# would) and starts it again on the same port with the same state.
+cmd_restart() {
+  local which=${1:-}; shift || true
+  local dir
+  dir=$(resolve_dir "$@")
+  [ -f "$dir/ports" ] || die "no control plane in $dir"
+  case $which in
+    apiserver) stop_pid "$dir/apiserver.pid"; start_apiserver "$dir" || die "kube-apiserver did not come back" ;;
+    etcd) stop_pid "$dir/etcd.pid"; start_etcd "$dir" || die "etcd did not come back" ;;
+    *) die "restart what? apiserver or etcd" ;;
+  esac
+  log "$which restarted"
+}
+
 cmd_env() {
   local dir
   dir=$(resolve_dir "$@")
@@ -210,5 +246,6 @@ case ${1:-} in
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
   env) shift; cmd_env "$@" ;;
-  *) echo "usage: $0 up [--dir DIR] [--owner-pid PID] | down [--dir DIR] | env [--dir DIR]" >&2; exit 2 ;;
+  restart) shift; cmd_restart "$@" ;;
+  *) echo "usage: $0 up [--dir DIR] [--owner-pid PID] | down [--dir DIR] | env [--dir DIR] | restart apiserver|etcd [--dir DIR]" >&2; exit 2 ;;
 esac

@@ -226,6 +226,24 @@ impl ControlPlane {
             .await
     }
 
+    /// Restarts `which` (`apiserver` or `etcd`) of this control plane: stopped with SIGTERM and
+    /// started again on the same port with the same state.
+    pub fn restart(&self, which: &str) -> Result<()> {
+        let dir = self
+            .kubeconfig
+            .parent()
+            .context("the kubeconfig has no directory")?;
+        let out = Command::new(self.repo.join("hack/control-plane.sh"))
+            .args(["restart", which, "--dir"])
+            .arg(dir)
+            .output()
+            .context("running hack/control-plane.sh restart")?;
+        if !out.status.success() {
+            bail!("restarting {which}: {}", output_text(&out));
+        }
+        Ok(())
+    }
+
     /// Lets the controller read Secrets in `namespace` (notification URLs and credentials), as
     /// an operator binds it per fleet namespace.
     pub fn bind_controller_secrets(&self, namespace: &str) -> Result<()> {
