@@ -128,6 +128,7 @@ struct Files {
     )>,
     requests: Kept<BTreeMap<String, unyo_crds::server::RequestResult>>,
     facts: Kept<Option<ObservedFacts>>,
+    running: Kept<Option<unyo_crds::backup::BackupRun>>,
 }
 
 impl Files {
@@ -139,11 +140,86 @@ impl Files {
             patches: Kept::new(dir, "host-patches"),
             requests: Kept::new(dir, "requests"),
             facts: Kept::new(dir, "facts"),
+            running: Kept::new(dir, "backup-running"),
         }
     }
 }
 
+/// What an earlier run left unfinished — a backup, a request — is reported as interrupted
+/// (and not run again: the request's value was taken before it ran).
+fn interrupted(state: &mut State, files: &Files) {
+    use unyo_crds::backup::{BackupType, RunResult};
+    use unyo_crds::server::RequestState;
+    let now = Time(now_seconds());
+    if let Some((plan, mut run)) = files
+        .running
+        .load()
+        .and_then(|r| Some((r.message.clone()?, r)))
+    {
+        tracing::warn!(%plan, rule = %run.rule, "a backup was interrupted by the agent's stop; reported as Interrupted");
+        run.result = RunResult::Interrupted;
+        run.finished_at = Some(now.clone());
+        run.message = Some("interrupted: the agent stopped during this run".into());
+        let entry = state
+            .backups
+            .entry(plan.clone())
+            .or_insert(unyo_crds::backup::HostBackup {
+                plan,
+                last_full: None,
+                last_differential: None,
+                generations: None,
+                last_verification: None,
+            });
+        match run.backup_type {
+            BackupType::Full => entry.last_full = Some(run),
+            BackupType::Differential => entry.last_differential = Some(run),
+        }
+        files
+            .backups
+            .keep(&state.backups.values().cloned().collect());
+        files.running.keep(&None);
+    }
+    let mut changed = false;
+    for r in state
+        .requests
+        .values_mut()
+        .filter(|r| r.result == RequestState::Running)
+    {
+        r.result = RequestState::Interrupted;
+        r.message =
+            Some("interrupted: the agent stopped while it ran; ask again with a new value".into());
+        r.at = now.clone();
+        changed = true;
+    }
+    if changed {
+        files.requests.keep(&state.requests);
+    }
+}
+
 impl Reporter {
+    /// Notes that a backup of `plan` starts (kept until [`Reporter::backup`] records its end),
+    /// so that a stop of the agent during it is reported as an interruption.
+    pub fn backup_starts(
+        &self,
+        plan: &str,
+        rule: &str,
+        backup_type: unyo_crds::backup::BackupType,
+    ) {
+        let run = unyo_crds::backup::BackupRun {
+            rule: rule.to_string(),
+            backup_type,
+            result: unyo_crds::backup::RunResult::Interrupted,
+            started_at: Time(now_seconds()),
+            finished_at: None,
+            snapshot: None,
+            copied: None,
+            bytes_added: None,
+            // The plan, while the run is under way.
+            message: Some(plan.to_string()),
+        };
+        self.files.running.keep(&Some(run));
+    }
+
     /// A reporter for `server`, keeping its journal in `dir` (created if missing) and picking
     /// up what an earlier run left there.
     pub fn open(
@@ -174,6 +250,7 @@ impl Reporter {
             ..State::default()
         };
         (state.patch_scan, state.patches) = files.patches.load();
+        interrupted(&mut state, &files);
         if let Ok(text) = std::fs::read_to_string(dir.join("journal.jsonl")) {
             // A line torn by a kill mid-append is skipped; every whole line is kept.
             state.journal = text
@@ -342,6 +419,7 @@ impl Reporter {
         state
             .backups
             .insert(state_of_plan.plan.clone(), state_of_plan);
+        self.files.running.keep(&None);
         let list: Vec<unyo_crds::backup::HostBackup> = state.backups.values().cloned().collect();
         self.files.backups.keep(&list);
         state.version += 1;

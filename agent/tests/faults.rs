@@ -151,3 +151,192 @@ spec:
     );
     std::fs::remove_dir_all(&h.work).unwrap();
 }
+
+/// The pid of a running `restic backup` whose command line mentions `repo`.
+fn restic_backup(repo: &std::path::Path) -> Option<u32> {
+    let repo = repo.display().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        (cmd.starts_with("restic ") && cmd.contains(" backup ") && cmd.contains(&repo))
+            .then_some(pid)
+    })
+}
+
+fn snapshots(repo: &std::path::Path, password: &std::path::Path) -> usize {
+    let out = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password)
+        .args(["--no-cache", "--no-lock", "snapshots", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+        .map(|v| v.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_backup_reports_it_interrupted_and_runs_nothing_twice() {
+    use unyo_crds::backup::RunResult;
+    use unyo_crds::server::RequestState;
+    let cp = control_plane().unwrap();
+    let policy = "backup:\n  repositories: [/backup]\n  passwordFiles: [/etc/unyo]\n  sources: [/srv/data]\n";
+    let h = prepare(cp, "kill-agent", policy).await;
+    let ns = h.ns.clone();
+    let (data, repo, pass) = (
+        h.root.join("srv/data"),
+        h.root.join("backup/db"),
+        h.root.join("etc/unyo/backup.pass"),
+    );
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(pass.parent().unwrap()).unwrap();
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    std::fs::write(data.join("small.csv"), "1,2,3\n").unwrap();
+    cp.kubectl_ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&format!(r#"apiVersion: unyo.dev/v1alpha1
+kind: BackupPlan
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: db}}}}
+  sources: [{{name: data, paths: [/srv/data]}}]
+  repositories: {{primary: {{location: /backup/db, passwordFile: /etc/unyo/backup.pass}}}}
+  rules: [{{name: weekly, type: Full, schedule: {{calendar: mie-operations, at: "19:30", days: FirstBusinessDayOfWeek}}}}]
+  media: {{informationClass: ClassI}}
+  verification: {{checkAfterRun: false}}
+"#)),
+    )
+    .unwrap();
+    let annotate = |v: &str| {
+        cp.kubectl_ok(
+            &[
+                "annotate",
+                "--overwrite",
+                "server",
+                "db01",
+                "-n",
+                &ns,
+                &format!("unyo.dev/backup-now={v}"),
+            ],
+            None,
+        )
+        .unwrap();
+    };
+    let answer = |v: &'static str| {
+        let servers = h.servers.clone();
+        async move {
+            unyo_cli::backup::await_answer(
+                &servers,
+                "db01",
+                "unyo.dev/backup-now",
+                v,
+                Duration::from_secs(180),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let agent = h.spawn();
+    annotate("first");
+    assert_eq!(
+        answer("first").await.result,
+        RequestState::Succeeded,
+        "{}",
+        agent.log()
+    );
+    assert_eq!(snapshots(&repo, &pass), 1);
+
+    // Enough data for a backup that takes a while, then kill -9 while restic runs (and restic
+    // with it, as systemd's control group would).
+    let out = std::process::Command::new("head")
+        .args(["-c", "600M", "/dev/urandom"])
+        .stdout(std::fs::File::create(data.join("big.bin")).unwrap())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    annotate("second");
+    let mut restic = None;
+    for _ in 0..200 {
+        restic = restic_backup(&repo);
+        if restic.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let restic = restic.expect("restic backup never ran");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(agent); // SIGKILL
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &restic.to_string()])
+        .status();
+    // A kill during a journal append leaves a torn last line.
+    let mut j = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(h.work.join("state/journal.jsonl"))
+        .unwrap();
+    write!(j, "{{\"policy\":\"torn").unwrap();
+    drop(j);
+
+    // Started again: the run and the request are reported interrupted, the history stays, and
+    // the request is not run a second time.
+    let agent = h.spawn();
+    let s = wait_server(&h.servers, "the interruption reported", 60, &agent, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.operations.as_ref())
+            .is_some_and(|o| {
+                o.requests
+                    .iter()
+                    .any(|r| r.value == "second" && r.result == RequestState::Interrupted)
+                    && o.backups.iter().any(|b| {
+                        b.last_full
+                            .as_ref()
+                            .is_some_and(|f| f.result == RunResult::Interrupted)
+                    })
+            })
+    })
+    .await;
+    let b = &s
+        .status
+        .as_ref()
+        .unwrap()
+        .operations
+        .as_ref()
+        .unwrap()
+        .backups[0];
+    assert_eq!(
+        b.generations,
+        Some(1),
+        "the earlier backup is still counted: {b:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        restic_backup(&repo).is_none(),
+        "the interrupted request ran again"
+    );
+    assert_eq!(snapshots(&repo, &pass), 1, "a second snapshot appeared");
+    for f in ["host-backups", "requests", "facts", "checks"] {
+        let path = h.work.join(format!("state/{f}.json"));
+        if path.exists() {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            assert_eq!(v["kind"], f, "{f}");
+        }
+    }
+    // A new request runs, past the lock the killed restic left.
+    std::fs::remove_file(data.join("big.bin")).unwrap();
+    annotate("third");
+    assert_eq!(
+        answer("third").await.result,
+        RequestState::Succeeded,
+        "{}",
+        agent.log()
+    );
+    assert_eq!(snapshots(&repo, &pass), 2);
+    drop(agent);
+    std::fs::remove_dir_all(&h.work).unwrap();
+}

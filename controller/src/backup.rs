@@ -81,6 +81,20 @@ pub fn health(
             format!("no backup of plan {name} reported yet"),
         );
     };
+    if let Some(run) = last_run(h).filter(|r| r.result == RunResult::Interrupted) {
+        return (
+            false,
+            "BackupInterrupted",
+            format!(
+                "{} ({:?}) was interrupted: {}",
+                run.rule,
+                run.backup_type,
+                run.message
+                    .as_deref()
+                    .unwrap_or("the agent stopped during the run")
+            ),
+        );
+    }
     if let Some(run) = last_run(h).filter(|r| r.result == RunResult::Failed) {
         return (
             false,

@@ -299,8 +299,13 @@ pub struct BackupRun {
 /// Result of a run.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum RunResult {
+    /// It finished and did what it should.
     Succeeded,
+    /// It finished with an error.
     Failed,
+    /// It never finished: the agent stopped during it (killed, the host restarted); reported
+    /// when the agent starts again, and not run again by itself.
+    Interrupted,
 }
 
 /// Backup state of one host under one plan, written by its agent.

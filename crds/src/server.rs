@@ -735,4 +735,6 @@ pub enum RequestState {
     Failed,
     /// Refused by the host policy or malformed; nothing was done.
     Refused,
+    /// The agent stopped while it ran; not run again (ask again with a new value).
+    Interrupted,
 }

@@ -128,7 +128,12 @@ impl Restic {
             ));
         }
         match self.run(&["cat", "config"]) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // Locks left by a restic that was killed with the agent are stale: restic
+                // removes only those (a lock of a live process stays).
+                let _ = self.run(&["unlock"]);
+                Ok(())
+            }
             // Only a repository that is not there is created; any other failure is reported.
             Err(e) if e.contains("Is there a repository at the following location") => {
                 let mut args = vec!["init".to_string()];

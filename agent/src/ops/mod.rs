@@ -379,6 +379,11 @@ async fn backup_one(
     reporter: &Reporter,
 ) -> bool {
     let mut state = reporter.backup_state(&job.name).await;
+    let (name, kind) = rule
+        .and_then(|r| job.spec.rules.get(r))
+        .map(|r| (r.name.as_str(), r.backup_type))
+        .unwrap_or(("on-request", unyo_crds::backup::BackupType::Full));
+    reporter.backup_starts(&job.name, name, kind);
     let (job, host) = (job.clone(), host.clone());
     let done = tokio::task::spawn_blocking(move || {
         let rule = rule.and_then(|r| job.spec.rules.get(r));
