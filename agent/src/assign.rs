@@ -293,8 +293,14 @@ async fn publish(
     // Until the first lists are in, the stores are empty: keep the saved assignment.
     // (Asked without waiting: the stores fill only while the watch streams are polled.)
     let ready = |ready: Option<Result<(), _>>| matches!(ready, Some(Ok(())));
+    // Every store: a job judged before its calendar has arrived would say the calendar does
+    // not exist (and replace the saved assignment that had it).
     if !ready(servers.wait_until_ready().now_or_never())
         || !ready(policies.wait_until_ready().now_or_never())
+        || !ready(calendars.wait_until_ready().now_or_never())
+        || !ready(scans.wait_until_ready().now_or_never())
+        || !ready(plans.wait_until_ready().now_or_never())
+        || !ready(baselines.wait_until_ready().now_or_never())
     {
         return;
     }

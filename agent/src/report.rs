@@ -606,9 +606,9 @@ impl Reporter {
         }
     }
 
-    /// Applies the status first — it never waits for an Event — then creates the journal's
-    /// Events in order, each under its deterministic name. An Event the API server will never
-    /// take (quota, invalid) is dropped and counted; one it cannot take now (429, 5xx, no
+    /// Creates the journal's Events in order, each under its deterministic name, then applies
+    /// the status — whatever happened to the Events. An Event the API server will never take
+    /// (quota, admission, invalid) is dropped and counted; one it cannot take now (429, 5xx, no
     /// connection) stops the Events until the next attempt.
     async fn deliver(&self, servers: &Api<Server>, events: &Api<Event>) -> Result<(), kube::Error> {
         let (version, journal, uid, checks, facts_hash) = {
@@ -624,7 +624,6 @@ impl Reporter {
                     .unwrap_or_default(),
             )
         };
-        self.apply_status(servers).await?;
         let mut sent = 0;
         let mut failure = None;
         for entry in &journal {
@@ -644,6 +643,9 @@ impl Reporter {
             }
             sent += 1;
         }
+        // The status goes whatever happened to the Events (after them, so that a status
+        // showing a transition means its Event exists unless it was refused).
+        let applied = self.apply_status(servers).await;
         let mut s = self.state.lock().await;
         let done = sent.min(s.journal.len());
         s.journal.drain(..done);
@@ -656,6 +658,7 @@ impl Reporter {
             tracing::error!(error = %e, "cannot rewrite the journal");
         }
         self.metrics.journal_pending(s.journal.len());
+        applied?;
         if let Some(e) = failure {
             return Err(e);
         }

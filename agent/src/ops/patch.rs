@@ -337,6 +337,7 @@ pub async fn run_patches(
                         &patches,
                         open,
                         &mut failures,
+                        &kept,
                         &mut attempted,
                         &apt,
                         &reporter,
@@ -384,6 +385,7 @@ async fn install_approved(
     patches: &[HostPatch],
     open: Timestamp,
     failures: &mut BTreeMap<String, Failure>,
+    kept: &crate::state::Kept<BTreeMap<String, Failure>>,
     attempted: &mut std::collections::BTreeSet<(String, String, String, Timestamp)>,
     apt: &Apt,
     reporter: &Reporter,
@@ -404,6 +406,17 @@ async fn install_approved(
             continue;
         }
         tried = true;
+        // Kept before apt runs: if the agent stops during the install, it is reported as
+        // interrupted and not tried again in this window.
+        failures.insert(
+            p.package.clone(),
+            Failure {
+                version: p.version.clone(),
+                message: "interrupted: the agent stopped during this install (dpkg may need `dpkg --configure -a`)".into(),
+                window: open,
+            },
+        );
+        kept.keep(failures);
         let (a, pkg, ver, bl) = (
             apt.clone(),
             p.package.clone(),
