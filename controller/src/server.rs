@@ -271,7 +271,9 @@ fn recording(i: &Inputs, prev: &ServerStatus, now: Timestamp) -> Recording {
         .map(|r| r.name_any());
     let mut new_record = None;
     if !uncovered.is_empty() {
-        // The latest record of this drift that ended: the new one is named after it.
+        // The latest record of this drift that is not open: one the controller resolved
+        // (HostReverted) reopens itself when the drift recurs; after one people closed, the
+        // drift gets a new record named after it.
         let ended = i
             .records
             .iter()
@@ -279,11 +281,16 @@ fn recording(i: &Inputs, prev: &ServerStatus, now: Timestamp) -> Recording {
                 r.spec.origin == ChangeOrigin::Drift && r.spec.server.as_deref() == Some(&name)
             })
             .filter(|r| !is_open(r) && uncovered.iter().all(|d| covers(r, d)))
-            .max_by_key(|r| (r.meta().creation_timestamp.clone(), r.name_any()))
-            .map(|r| r.name_any());
-        let record = drift_record(i.server, &uncovered, &entries, ended.as_deref(), now);
-        current = record.metadata.name.clone();
-        new_record = Some(record);
+            .max_by_key(|r| (r.meta().creation_timestamp.clone(), r.name_any()));
+        match ended {
+            Some(r) if reopens(r) => current = Some(r.name_any()),
+            _ => {
+                let after = ended.map(|r| r.name_any());
+                let record = drift_record(i.server, &uncovered, &entries, after.as_deref(), now);
+                current = record.metadata.name.clone();
+                new_record = Some(record);
+            }
+        }
     }
     Recording {
         drifts,
@@ -292,6 +299,13 @@ fn recording(i: &Inputs, prev: &ServerStatus, now: Timestamp) -> Recording {
         new_record,
         absorbed,
     }
+}
+
+/// Whether an ended drift record reopens when its drift recurs: resolved by the controller,
+/// not closed or rejected by people.
+fn reopens(r: &ChangeRecord) -> bool {
+    r.spec.closed != Some(true)
+        && r.status.as_ref().and_then(|s| s.phase) == Some(unyo_crds::change::ChangePhase::Resolved)
 }
 
 fn sync_condition(

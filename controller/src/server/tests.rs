@@ -247,3 +247,24 @@ fn drift_that_outlives_its_closed_record_opens_a_new_one() {
     let d = decide(&inputs(&s, &[first, second], Some(&l)), later);
     assert!(d.record.is_none());
 }
+
+#[test]
+fn drift_that_recurs_after_the_controller_resolved_its_record_reopens_it() {
+    let now = t("2026-11-30T00:00:00Z");
+    let s = server(Some("13"));
+    let l = lease(now, 180);
+    let d = decide(&inputs(&s, &[], Some(&l)), now);
+    let mut first = d.record.clone().expect("a record");
+    first.status = Some(
+        serde_json::from_value(json!({"phase": "Resolved", "resolution": "HostReverted"})).unwrap(),
+    );
+    let s = written(s, &d);
+    let d = decide(
+        &inputs(&s, std::slice::from_ref(&first), Some(&l)),
+        now + SignedDuration::from_secs(60),
+    );
+    assert!(
+        d.record.is_none(),
+        "no second record: the change loop reopens the first"
+    );
+}
