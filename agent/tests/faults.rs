@@ -340,3 +340,161 @@ spec:
     drop(agent);
     std::fs::remove_dir_all(&h.work).unwrap();
 }
+
+/// Pids of the processes whose command line mentions `text`.
+fn processes_with(text: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                    String::from_utf8_lossy(&cmd)
+                        .replace('\0', " ")
+                        .contains(text)
+                        .then_some(pid)
+                })
+                .filter(|pid| *pid != std::process::id())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_install_reports_it_interrupted_and_does_not_retry_in_the_window() {
+    use unyo_crds::patch::PatchState;
+    use unyo_tests::aptlab::{self, Archive, Deb};
+    let cp = control_plane().unwrap();
+    let h = prepare(cp, "kill-apt", "patches: {install: true, reboot: false}\n").await;
+    let ns = h.ns.clone();
+    // A repository with an update whose postinst takes long, and a host that has the old one.
+    let lab = h.work.join("lab");
+    let archives = vec![Archive {
+        dir: "security",
+        origin: "Debian",
+        label: "Debian-Security",
+        suite: "bookworm-security",
+        date: aptlab::days_ago(10),
+        debs: vec![
+            Deb::new("slowpkg", "1.0"),
+            Deb {
+                postinst: Some("#!/bin/sh\nsleep 300\n"),
+                ..Deb::new("slowpkg", "1.1")
+            },
+        ],
+    }];
+    let dirs = aptlab::build_archives(&lab, &archives).unwrap();
+    let sources: Vec<String> = dirs.iter().map(|d| aptlab::source_line(d)).collect();
+    aptlab::host_root(
+        &h.root,
+        &sources,
+        &[aptlab::deb_file(&lab, "security", "slowpkg", "1.0")],
+    )
+    .unwrap();
+    // A baseline whose daily window opened five minutes ago, its candidate approved (as the
+    // controller judges it).
+    let opened = (jiff::Timestamp::now().in_tz("Asia/Tokyo").unwrap()
+        - jiff::Span::new().minutes(5))
+    .strftime("%H:%M")
+    .to_string();
+    cp.kubectl_ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: unyo.dev/v1alpha1
+kind: OperationCalendar
+metadata: {{name: ops, namespace: {ns}}}
+spec:
+  timeZone: Asia/Tokyo
+  businessHours: {{start: "08:00", end: "19:00"}}
+---
+apiVersion: unyo.dev/v1alpha1
+kind: PatchBaseline
+metadata: {{name: now, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{unyo.dev/role: db}}}}
+  operation: Install
+  approvedPatches: [slowpkg]
+  maintenanceWindow: {{schedule: {{calendar: ops, at: "{opened}"}}, duration: 2h}}
+"#
+        )),
+    )
+    .unwrap();
+    cp.kubectl_ok(
+        &["patch", "patchbaseline", "now", "-n", &ns, "--subresource=status", "--type=merge", "-p",
+          r#"{"status":{"candidates":[{"package":"slowpkg","version":"1.1","classification":"Security","judgement":"Apply","reason":"approved explicitly"}]}}"#],
+        None,
+    )
+    .unwrap();
+    let agent = h.spawn();
+    // apt runs the install; the agent is killed with it (and apt, dpkg and the script, as
+    // systemd's control group would be).
+    let root = h.root.display().to_string();
+    let mut running = false;
+    for _ in 0..600 {
+        if !processes_with("sleep 300").is_empty() {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running, "the install never ran\n{}", agent.log());
+    drop(agent);
+    for pid in processes_with(&root)
+        .into_iter()
+        .chain(processes_with("sleep 300"))
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    eprintln!(
+        "dpkg after the kill: {:?}",
+        aptlab::installed_version(&h.root, "slowpkg")
+    );
+
+    // Started again: the install is reported interrupted and not tried again in this window.
+    let agent = h.spawn();
+    let s = wait_server(
+        &h.servers,
+        "the install reported interrupted",
+        90,
+        &agent,
+        |s| {
+            s.status
+                .as_ref()
+                .and_then(|st| st.operations.as_ref())
+                .is_some_and(|o| {
+                    o.patches.iter().flat_map(|b| b.patches.iter()).any(|p| {
+                        p.package == "slowpkg"
+                            && p.state == PatchState::Failed
+                            && p.message
+                                .as_deref()
+                                .is_some_and(|m| m.contains("interrupted"))
+                    })
+                })
+        },
+    )
+    .await;
+    let state = &s
+        .status
+        .as_ref()
+        .unwrap()
+        .operations
+        .as_ref()
+        .unwrap()
+        .patches[0];
+    assert_eq!(state.baseline, "now");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        processes_with("sleep 300").is_empty(),
+        "the install ran again in the same window\n{}",
+        agent.log()
+    );
+    drop(agent);
+    for pid in processes_with(&root) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    std::fs::remove_dir_all(&h.work).unwrap();
+}

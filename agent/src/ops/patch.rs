@@ -121,6 +121,12 @@ pub fn evaluate(
             {
                 let mut p = host_patch(package, &c.version, PatchState::NotApplicable, Some(c));
                 p.message = Some("the package is not installed on this host".into());
+                // An install that failed or was cut short can leave the package not (fully)
+                // installed: that is the failure, not "not applicable".
+                if let Some(f) = failures.get(package).filter(|f| f.version == c.version) {
+                    p.state = PatchState::Failed;
+                    p.message = Some(f.message.clone());
+                }
                 out.push(p);
             }
             continue;
