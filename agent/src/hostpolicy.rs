@@ -358,19 +358,20 @@ impl HostPolicy {
     /// Whether a path is allowed by `rule`'s list (plus `own`, a subdirectory of the state
     /// directory): lexically, and with its symbolic links resolved beneath `root`.
     fn allows_path(&self, list: &[String], own: Option<&str>, root: &Path, p: &str) -> bool {
-        let mut allowed: Vec<String> = list.to_vec();
-        if let Some(sub) = own {
-            allowed.push(self.own(sub));
-        }
+        let allowed = self.with_own(list, own);
         path_allowed(&allowed, p)
             && resolved(root, p).is_none_or(|real| path_allowed(&allowed, &real))
     }
 
+    /// A rule's list, with the state directory's subdirectory `own` when the rule has one.
+    fn with_own(&self, list: &[String], own: Option<&str>) -> Vec<String> {
+        let mut all = list.to_vec();
+        all.extend(own.map(|sub| self.own(sub)));
+        all
+    }
+
     fn listed(&self, list: &[String], own: Option<&str>) -> String {
-        let mut all: Vec<String> = list.to_vec();
-        if let Some(sub) = own {
-            all.push(self.own(sub));
-        }
+        let all = self.with_own(list, own);
         if all.is_empty() {
             "nothing is listed".into()
         } else {

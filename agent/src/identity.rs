@@ -72,28 +72,13 @@ impl Identity {
     }
 
     fn replace(&self, token: String) -> anyhow::Result<()> {
-        write_private(&self.file, token.as_bytes())
+        crate::state::write_atomic(&self.file, token.as_bytes())
             .with_context(|| format!("writing {}", self.file.display()))?;
         if let Ok(mut t) = self.token.write() {
             *t = token;
         }
         Ok(())
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The newer of two tokens (by expiry); an unreadable one loses.

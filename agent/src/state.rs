@@ -24,10 +24,17 @@ struct Envelope<T> {
     value: T,
 }
 
-/// Writes `bytes` to `path` atomically and durably.
+/// Writes `bytes` to `path` atomically and durably, readable by the agent's user only.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    // A leftover temporary file keeps its mode: start from none.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

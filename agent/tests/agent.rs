@@ -164,14 +164,7 @@ async fn agent_reports_facts_checks_heartbeat_and_survives_an_outage() {
     fake_host(&root, "db01");
 
     // The API server through a proxy, so that the test can take it away.
-    let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
-    let url = kc.clusters[0]
-        .cluster
-        .as_ref()
-        .unwrap()
-        .server
-        .clone()
-        .unwrap();
+    let url = cp.server_url().unwrap();
     let upstream = url
         .trim_start_matches("https://")
         .trim_end_matches('/')

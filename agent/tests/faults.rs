@@ -155,13 +155,9 @@ spec:
 /// The pid of a running `restic backup` whose command line mentions `repo`.
 fn restic_backup(repo: &std::path::Path) -> Option<u32> {
     let repo = repo.display().to_string();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        (cmd.starts_with("restic ") && cmd.contains(" backup ") && cmd.contains(&repo))
-            .then_some(pid)
-    })
+    processes(|cmd| cmd.starts_with("restic ") && cmd.contains(" backup ") && cmd.contains(&repo))
+        .into_iter()
+        .next()
 }
 
 fn snapshots(repo: &std::path::Path, password: &std::path::Path) -> usize {
@@ -341,23 +337,25 @@ spec:
     std::fs::remove_dir_all(&h.work).unwrap();
 }
 
+/// Pids of the processes (other than this one) whose command line, its arguments joined by
+/// spaces, satisfies `matches`.
+fn processes(matches: impl Fn(&str) -> bool) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (pid != std::process::id() && matches(&cmd)).then_some(pid)
+        })
+        .collect()
+}
+
 /// Pids of the processes whose command line mentions `text`.
 fn processes_with(text: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-                    let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-                    String::from_utf8_lossy(&cmd)
-                        .replace('\0', " ")
-                        .contains(text)
-                        .then_some(pid)
-                })
-                .filter(|pid| *pid != std::process::id())
-                .collect()
-        })
-        .unwrap_or_default()
+    processes(|cmd| cmd.contains(text))
 }
 
 #[tokio::test]

@@ -487,14 +487,7 @@ async fn an_expired_token_is_refused_and_the_agent_renews_before_then() {
         .get("unyo-agent-db01")
         .await
         .unwrap();
-    let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
-    let url = kc.clusters[0]
-        .cluster
-        .as_ref()
-        .unwrap()
-        .server
-        .clone()
-        .unwrap();
+    let url = cp.server_url().unwrap();
     let issuer = format!("{}/", url.trim_end_matches('/'));
     let now = jiff::Timestamp::now().as_second();
     let exp = now + 15;

@@ -35,14 +35,7 @@ fn proxy(
     flag: &Path,
     log: &Path,
 ) -> (u16, Running) {
-    let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
-    let url = kc.clusters[0]
-        .cluster
-        .as_ref()
-        .unwrap()
-        .server
-        .clone()
-        .unwrap();
+    let url = cp.server_url().unwrap();
     let upstream = url
         .rsplit(':')
         .next()

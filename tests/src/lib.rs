@@ -226,6 +226,19 @@ impl ControlPlane {
             .await
     }
 
+    /// The API server's URL, `https://127.0.0.1:<port>` (no trailing slash).
+    pub fn server_url(&self) -> Result<String> {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .context("reading the control plane's kubeconfig")?;
+        let url = kc
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.as_ref())
+            .and_then(|c| c.server.clone())
+            .context("the control plane's kubeconfig names no server")?;
+        Ok(url.trim_end_matches('/').to_string())
+    }
+
     /// Restarts `which` (`apiserver` or `etcd`) of this control plane: stopped with SIGTERM and
     /// started again on the same port with the same state.
     pub fn restart(&self, which: &str) -> Result<()> {

@@ -123,10 +123,7 @@ pub fn evaluate(
                 p.message = Some("the package is not installed on this host".into());
                 // An install that failed or was cut short can leave the package not (fully)
                 // installed: that is the failure, not "not applicable".
-                if let Some(f) = failures.get(package).filter(|f| f.version == c.version) {
-                    p.state = PatchState::Failed;
-                    p.message = Some(f.message.clone());
-                }
+                failed(&mut p, failures);
                 out.push(p);
             }
             continue;
@@ -138,10 +135,9 @@ pub fn evaluate(
         let offered = available.get(package);
         if let Some(c) = newer {
             let mut p = host_patch(package, &c.version, PatchState::Missing, Some(c));
-            if let Some(f) = failures.get(package).filter(|f| f.version == c.version) {
-                p.state = PatchState::Failed;
-                p.message = Some(f.message.clone());
-            } else if offered.is_none_or(|u| version_cmp(&u.version, &c.version).is_lt()) {
+            if !failed(&mut p, failures)
+                && offered.is_none_or(|u| version_cmp(&u.version, &c.version).is_lt())
+            {
                 p.message = Some("approved, but this host's sources do not offer it".into());
             }
             out.push(p);
@@ -185,6 +181,17 @@ fn is_rejected_version(spec: &PatchBaselineSpec, package: &str, version: &str) -
     spec.rejected_patches
         .iter()
         .any(|e| e.split_once('=') == Some((package, version)))
+}
+
+/// Marks `p` Failed, with the message, when an install of its version failed (or was cut
+/// short); whether it did.
+fn failed(p: &mut HostPatch, failures: &BTreeMap<String, Failure>) -> bool {
+    let Some(f) = failures.get(&p.package).filter(|f| f.version == p.version) else {
+        return false;
+    };
+    p.state = PatchState::Failed;
+    p.message = Some(f.message.clone());
+    true
 }
 
 /// Why nothing is installed now, or None when installs may run (operation Install, window open
