@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Notify};
 use unyo_crds::Server;
+use unyo_crds::limits::{self, Bounded};
 use unyo_crds::server::{CheckResult, CheckState, ObservedFacts};
 
 use crate::checks::Transition;
@@ -676,16 +677,22 @@ impl Reporter {
                 // without them would remove the observed facts the agent wrote before.
                 return Ok(());
             }
-            let operations = unyo_crds::server::OperationResults {
+            // Every list cut to its limit, so that a host with more than a status may list
+            // still reports the rest (a cut list of facts becomes an unknown fact).
+            let mut operations = unyo_crds::server::OperationResults {
                 antivirus: s.antivirus.clone(),
                 backups: s.backups.values().cloned().collect(),
                 patches: s.patches.clone(),
                 patch_scan: s.patch_scan.clone(),
-                refusals: s.refusals.iter().take(100).cloned().collect(),
+                refusals: s.refusals.iter().take(limits::ANSWERS).cloned().collect(),
                 requests: s.requests.values().cloned().collect(),
             };
-            let mut status = serde_json::json!({ "checks": s.checks.values().collect::<Vec<_>>() });
+            operations.bound();
+            let checks: Vec<_> = s.checks.values().take(limits::CHECKS).collect();
+            let mut status = serde_json::json!({ "checks": checks });
             if let Some(f) = &s.facts {
+                let mut f = f.clone();
+                f.bound();
                 status["observed"] = serde_json::to_value(f).unwrap_or_default();
             }
             if operations != unyo_crds::server::OperationResults::default() {

@@ -581,3 +581,34 @@ async fn an_expired_token_is_refused_and_the_agent_renews_before_then() {
     drop(agent);
     std::fs::remove_dir_all(&h.work).unwrap();
 }
+
+/// A host with more installed packages than a status lists reports as many as it may, says the
+/// list was cut (an unknown fact, so that no drift is judged on packages), and the API server
+/// takes the status.
+#[tokio::test]
+async fn a_host_with_more_packages_than_a_status_lists_reports_them_cut() {
+    let cp = control_plane().unwrap();
+    let h = prepare(cp, "many-packages", "{}\n").await;
+    let total = unyo_crds::limits::PACKAGES + 250;
+    let dpkg: String = (0..total)
+        .map(|i| format!("Package: pkg-{i:05}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{i}\n\n"))
+        .collect();
+    std::fs::write(h.root.join("var/lib/dpkg/status"), dpkg).unwrap();
+    let agent = h.spawn();
+    let server = wait_server(&h.servers, "the facts arrive", 60, &agent, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.observed.as_ref())
+            .is_some_and(|o| !o.packages.is_empty())
+    })
+    .await;
+    let observed = server.status.unwrap().observed.unwrap();
+    assert_eq!(observed.packages.len(), unyo_crds::limits::PACKAGES);
+    let cut = observed.unknown.iter().find(|u| u.fact == "packages");
+    let reason = cut.map(|u| u.reason.clone()).unwrap_or_default();
+    assert!(
+        reason.contains(&format!("{total} found")),
+        "{:?}",
+        observed.unknown
+    );
+}

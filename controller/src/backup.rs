@@ -253,6 +253,7 @@ pub fn decide(
         p.meta().generation,
         now,
     )];
+    unyo_crds::limits::Bounded::bound(&mut status);
     ((prev != status).then_some(status), next_wake)
 }
 

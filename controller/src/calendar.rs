@@ -96,7 +96,8 @@ pub fn desired_status(
 #[tracing::instrument(skip_all, fields(namespace = cal.namespace().unwrap_or_default(), calendar = cal.name_any()))]
 async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Action, Error> {
     let now = ctx.clock.now();
-    let (status, wake) = desired_status(&cal, now);
+    let (mut status, wake) = desired_status(&cal, now);
+    unyo_crds::limits::Bounded::bound(&mut status);
     if cal.status.as_ref() != Some(&status) {
         ctx.apply_status(cal.as_ref(), &status).await?;
         tracing::info!(

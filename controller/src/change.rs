@@ -266,7 +266,7 @@ pub struct Decision {
 
 /// The whole judgement of record `r`, given the Servers it names, at `now`.
 pub fn decide(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> Decision {
-    let status = desired_status(r, servers, now);
+    let mut status = desired_status(r, servers, now);
     let prev = r.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(ChangePhase::Open);
     // A new record's first phase is no news (its creation was an Event of its own).
@@ -279,6 +279,7 @@ pub fn decide(r: &ChangeRecord, servers: &[Server], now: Timestamp) -> Decision 
             .filter(|t| *t > now)
             .min()
     });
+    unyo_crds::limits::Bounded::bound(&mut status);
     Decision {
         status: (prev != status).then_some(status),
         phase_changed,

@@ -540,7 +540,7 @@ fn change_for(
     now: Timestamp,
 ) -> Change {
     let existing = if new { None } else { existing };
-    let status = next_status(existing, p, similar(i.incidents, p, &name), now);
+    let mut status = next_status(existing, p, similar(i.incidents, p, &name), now);
     let prev = existing.and_then(|x| x.status.clone()).unwrap_or_default();
     let was_recovered = prev.phase == Some(IncidentPhase::Recovered);
     let note = format!("{}/{}: {}", p.policy, p.check, p.message);
@@ -550,6 +550,7 @@ fn change_for(
         Some(_) if !was_recovered && !p.firing => Some(("IncidentRecovered", false, note)),
         Some(_) => None,
     };
+    unyo_crds::limits::Bounded::bound(&mut status);
     let changed = existing.is_none() || !same(&prev, &status);
     Change {
         current: existing.cloned(),

@@ -358,6 +358,7 @@ async fn reconcile(
         records.push(record);
     }
     records.sort_by(|a, b| a.route.cmp(&b.route));
+    unyo_crds::limits::cut(&mut records, unyo_crds::limits::NOTIFICATIONS);
     let now = ctx.clock.now();
     let condition = notified(&incident, &records, now);
     let prev = incident.status.clone().unwrap_or_default();

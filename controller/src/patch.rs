@@ -453,6 +453,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
         generation,
         now,
     )];
+    unyo_crds::limits::Bounded::bound(&mut status);
     let approved = status
         .candidates
         .iter()

@@ -117,6 +117,7 @@ pub fn desired_status(
         generation,
         now,
     )];
+    unyo_crds::limits::Bounded::bound(&mut status);
     status
 }
 

@@ -523,7 +523,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
     let sync = sync_condition(prev, &rec, generation, now);
     let agent = agent_condition(prev, &name, &lease, generation, now);
     let ready = ready_condition(prev, &sync, &agent, generation, now);
-    let status = ServerStatus {
+    let mut status = ServerStatus {
         drift: rec.entries.clone(),
         drift_count: Some(u32::try_from(rec.drifts.len()).unwrap_or(u32::MAX)),
         change_record: if rec.drifts.is_empty() {
@@ -539,6 +539,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
             .collect(),
         ..Default::default()
     };
+    unyo_crds::limits::Bounded::bound(&mut status);
     let was_connected = prev
         .conditions
         .iter()

@@ -264,6 +264,7 @@ pub fn decide(
         s.meta().generation,
         now,
     )];
+    unyo_crds::limits::Bounded::bound(&mut status);
     let next_due = schedule_on(calendars, Some(&ns), &s.spec.schedule, "spec.schedule")
         .and_then(|(w, sched)| w.next_fire_time(&sched, now.checked_sub(MISSED_GRACE).ok()?))
         .and_then(|t| t.checked_add(MISSED_GRACE).ok());

@@ -235,7 +235,7 @@ pub struct BackupPlanStatus {
     pub healthy_servers: Option<u32>,
     /// Per server: last full, last differential, generations held, next run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["server"]))]
+    #[schemars(length(max = crate::limits::LISTED_SERVERS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["server"]))]
     pub servers: Vec<ServerBackupSummary>,
     /// The metadata.generation the controller last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]

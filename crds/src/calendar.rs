@@ -219,6 +219,7 @@ pub struct OperationCalendarStatus {
     pub next_business_day: Option<String>,
     /// The next five holidays and closure days.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::UPCOMING_HOLIDAYS))]
     pub upcoming_holidays: Vec<ExtraHoliday>,
     /// The metadata.generation the controller last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]

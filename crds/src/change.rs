@@ -264,6 +264,7 @@ pub struct ChangeRecordStatus {
     pub closed_at: Option<Time>,
     /// Drift records this planned change absorbed (server and path), for the history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::ABSORBED))]
     pub absorbed: Vec<String>,
     /// The metadata.generation the controller last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -132,6 +132,7 @@ pub fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars:
         "x-kubernetes-list-map-keys".into(),
         serde_json::json!(["type"]),
     );
+    schema.insert("maxItems".into(), crate::limits::CONDITIONS.into());
     schema.insert(
         "description".into(),
         "Current state of the object, one entry per condition type (type, status, reason, message, lastTransitionTime, observedGeneration)."

@@ -231,16 +231,17 @@ pub struct IncidentStatus {
     pub last_occurred_at: Option<Time>,
     /// Similar past incidents (same check or cause on any server), most recent first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::SIMILAR))]
     pub similar: Vec<String>,
     /// Notifications due (the outbox): which route of which MonitoringPolicy is told of which
     /// event (`firing-N`, `recovered-N`). Written by the Incident loop; the notifier delivers
     /// each entry once and records the result in `notifications`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    #[schemars(length(max = crate::limits::NOTIFICATIONS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
     pub outbox: Vec<DueNotification>,
     /// Delivery state of each notification (key `<route>/<event>`), written by the notifier.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["route"]))]
+    #[schemars(length(max = crate::limits::NOTIFICATIONS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["route"]))]
     pub notifications: Vec<NotificationDelivery>,
     /// The metadata.generation the controller last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,6 +19,7 @@ pub mod cron;
 pub mod drift;
 pub mod holidays;
 pub mod incident;
+pub mod limits;
 pub mod monitoring;
 pub mod names;
 pub mod patch;

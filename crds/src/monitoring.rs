@@ -286,6 +286,7 @@ pub struct MonitoringPolicyStatus {
     pub matched_servers: Option<u32>,
     /// Names of the matched servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::LISTED_SERVERS))]
     pub servers: Vec<String>,
     /// Checks currently firing, by severity.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -192,10 +192,11 @@ pub struct PatchBaselineStatus {
     pub non_compliant_servers: Option<u32>,
     /// Compliance per server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["server"]))]
+    #[schemars(length(max = crate::limits::LISTED_SERVERS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["server"]))]
     pub servers: Vec<ServerCompliance>,
     /// The apply/hold judgement per candidate patch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::CANDIDATES))]
     pub candidates: Vec<PatchCandidate>,
     /// The metadata.generation the controller last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,9 +283,11 @@ pub struct PatchCandidate {
     pub reason: String,
     /// Servers that lack it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::EVIDENCE))]
     pub needed_by: Vec<String>,
     /// Staging servers of the promotion's staging baseline and what they show for this patch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::EVIDENCE))]
     pub staging: Vec<StagingEvidence>,
 }
 
@@ -302,6 +305,7 @@ pub struct StagingEvidence {
     pub installed_at: Option<Time>,
     /// Incidents open against the server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::EVIDENCE))]
     pub open_incidents: Vec<String>,
     /// Whether this server alone is enough evidence (installed for the soak period, no open Incident).
     pub sufficient: bool,
@@ -323,12 +327,14 @@ pub struct PatchScan {
     pub message: Option<String>,
     /// Updates the sources offer for installed packages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::AVAILABLE))]
     pub available: Vec<AvailableUpdate>,
     /// Whether the host waits for a reboot (`/run/reboot-required`).
     #[serde(default)]
     pub reboot_required: bool,
     /// Packages that asked for the reboot (`/run/reboot-required.pkgs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::PACKAGE_NAMES))]
     pub reboot_packages: Vec<String>,
 }
 
@@ -376,6 +382,7 @@ pub struct HostPatchState {
     pub counts: PatchCounts,
     /// Each patch with its state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::HOST_PATCHES))]
     pub patches: Vec<HostPatch>,
     /// What the agent does next, e.g. waits for the maintenance window.
     #[serde(default, skip_serializing_if = "Option::is_none")]

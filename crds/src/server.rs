@@ -382,14 +382,14 @@ pub struct ServerStatus {
     pub observed: Option<ObservedFacts>,
     /// Current state of each check the agent runs, updated on state transitions only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["policy", "check"]))]
+    #[schemars(length(max = crate::limits::CHECKS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["policy", "check"]))]
     pub checks: Vec<CheckResult>,
     /// Results of the scheduled operations the agent runs (virus scans, backups, patch scans).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations: Option<OperationResults>,
     /// Ledger paths whose observed value differs from the declared one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["path"]))]
+    #[schemars(length(max = crate::limits::DRIFT), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["path"]))]
     pub drift: Vec<DriftEntry>,
     /// Number of drifted paths (for the printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -433,15 +433,19 @@ pub struct ObservedFacts {
     pub memory_bytes: Option<u64>,
     /// Physical disks and their sizes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::DEVICES))]
     pub disks: Vec<ObservedDisk>,
     /// Mounted filesystems with size and usage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::DEVICES))]
     pub filesystems: Vec<ObservedFilesystem>,
     /// Network interfaces with MAC and addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::DEVICES))]
     pub nics: Vec<ObservedNic>,
     /// Installed packages with versions (from the package database).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::PACKAGES))]
     pub packages: Vec<ObservedPackage>,
     /// The same packages in compact form, in a cache that holds many Servers (never sent or
     /// received: see [`ObservedFacts::compact_packages`]).
@@ -450,6 +454,7 @@ pub struct ObservedFacts {
     pub package_set: Option<crate::compact::PackageSet>,
     /// Service units and their states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::SERVICES))]
     pub services: Vec<ObservedService>,
     /// Time synchronisation state (requirement R13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -459,6 +464,7 @@ pub struct ObservedFacts {
     pub boot_time: Option<Time>,
     /// Facts that could not be read, each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::UNKNOWN_FACTS))]
     pub unknown: Vec<UnknownFact>,
 }
 
@@ -558,6 +564,7 @@ pub struct ObservedNic {
     pub mac: Option<String>,
     /// Addresses with prefix length, e.g. `10.1.2.3/24`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::ADDRESSES))]
     pub addresses: Vec<String>,
 }
 
@@ -669,11 +676,11 @@ pub struct OperationResults {
     pub antivirus: Option<crate::virusscan::HostAntivirus>,
     /// Last backup results per BackupPlan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["plan"]))]
+    #[schemars(length(max = crate::limits::PER_POLICY), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["plan"]))]
     pub backups: Vec<crate::backup::HostBackup>,
     /// Patch state per PatchBaseline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["baseline"]))]
+    #[schemars(length(max = crate::limits::PER_POLICY), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["baseline"]))]
     pub patches: Vec<crate::patch::HostPatchState>,
     /// The last search for available updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -681,12 +688,12 @@ pub struct OperationResults {
     /// What the host's own policy (`/etc/unyo/agent.yaml`) refused of what custom resources
     /// ask of this host, now; empty when everything is allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = crate::limits::ANSWERS))]
     pub refusals: Vec<Refusal>,
     /// The answers to the latest requests by annotation (restore, backup-now, scan-now), one
     /// per annotation. Only this host's agent may write this status, so the CLI trusts it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["annotation"]))]
+    #[schemars(length(max = crate::limits::ANSWERS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["annotation"]))]
     pub requests: Vec<RequestResult>,
 }
 

@@ -154,12 +154,14 @@ pub struct SignaturePolicy {
 pub struct VirusScanScheduleStatus {
     /// Hosts whose signatures are older than maxAge, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::LISTED_SERVERS))]
     pub stale_hosts: Vec<String>,
     /// Number of stale hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_count: Option<u32>,
     /// Hosts that missed their last scheduled scan, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::LISTED_SERVERS))]
     pub missed_hosts: Vec<String>,
     /// Number of hosts that missed a scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +171,7 @@ pub struct VirusScanScheduleStatus {
     pub detection_count: Option<u32>,
     /// Recent detections, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::DETECTIONS))]
     pub detections: Vec<Detection>,
     /// The metadata.generation the controller last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +202,7 @@ pub struct HostAntivirus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scan: Option<ScanRun>,
     /// Detections of the last scans, newest first.
+    #[schemars(length(max = crate::limits::DETECTIONS))]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detections: Vec<Detection>,
 }
@@ -239,6 +243,7 @@ pub struct Detection {
     pub signature: String,
     /// Actions taken, in order, with their results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::ACTIONS))]
     pub actions: Vec<String>,
     /// When it was found.
     pub at: Time,

@@ -27,7 +27,7 @@ fn is_db_file(p: &Path) -> bool {
 }
 
 /// The most detections one host reports in its status.
-pub const MAX_DETECTIONS: usize = 100;
+const MAX_DETECTIONS: usize = unyo_crds::limits::DETECTIONS;
 
 /// A detection found by a scan and what was done about it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

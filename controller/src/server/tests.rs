@@ -268,3 +268,30 @@ fn drift_that_recurs_after_the_controller_resolved_its_record_reopens_it() {
         "no second record: the change loop reopens the first"
     );
 }
+
+#[test]
+fn drift_longer_than_a_status_lists_is_cut_counted_and_written_once() {
+    let now = t("2026-11-30T00:00:00Z");
+    let mut s = server(Some("12"));
+    let total = unyo_crds::limits::DRIFT + 10;
+    s.spec.software = (0..total)
+        .map(|i| serde_json::from_value(json!({"name": format!("missing-{i:04}"), "version": "1"})))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let l = lease(now, 180);
+    let d = decide(&inputs(&s, &[], Some(&l)), now);
+    let status = d.status.as_ref().unwrap();
+    assert_eq!(status.drift.len(), unyo_crds::limits::DRIFT);
+    assert_eq!(status.drift_count, Some(total as u32), "every path counted");
+    // The cut status, once written, is what the next decision compares with: no second write.
+    let s = written(s, &d);
+    let again = decide(
+        &inputs(&s, &[], Some(&l)),
+        now + SignedDuration::from_secs(1),
+    );
+    assert!(
+        again.status.is_none(),
+        "{:?}",
+        again.status.map(|s| s.drift.len())
+    );
+}
