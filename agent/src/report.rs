@@ -166,10 +166,7 @@ fn interrupted(state: &mut State, files: &Files) {
             .entry(plan.clone())
             .or_insert(unyo_crds::backup::HostBackup {
                 plan,
-                last_full: None,
-                last_differential: None,
-                generations: None,
-                last_verification: None,
+                ..Default::default()
             });
         match run.backup_type {
             BackupType::Full => entry.last_full = Some(run),
@@ -391,10 +388,7 @@ impl Reporter {
             .cloned()
             .unwrap_or(unyo_crds::backup::HostBackup {
                 plan: plan.to_string(),
-                last_full: None,
-                last_differential: None,
-                generations: None,
-                last_verification: None,
+                ..Default::default()
             })
     }
 

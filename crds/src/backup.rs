@@ -105,6 +105,11 @@ pub struct BackupSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub post_command: Vec<String>,
+    /// How long each of these commands may run before it is stopped (and, for a pre-command,
+    /// the run fails), e.g. `5m`; default 10m, at most 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub command_timeout: Option<String>,
 }
 
 /// Primary and secondary repositories.
@@ -309,7 +314,7 @@ pub enum RunResult {
 }
 
 /// Backup state of one host under one plan, written by its agent.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostBackup {
     /// BackupPlan name.
@@ -326,6 +331,44 @@ pub struct HostBackup {
     /// Last verification (repository check or test restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verification: Option<Verification>,
+    /// The pre- and post-commands of the last run, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::COMMANDS))]
+    pub commands: Vec<CommandResult>,
+}
+
+/// One pre- or post-command of a backup run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResult {
+    /// The source it belongs to.
+    pub source: String,
+    /// Pre or Post.
+    pub phase: CommandPhase,
+    /// The program (the first element of the command).
+    pub program: String,
+    /// Its exit code; none when it could not start, was killed or timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Whether it was stopped at the source's `commandTimeout`.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// How long it ran, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// The end of its output (standard output and error), at most 512 bytes; or why it could
+    /// not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// When a command runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CommandPhase {
+    /// Before the backup; a failure fails the run, which then copies nothing.
+    Pre,
+    /// After the backup, whatever its result (and after a failed pre-command).
+    Post,
 }
 
 /// Result of a verification.

@@ -301,7 +301,7 @@ pub fn to_forget(snaps: &[Snapshot], keep: u32) -> Vec<String> {
 }
 
 /// A path of the host beneath `root` (absolute paths only; restic URLs stay as they are).
-fn on_host(root: &Path, p: &str) -> PathBuf {
+pub(crate) fn on_host(root: &Path, p: &str) -> PathBuf {
     if p.starts_with('/') {
         root.join(p.trim_start_matches('/'))
     } else {
@@ -318,7 +318,8 @@ fn repository(root: &Path, r: &unyo_crds::backup::BackupRepository) -> Restic {
 }
 
 /// Runs one rule of a plan (or, with `rule` None, a full backup on request) on the host
-/// beneath `root`, updating `state` (the host's backup state under the plan).
+/// beneath `root`, updating `state` (the host's backup state under the plan): the sources'
+/// pre-commands, the backup unless one failed, then every post-command whatever happened.
 pub fn run_rule(
     plan: &str,
     spec: &unyo_crds::backup::BackupPlanSpec,
@@ -326,24 +327,103 @@ pub fn run_rule(
     root: &Path,
     state: &mut unyo_crds::backup::HostBackup,
 ) {
-    use jiff::Timestamp;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use unyo_crds::backup::{BackupRun, BackupType, RunResult, Verification};
-
-    let on_host = |p: &str| on_host(root, p);
-    let repo = |r: &unyo_crds::backup::BackupRepository| repository(root, r);
-    let started = Timestamp::now();
-    let rule_name = rule
-        .map(|r| r.name.clone())
-        .unwrap_or_else(|| "on-request".into());
+    use unyo_crds::backup::{BackupType, CommandPhase};
+    let started = jiff::Timestamp::now();
+    let rule_name = rule.map_or("on-request", |r| r.name.as_str());
     let wanted = rule.map(|r| r.backup_type).unwrap_or(BackupType::Full);
-    let primary = repo(&spec.repositories.primary);
-    let secondary = spec.repositories.secondary.as_ref().map(repo);
     let sources: Vec<&unyo_crds::backup::BackupSource> = spec
         .sources
         .iter()
         .filter(|s| rule.is_none_or(|r| r.sources.is_empty() || r.sources.contains(&s.name)))
         .collect();
+    let mut commands = Vec::new();
+    let run = RuleRun {
+        plan,
+        spec,
+        rule_name,
+        wanted,
+        root,
+        started,
+    };
+    let pre = run_commands(root, &sources, CommandPhase::Pre, &mut commands);
+    let mut result = match pre {
+        Some(failed) => Err(failed),
+        None => back_up(&run, &sources),
+    };
+    let post = run_commands(root, &sources, CommandPhase::Post, &mut commands);
+    if let (Some(failed), Ok(_)) = (post, &result) {
+        result = Err(format!("the backup was taken, but {failed}"));
+    }
+    state.commands = commands;
+    record_run(&run, &result, state);
+}
+
+/// One run of a rule: what every step of it needs to know.
+struct RuleRun<'a> {
+    plan: &'a str,
+    spec: &'a unyo_crds::backup::BackupPlanSpec,
+    rule_name: &'a str,
+    wanted: unyo_crds::backup::BackupType,
+    root: &'a Path,
+    started: jiff::Timestamp,
+}
+
+/// Runs the `phase` commands of `sources` in order into `out`; the first failure, in a sentence.
+/// Pre-commands stop at the first failure; post-commands all run.
+fn run_commands(
+    root: &Path,
+    sources: &[&unyo_crds::backup::BackupSource],
+    phase: unyo_crds::backup::CommandPhase,
+    out: &mut Vec<unyo_crds::backup::CommandResult>,
+) -> Option<String> {
+    use super::command;
+    let mut failed = None;
+    for s in sources {
+        let argv = match phase {
+            unyo_crds::backup::CommandPhase::Pre => &s.pre_command,
+            unyo_crds::backup::CommandPhase::Post => &s.post_command,
+        };
+        if argv.is_empty() {
+            continue;
+        }
+        let limit = command::timeout(s.command_timeout.as_deref());
+        let r = command::run(root, &s.name, phase, argv, limit);
+        let ok = command::succeeded(&r);
+        if !ok && failed.is_none() {
+            failed = Some(command::failure(&r));
+        }
+        out.push(r);
+        if !ok && phase == unyo_crds::backup::CommandPhase::Pre {
+            break;
+        }
+    }
+    failed
+}
+
+/// What a backup made: its kind, the snapshot, whether it was copied, and a note.
+type Backed = (unyo_crds::backup::BackupType, Made, Option<bool>, String);
+
+/// The backup itself: restic into the primary, the copy into the secondary, retention in both.
+fn back_up(
+    run: &RuleRun<'_>,
+    sources: &[&unyo_crds::backup::BackupSource],
+) -> Result<Backed, String> {
+    use unyo_crds::backup::BackupType;
+    let RuleRun {
+        plan,
+        spec,
+        rule_name,
+        wanted,
+        root,
+        started,
+    } = *run;
+    let on_host = |p: &str| on_host(root, p);
+    let primary = repository(root, &spec.repositories.primary);
+    let secondary = spec
+        .repositories
+        .secondary
+        .as_ref()
+        .map(|r| repository(root, r));
     let paths: Vec<PathBuf> = sources
         .iter()
         .flat_map(|s| s.paths.iter().map(|p| on_host(p)))
@@ -352,115 +432,122 @@ pub fn run_rule(
         .iter()
         .flat_map(|s| s.excludes.iter().map(|e| on_host(e).display().to_string()))
         .collect();
-
-    let result: Result<(BackupType, Made, Option<bool>, String), String> = (|| {
-        primary.ensure(None)?;
-        if let Some(sec) = &secondary {
-            sec.ensure(Some(&primary))?;
-        }
-        let plan_tag = format!("unyo-plan={plan}");
-        let last_full = primary
-            .snapshots(&[plan_tag.clone(), "unyo-type=Full".into()])?
-            .pop();
-        let (kind, parent, generation, note) = match (wanted, &last_full) {
-            (BackupType::Differential, Some(full)) => (
-                BackupType::Differential,
-                Some(full.short_id.clone()),
-                full.tag("unyo-generation")
-                    .unwrap_or(&full.short_id)
-                    .to_string(),
-                String::new(),
-            ),
-            (BackupType::Differential, None) => (
-                BackupType::Full,
-                None,
-                format!("g{}", started.as_millisecond()),
-                "no full backup yet, so this run is a full; ".to_string(),
-            ),
-            (BackupType::Full, _) => (
-                BackupType::Full,
-                None,
-                format!("g{}", started.as_millisecond()),
-                String::new(),
-            ),
-        };
-        let mut tags = vec![
-            plan_tag.clone(),
-            format!("unyo-rule={rule_name}"),
-            format!("unyo-type={kind:?}"),
-            format!("unyo-generation={generation}"),
-            format!("unyo-class={:?}", spec.media.information_class),
-        ];
-        if let Some(label) = &spec.media.label {
-            tags.push(format!("unyo-label={}", label.replace(',', " ")));
-        }
-        let made = primary.backup(&paths, &excludes, &tags, parent.as_deref())?;
-        let copied = match &secondary {
-            Some(sec) => Some(sec.copy_from(&primary, &made.snapshot).is_ok()),
-            None => None,
-        };
-        // Retention by generations, in both repositories.
-        let keep = spec.retention.generations;
-        let forget = to_forget(&primary.snapshots(std::slice::from_ref(&plan_tag))?, keep);
-        primary.forget(&forget)?;
-        if let Some(sec) = &secondary {
-            let forget = to_forget(&sec.snapshots(&[plan_tag])?, keep);
-            sec.forget(&forget)?;
-        }
-        Ok((kind, made, copied, note))
-    })();
-
-    let finished = Timestamp::now();
-    let run = match &result {
-        Ok((kind, made, copied, note)) => BackupRun {
-            rule: rule_name.clone(),
-            backup_type: *kind,
-            result: RunResult::Succeeded,
-            started_at: Time(started),
-            finished_at: Some(Time(finished)),
-            snapshot: Some(made.snapshot.clone()),
-            copied: *copied,
-            bytes_added: Some(made.bytes_added),
-            message: Some(format!(
-                "{note}{} file(s) read, {} bytes added{}",
-                made.files_read,
-                made.bytes_added,
-                match copied {
-                    Some(true) => ", copied to the secondary repository",
-                    Some(false) => ", NOT copied to the secondary repository",
-                    None => "",
-                }
-            )),
-        },
-        Err(e) => BackupRun {
-            rule: rule_name.clone(),
-            backup_type: wanted,
-            result: RunResult::Failed,
-            started_at: Time(started),
-            finished_at: Some(Time(finished)),
-            snapshot: None,
-            copied: None,
-            bytes_added: None,
-            message: Some(e.clone()),
-        },
+    primary.ensure(None)?;
+    if let Some(sec) = &secondary {
+        sec.ensure(Some(&primary))?;
+    }
+    let plan_tag = format!("unyo-plan={plan}");
+    let last_full = primary
+        .snapshots(&[plan_tag.clone(), "unyo-type=Full".into()])?
+        .pop();
+    let new_generation = || format!("g{}", started.as_millisecond());
+    let (kind, parent, generation, note) = match (wanted, &last_full) {
+        (BackupType::Differential, Some(full)) => (
+            BackupType::Differential,
+            Some(full.short_id.clone()),
+            full.tag("unyo-generation")
+                .unwrap_or(&full.short_id)
+                .to_string(),
+            String::new(),
+        ),
+        (BackupType::Differential, None) => (
+            BackupType::Full,
+            None,
+            new_generation(),
+            "no full backup yet, so this run is a full; ".to_string(),
+        ),
+        (BackupType::Full, _) => (BackupType::Full, None, new_generation(), String::new()),
     };
+    let mut tags = vec![
+        plan_tag.clone(),
+        format!("unyo-rule={rule_name}"),
+        format!("unyo-type={kind:?}"),
+        format!("unyo-generation={generation}"),
+        format!("unyo-class={:?}", spec.media.information_class),
+    ];
+    if let Some(label) = &spec.media.label {
+        tags.push(format!("unyo-label={}", label.replace(',', " ")));
+    }
+    let made = primary.backup(&paths, &excludes, &tags, parent.as_deref())?;
+    let copied = secondary
+        .as_ref()
+        .map(|sec| sec.copy_from(&primary, &made.snapshot).is_ok());
+    // Retention by generations, in both repositories.
+    let keep = spec.retention.generations;
+    let forget = to_forget(&primary.snapshots(std::slice::from_ref(&plan_tag))?, keep);
+    primary.forget(&forget)?;
+    if let Some(sec) = &secondary {
+        let forget = to_forget(&sec.snapshots(&[plan_tag])?, keep);
+        sec.forget(&forget)?;
+    }
+    Ok((kind, made, copied, note))
+}
+
+/// Records a run's result, the generations held and, after a good run, a repository check.
+fn record_run(
+    r: &RuleRun<'_>,
+    result: &Result<Backed, String>,
+    state: &mut unyo_crds::backup::HostBackup,
+) {
+    let RuleRun {
+        plan,
+        spec,
+        rule_name,
+        wanted,
+        root,
+        started,
+    } = *r;
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use unyo_crds::backup::{BackupRun, BackupType, RunResult, Verification};
+    let mut run = BackupRun {
+        rule: rule_name.to_string(),
+        backup_type: wanted,
+        result: RunResult::Failed,
+        started_at: Time(started),
+        finished_at: Some(Time(Timestamp::now())),
+        snapshot: None,
+        copied: None,
+        bytes_added: None,
+        message: None,
+    };
+    match result {
+        Ok((kind, made, copied, note)) => {
+            run.backup_type = *kind;
+            run.result = RunResult::Succeeded;
+            run.snapshot = Some(made.snapshot.clone());
+            run.copied = *copied;
+            run.bytes_added = Some(made.bytes_added);
+            let copy = match copied {
+                Some(true) => ", copied to the secondary repository",
+                Some(false) => ", NOT copied to the secondary repository",
+                None => "",
+            };
+            run.message = Some(format!(
+                "{note}{} file(s) read, {} bytes added{copy}",
+                made.files_read, made.bytes_added
+            ));
+        }
+        Err(e) => run.message = Some(e.clone()),
+    }
     match run.backup_type {
         BackupType::Full => state.last_full = Some(run),
         BackupType::Differential => state.last_differential = Some(run),
     }
+    let primary = repository(root, &spec.repositories.primary);
     if let Ok(snaps) = primary.snapshots(&[format!("unyo-plan={plan}")]) {
         state.generations = Some(generations(&snaps).iter().filter(|g| g.2).count() as u32);
     }
-    if result.is_ok()
-        && spec
-            .verification
-            .as_ref()
-            .is_some_and(|v| v.check_after_run)
-    {
+    let check = spec
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.check_after_run);
+    if result.is_ok() && check {
         let checked = primary.check();
+        let succeeded = checked.is_ok();
         state.last_verification = Some(Verification {
             at: Time(Timestamp::now()),
-            result: if checked.is_ok() {
+            result: if succeeded {
                 RunResult::Succeeded
             } else {
                 RunResult::Failed
@@ -745,6 +832,125 @@ pub fn expire_protected(
 mod tests {
     use super::*;
 
+    /// A plan of one source `/data` beneath `root` with the given commands.
+    fn plan_with(
+        root: &Path,
+        pre: &[&str],
+        post: &[&str],
+        timeout: &str,
+    ) -> unyo_crds::backup::BackupPlanSpec {
+        let d = root.display();
+        let argv = |c: &[&str]| -> Vec<String> {
+            c.iter()
+                .map(|a| a.replace("{root}", &d.to_string()))
+                .collect()
+        };
+        serde_json::from_value(serde_json::json!({
+            "sources": [{"name": "db", "paths": ["/data"], "preCommand": argv(pre),
+                         "postCommand": argv(post), "commandTimeout": timeout}],
+            "repositories": {"primary": {"location": "/primary", "passwordFile": "/pass"}},
+            "rules": [{"name": "full", "type": "Full",
+                       "schedule": {"calendar": "c", "at": "19:00", "days": "BusinessDays"}}],
+            "media": {"informationClass": "ClassI"}
+        }))
+        .unwrap()
+    }
+
+    fn script(root: &Path, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join("scripts").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn pre_and_post_commands_run_around_the_backup_and_a_failure_fails_the_run() {
+        use unyo_crds::backup::{CommandPhase, RunResult};
+        let (root, _, _) = setup("commands");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::write(root.join("data/table"), b"rows\n").unwrap();
+        // The pre-command writes a dump into the source (it must be in the snapshot); the
+        // post-command leaves a mark.
+        script(
+            &root,
+            "dump",
+            "echo 'dump of the database' > \"$1/data/dump.sql\"; echo dumped",
+        );
+        script(&root, "mark", "echo \"$2\" >> \"$1/post-ran\"");
+        script(
+            &root,
+            "fail",
+            "echo 'could not reach the database' >&2; exit 3",
+        );
+        script(&root, "hang", "echo starting; sleep 60");
+        let mark = |n: &'static str| vec!["/scripts/mark", "{root}", n];
+        let run = |pre: &[&str], post: &[&str], timeout: &str| {
+            let spec = plan_with(&root, pre, post, timeout);
+            let mut state = unyo_crds::backup::HostBackup::default();
+            run_rule("db", &spec, spec.rules.first(), &root, &mut state);
+            state
+        };
+
+        let ok = run(&["/scripts/dump", "{root}"], &mark("1"), "1m");
+        let full = ok.last_full.clone().unwrap();
+        assert_eq!(full.result, RunResult::Succeeded, "{:?}", full.message);
+        assert_eq!(ok.commands.len(), 2);
+        assert_eq!(ok.commands[0].phase, CommandPhase::Pre);
+        assert_eq!(ok.commands[0].output.as_deref(), Some("dumped\n"));
+        assert_eq!(ok.commands[1].exit_code, Some(0));
+        let restored = root.join("restored");
+        repository(
+            &root,
+            &plan_with(&root, &[], &[], "1m").repositories.primary,
+        )
+        .restore(full.snapshot.as_deref().unwrap(), &restored, None)
+        .unwrap();
+        let dump = restored.join(root.join("data/dump.sql").strip_prefix("/").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(dump).unwrap(),
+            "dump of the database\n"
+        );
+
+        let failed = run(&["/scripts/fail"], &mark("2"), "1m");
+        let run2 = failed.last_full.clone().unwrap();
+        assert_eq!(run2.result, RunResult::Failed);
+        assert_eq!(
+            run2.message.as_deref(),
+            Some(
+                "pre-command /scripts/fail of source db exited with 3: could not reach the database"
+            )
+        );
+        assert!(
+            run2.snapshot.is_none(),
+            "nothing is backed up after a failed pre-command"
+        );
+
+        let started = std::time::Instant::now();
+        let hung = run(&["/scripts/hang"], &mark("3"), "1s");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        assert!(hung.commands[0].timed_out);
+        let message = hung.last_full.unwrap().message.unwrap();
+        assert!(
+            message.contains("timed out and was stopped: starting"),
+            "{message}"
+        );
+
+        let post_fails = run(&[], &["/scripts/fail"], "1m");
+        let message = post_fails.last_full.unwrap().message.unwrap();
+        assert!(
+            message.starts_with("the backup was taken, but post-command /scripts/fail"),
+            "{message}"
+        );
+
+        // The post-command ran after the success, the failing pre-command and the timeout.
+        assert_eq!(
+            std::fs::read_to_string(root.join("post-ran")).unwrap(),
+            "1\n2\n3\n"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     fn setup(name: &str) -> (PathBuf, Restic, Restic) {
         let dir = std::env::temp_dir().join(format!("unyo-restic-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -842,10 +1048,7 @@ mod tests {
         .unwrap();
         let mut state = unyo_crds::backup::HostBackup {
             plan: "p".into(),
-            last_full: None,
-            last_differential: None,
-            generations: None,
-            last_verification: None,
+            ..Default::default()
         };
         std::thread::sleep(std::time::Duration::from_millis(1100));
         run_rule("p", &spec, None, &root, &mut state);
@@ -961,10 +1164,7 @@ mod tests {
         .unwrap();
         let mut state = unyo_crds::backup::HostBackup {
             plan: "db".into(),
-            last_full: None,
-            last_differential: None,
-            generations: None,
-            last_verification: None,
+            ..Default::default()
         };
         for week in 0..6 {
             std::fs::write(root.join("srv/db/data"), format!("week {week}")).unwrap();

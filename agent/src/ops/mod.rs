@@ -6,6 +6,7 @@
 pub mod antivirus;
 pub mod apt;
 pub mod backup;
+pub mod command;
 mod confined;
 pub mod patch;
 
