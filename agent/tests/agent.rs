@@ -683,7 +683,7 @@ spec:
         &ns,
         "db01",
         "db",
-        1,
+        Some(1),
         "/restore/one",
         Duration::from_secs(60),
     )
@@ -706,7 +706,7 @@ spec:
         &ns,
         "db01",
         "db",
-        9,
+        Some(9),
         "/restore/nine",
         Duration::from_secs(60),
     )
@@ -714,12 +714,29 @@ spec:
     .unwrap_err()
     .to_string();
     assert!(err.contains("generation 9 does not exist"), "{err}");
+    // By default the newest generation whose last verification succeeded (here the check
+    // after the run), and the agent says so.
+    let answer = unyo_cli::backup::request(
+        client.clone(),
+        &ns,
+        "db01",
+        "db",
+        None,
+        "/restore/verified",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(
+        answer.contains("is the newest whose last verification succeeded (CheckAfterRun"),
+        "{answer}"
+    );
     let plan_obj = Api::<unyo_crds::BackupPlan>::namespaced(client.clone(), &ns)
         .get("db")
         .await
         .unwrap();
     assert_eq!(
-        unyo_cli::backup::dry_run("db", &plan_obj, 1, "/srv/restore"),
+        unyo_cli::backup::dry_run("db", &plan_obj, Some(1), &[], "/srv/restore"),
         [
             "restic -r /backup/primary --password-file /etc/unyo/backup.pass restore latest --tag unyo-plan=db --target /srv/restore"
         ]

@@ -2,8 +2,9 @@
 //! prints the exact restic commands with `--dry-run`.
 //!
 //! The request is the Server annotation `unyo.dev/restore=<plan>:<generation>:<id>:<target>`;
-//! the agent restores the latest snapshot of the generation-th newest generation (1 = newest)
-//! into the target directory on the host, if the host policy allows the target, and answers in
+//! the agent restores the latest snapshot of the generation-th newest generation (1 = newest),
+//! or, with `verified` (the default), the verified snapshot of the newest generation whose last
+//! verification succeeded, into the target directory on the host, if the host policy allows the target, and answers in
 //! the Server's `status.operations.requests` — which only that host's agent may write (Events,
 //! which any agent may create, are not trusted).
 
@@ -14,32 +15,84 @@ use futures::TryStreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use unyo_crds::backup::{GenerationView, SnapshotVerification, choose_verified};
 use unyo_crds::server::{RequestResult, RequestState};
 use unyo_crds::{BackupPlan, Server};
 
-/// The exact restic commands the agent runs for a restore of `generation` into `target`.
-pub fn dry_run(plan_name: &str, plan: &BackupPlan, generation: usize, target: &str) -> Vec<String> {
+/// The exact restic commands the agent runs for a restore of `generation` (1 = newest; none:
+/// the newest whose last verification succeeded, judged here from the Server's `verified`)
+/// into `target`.
+pub fn dry_run(
+    plan_name: &str,
+    plan: &BackupPlan,
+    generation: Option<usize>,
+    verified: &[SnapshotVerification],
+    target: &str,
+) -> Vec<String> {
     let r = &plan.spec.repositories.primary;
     let base = format!(
         "restic -r {} --password-file {}",
         r.location, r.password_file
     );
-    if generation <= 1 {
+    match generation {
+        None => verified_dry_run(&base, plan_name, verified, target),
         // The latest snapshot of the plan belongs to its newest generation.
-        vec![format!(
+        Some(n) if n <= 1 => vec![format!(
             "{base} restore latest --tag unyo-plan={plan_name} --target {target}"
-        )]
-    } else {
-        vec![
+        )],
+        Some(n) => vec![
             format!("{base} snapshots --tag unyo-plan={plan_name},unyo-type=Full"),
-            format!(
-                "# take the unyo-generation tag G of the {generation}. newest full listed above, then:"
-            ),
+            format!("# take the unyo-generation tag G of the {n}. newest full listed above, then:"),
             format!(
                 "{base} restore latest --tag unyo-plan={plan_name},unyo-generation=G --target {target}"
             ),
-        ]
+        ],
     }
+}
+
+/// The restore of the newest verified generation, as the Server's status shows the
+/// verifications (the agent judges again against the generations the repository holds).
+fn verified_dry_run(
+    base: &str,
+    plan_name: &str,
+    verified: &[SnapshotVerification],
+    target: &str,
+) -> Vec<String> {
+    let mut ids: Vec<&str> = verified.iter().map(|v| v.generation.as_str()).collect();
+    // Generation ids are `g<milliseconds>`: newest first by number.
+    ids.sort_by_key(|g| std::cmp::Reverse(g.trim_start_matches('g').parse::<i64>().unwrap_or(0)));
+    ids.dedup();
+    let views: Vec<GenerationView<'_>> = ids
+        .iter()
+        .map(|id| GenerationView {
+            id,
+            snapshots: verified
+                .iter()
+                .filter(|v| v.generation == *id)
+                .map(|v| v.snapshot.as_str())
+                .collect(),
+        })
+        .collect();
+    let mut out = vec![format!("{base} snapshots --tag unyo-plan={plan_name}")];
+    match choose_verified(&views, verified) {
+        Ok((v, _, passed_over)) => {
+            for p in passed_over {
+                out.push(format!("# passed over: {p}"));
+            }
+            out.push(format!(
+                "# generation {}: its last verification succeeded ({:?} at {})",
+                v.generation, v.method, v.at.0
+            ));
+            out.push(format!("{base} restore {} --target {target}", v.snapshot));
+        }
+        Err(passed_over) => {
+            out.push(format!(
+                "# no generation has a successful last verification in the Server's status ({}); name one with --generation N",
+                passed_over.join("; ")
+            ));
+        }
+    }
+    out
 }
 
 /// Asks the agent of `server` to restore and waits for its answer; returns the agent's message.
@@ -48,7 +101,7 @@ pub async fn request(
     namespace: &str,
     server: &str,
     plan: &str,
-    generation: usize,
+    generation: Option<usize>,
     target: &str,
     timeout: Duration,
 ) -> Result<String> {
@@ -61,6 +114,7 @@ pub async fn request(
         .await?
         .with_context(|| format!("BackupPlan {namespace}/{plan} does not exist"))?;
     let id = format!("r{}", jiff::Timestamp::now().as_millisecond());
+    let generation = generation.map_or("verified".to_string(), |n| n.to_string());
     let value = format!("{plan}:{generation}:{id}:{target}");
     let servers: Api<Server> = Api::namespaced(client.clone(), namespace);
     let patch = serde_json::json!({"metadata": {"annotations": {

@@ -101,9 +101,10 @@ enum BackupCommand {
         /// Namespace.
         #[arg(long, short = 'n')]
         namespace: String,
-        /// Which generation: 1 is the newest.
-        #[arg(long, default_value_t = 1)]
-        generation: usize,
+        /// Which generation: 1 is the newest. Without it, the newest generation whose last
+        /// verification (check after the run, or test restore) succeeded.
+        #[arg(long)]
+        generation: Option<usize>,
         /// Absolute directory on the host to restore into.
         #[arg(long)]
         target: String,
@@ -274,7 +275,7 @@ fn backup_restore(
     server: &str,
     plan: &str,
     namespace: &str,
-    generation: usize,
+    generation: Option<usize>,
     target: &str,
     dry_run: bool,
     kubeconfig: Option<PathBuf>,
@@ -290,9 +291,18 @@ fn backup_restore(
     block_on("unyo backup restore", async {
         let client = unyo_crds::client::connect(kubeconfig.as_deref()).await?;
         if dry_run {
-            let plans: kube::Api<unyo_crds::BackupPlan> = kube::Api::namespaced(client, namespace);
+            let plans: kube::Api<unyo_crds::BackupPlan> =
+                kube::Api::namespaced(client.clone(), namespace);
             let p = plans.get(plan).await?;
-            Ok(backup::dry_run(plan, &p, generation, target).join("\n"))
+            let servers: kube::Api<unyo_crds::Server> = kube::Api::namespaced(client, namespace);
+            let verified = servers
+                .get_opt(server)
+                .await?
+                .and_then(|s| s.status?.operations)
+                .and_then(|o| o.backups.into_iter().find(|b| b.plan == plan))
+                .map(|b| b.verified)
+                .unwrap_or_default();
+            Ok(backup::dry_run(plan, &p, generation, &verified, target).join("\n"))
         } else {
             backup::request(client, namespace, server, plan, generation, target, timeout).await
         }

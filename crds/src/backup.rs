@@ -331,10 +331,49 @@ pub struct HostBackup {
     /// Last verification (repository check or test restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verification: Option<Verification>,
+    /// The latest verifications of single snapshots (a repository check after the run that
+    /// made it, or a test restore from it), newest first; a restore without a generation picks
+    /// the newest generation whose last verification here succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::VERIFIED))]
+    pub verified: Vec<SnapshotVerification>,
     /// The pre- and post-commands of the last run, in the order they ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::limits::COMMANDS))]
     pub commands: Vec<CommandResult>,
+}
+
+/// The verification of one snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotVerification {
+    /// The snapshot (short id, primary repository).
+    pub snapshot: String,
+    /// Its generation (tag `unyo-generation`).
+    pub generation: String,
+    /// CheckAfterRun or TestRestore.
+    pub method: VerificationMethod,
+    /// When it ran.
+    pub at: Time,
+    /// Succeeded or Failed.
+    pub result: RunResult,
+}
+
+/// How a snapshot was verified.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum VerificationMethod {
+    /// `restic check` right after the run that made it.
+    CheckAfterRun,
+    /// A sample restored from it and compared byte for byte with the host's files.
+    TestRestore,
+}
+
+impl HostBackup {
+    /// Records a verification of `snapshot` (newest first, at most [`crate::limits::VERIFIED`]).
+    pub fn record_verification(&mut self, v: SnapshotVerification) {
+        self.verified.insert(0, v);
+        self.verified.truncate(crate::limits::VERIFIED);
+    }
 }
 
 /// One pre- or post-command of a backup run.
@@ -382,4 +421,88 @@ pub struct Verification {
     /// Details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A generation as a restore sees it: its id and the snapshots it holds.
+pub struct GenerationView<'a> {
+    /// Its id (tag `unyo-generation`).
+    pub id: &'a str,
+    /// Short ids of its snapshots.
+    pub snapshots: Vec<&'a str>,
+}
+
+/// The restore "of the most reliable backup" (R9): of `generations` (newest first), the newest
+/// whose last verification in `verified` (newest first) succeeded, with that verification and
+/// its place (1 = newest); else why none qualifies. Each generation passed over is said why.
+pub fn choose_verified<'a>(
+    generations: &[GenerationView<'_>],
+    verified: &'a [SnapshotVerification],
+) -> Result<(&'a SnapshotVerification, usize, Vec<String>), Vec<String>> {
+    let mut passed_over = Vec::new();
+    for (n, g) in generations.iter().enumerate() {
+        let last = verified
+            .iter()
+            .find(|v| v.generation == g.id && g.snapshots.contains(&v.snapshot.as_str()));
+        match last {
+            Some(v) if v.result == RunResult::Succeeded => return Ok((v, n + 1, passed_over)),
+            Some(v) => passed_over.push(format!(
+                "generation {} failed its last verification ({:?} of {} at {})",
+                g.id, v.method, v.snapshot, v.at.0
+            )),
+            None => passed_over.push(format!("generation {} was never verified", g.id)),
+        }
+    }
+    Err(passed_over)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(snapshot: &str, generation: &str, result: RunResult, at: &str) -> SnapshotVerification {
+        SnapshotVerification {
+            snapshot: snapshot.into(),
+            generation: generation.into(),
+            method: VerificationMethod::TestRestore,
+            at: Time(at.parse().unwrap()),
+            result,
+        }
+    }
+
+    #[test]
+    fn the_newest_generation_whose_last_verification_succeeded_is_chosen() {
+        let gens = [
+            GenerationView {
+                id: "g3",
+                snapshots: vec!["c1", "c2"],
+            },
+            GenerationView {
+                id: "g2",
+                snapshots: vec!["b1"],
+            },
+            GenerationView {
+                id: "g1",
+                snapshots: vec!["a1"],
+            },
+        ];
+        // Newest first: g2 passed, then failed (its last verification failed); g1 passed; g3
+        // was never verified; a verification of a snapshot no longer held does not count.
+        let verified = [
+            v("b1", "g2", RunResult::Failed, "2026-11-29T22:00:00Z"),
+            v("gone", "g3", RunResult::Succeeded, "2026-11-29T21:00:00Z"),
+            v("b1", "g2", RunResult::Succeeded, "2026-11-28T22:00:00Z"),
+            v("a1", "g1", RunResult::Succeeded, "2026-11-21T22:00:00Z"),
+        ];
+        let (chosen, place, passed) = choose_verified(&gens, &verified).unwrap();
+        assert_eq!((chosen.snapshot.as_str(), place), ("a1", 3));
+        assert_eq!(passed.len(), 2);
+        assert_eq!(passed[0], "generation g3 was never verified");
+        assert!(
+            passed[1].starts_with("generation g2 failed its last verification"),
+            "{}",
+            passed[1]
+        );
+        let none = choose_verified(&gens[..2], &verified).unwrap_err();
+        assert_eq!(none.len(), 2);
+    }
 }

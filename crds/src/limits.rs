@@ -37,6 +37,8 @@ pub const AVAILABLE: usize = 1_000;
 pub const HOST_PATCHES: usize = 500;
 /// Package names in a list of names (packages needing a reboot).
 pub const PACKAGE_NAMES: usize = 1_000;
+/// Snapshot verifications kept per plan on a host (newest first).
+pub const VERIFIED: usize = 20;
 /// Pre- and post-commands listed with a plan's last run on a host.
 pub const COMMANDS: usize = 16;
 /// Refusals by a host's policy, and answers to requests.
@@ -166,6 +168,7 @@ impl Bounded for OperationResults {
         cut(&mut self.backups, PER_POLICY);
         for b in &mut self.backups {
             cut_keeping(&mut b.commands, COMMANDS, |c| c.exit_code != Some(0));
+            cut(&mut b.verified, VERIFIED);
         }
         cut(&mut self.patches, PER_POLICY);
         self.patches.iter_mut().for_each(Bounded::bound);

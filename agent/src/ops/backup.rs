@@ -401,7 +401,13 @@ fn run_commands(
 }
 
 /// What a backup made: its kind, the snapshot, whether it was copied, and a note.
-type Backed = (unyo_crds::backup::BackupType, Made, Option<bool>, String);
+struct Backed {
+    kind: unyo_crds::backup::BackupType,
+    made: Made,
+    generation: String,
+    copied: Option<bool>,
+    note: String,
+}
 
 /// The backup itself: restic into the primary, the copy into the secondary, retention in both.
 fn back_up(
@@ -480,7 +486,13 @@ fn back_up(
         let forget = to_forget(&sec.snapshots(&[plan_tag])?, keep);
         sec.forget(&forget)?;
     }
-    Ok((kind, made, copied, note))
+    Ok(Backed {
+        kind,
+        made,
+        generation,
+        copied,
+        note,
+    })
 }
 
 /// Records a run's result, the generations held and, after a good run, a repository check.
@@ -499,7 +511,9 @@ fn record_run(
     } = *r;
     use jiff::Timestamp;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use unyo_crds::backup::{BackupRun, BackupType, RunResult, Verification};
+    use unyo_crds::backup::{
+        BackupRun, BackupType, RunResult, SnapshotVerification, Verification, VerificationMethod,
+    };
     let mut run = BackupRun {
         rule: rule_name.to_string(),
         backup_type: wanted,
@@ -512,7 +526,13 @@ fn record_run(
         message: None,
     };
     match result {
-        Ok((kind, made, copied, note)) => {
+        Ok(Backed {
+            kind,
+            made,
+            copied,
+            note,
+            ..
+        }) => {
             run.backup_type = *kind;
             run.result = RunResult::Succeeded;
             run.snapshot = Some(made.snapshot.clone());
@@ -542,16 +562,24 @@ fn record_run(
         .verification
         .as_ref()
         .is_some_and(|v| v.check_after_run);
-    if result.is_ok() && check {
+    if let (Ok(b), true) = (result, check) {
         let checked = primary.check();
-        let succeeded = checked.is_ok();
+        let at = Time(Timestamp::now());
+        let result = if checked.is_ok() {
+            RunResult::Succeeded
+        } else {
+            RunResult::Failed
+        };
+        state.record_verification(SnapshotVerification {
+            snapshot: b.made.snapshot.clone(),
+            generation: b.generation.clone(),
+            method: VerificationMethod::CheckAfterRun,
+            at: at.clone(),
+            result,
+        });
         state.last_verification = Some(Verification {
-            at: Time(Timestamp::now()),
-            result: if succeeded {
-                RunResult::Succeeded
-            } else {
-                RunResult::Failed
-            },
+            at,
+            result,
             message: Some(
                 checked
                     .err()
@@ -598,15 +626,17 @@ pub fn test_restore(
 ) {
     use jiff::Timestamp;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use unyo_crds::backup::{RunResult, Verification};
+    use unyo_crds::backup::{RunResult, SnapshotVerification, Verification, VerificationMethod};
 
     let on_host = |p: &str| on_host(root, p);
     let primary = repository(root, &spec.repositories.primary);
+    let mut tested: Option<Snapshot> = None;
     let outcome: Result<String, String> = (|| {
         let latest = primary
             .snapshots(&[format!("unyo-plan={plan}")])?
             .pop()
             .ok_or("no snapshot of the plan to restore")?;
+        tested = Some(latest.clone());
         let taken: Timestamp = latest
             .time
             .parse()
@@ -670,13 +700,27 @@ pub fn test_restore(
         let _ = std::fs::remove_dir_all(&target);
         compared
     })();
+    let at = Time(Timestamp::now());
+    let result = if outcome.is_ok() {
+        RunResult::Succeeded
+    } else {
+        RunResult::Failed
+    };
+    if let Some(snap) = &tested {
+        state.record_verification(SnapshotVerification {
+            snapshot: snap.short_id.clone(),
+            generation: snap
+                .tag("unyo-generation")
+                .unwrap_or(&snap.short_id)
+                .to_string(),
+            method: VerificationMethod::TestRestore,
+            at: at.clone(),
+            result,
+        });
+    }
     state.last_verification = Some(Verification {
-        at: Time(Timestamp::now()),
-        result: if outcome.is_ok() {
-            RunResult::Succeeded
-        } else {
-            RunResult::Failed
-        },
+        at,
+        result,
         message: Some(match outcome {
             Ok(m) => m,
             Err(e) => format!("test restore: {e}"),
@@ -684,37 +728,89 @@ pub fn test_restore(
     });
 }
 
-/// Restores the latest snapshot of the `generation`-th newest generation (1 = newest) of a plan
-/// into `target` beneath the host root; returns what was restored.
+/// Restores into `target` beneath the host root: with a `generation` (1 = newest), that
+/// generation's latest snapshot; without, the snapshot of the newest generation whose last
+/// verification in `verified` succeeded. Returns what was restored and why that one.
 pub fn restore_generation(
     plan: &str,
     spec: &unyo_crds::backup::BackupPlanSpec,
     root: &Path,
-    generation: usize,
+    generation: Option<usize>,
+    verified: &[unyo_crds::backup::SnapshotVerification],
     target: &str,
 ) -> Result<String, String> {
-    let on_host = |p: &str| on_host(root, p);
     let primary = repository(root, &spec.repositories.primary);
     let snaps = primary.snapshots(&[format!("unyo-plan={plan}")])?;
-    let gens: Vec<_> = generations(&snaps).into_iter().filter(|g| g.2).collect();
-    if generation == 0 || generation > gens.len() {
+    let mut gens: Vec<_> = generations(&snaps).into_iter().filter(|g| g.2).collect();
+    gens.reverse();
+    let (snapshot, why) = match generation {
+        Some(n) => named_generation(plan, &gens, n)?,
+        None => verified_generation(plan, &gens, verified)?,
+    };
+    let dir = on_host(root, target);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{target}: {e}"))?;
+    primary.restore(&snapshot, &dir, None)?;
+    Ok(format!("restored snapshot {snapshot} into {target}: {why}"))
+}
+
+/// Generations with their snapshots, newest first.
+type Generations<'a> = [(String, Vec<&'a Snapshot>, bool)];
+
+/// The latest snapshot of the `n`-th newest generation.
+fn named_generation(
+    plan: &str,
+    gens: &Generations<'_>,
+    n: usize,
+) -> Result<(String, String), String> {
+    let Some((id, members, _)) = n.checked_sub(1).and_then(|i| gens.get(i)) else {
         return Err(format!(
-            "plan {plan} holds {} generation(s); generation {generation} does not exist",
+            "plan {plan} holds {} generation(s); generation {n} does not exist",
             gens.len()
         ));
-    }
-    let (id, members, _) = &gens[gens.len() - generation];
-    let snapshot = members
+    };
+    let latest = members
         .iter()
         .max_by(|a, b| a.time.cmp(&b.time))
         .ok_or("an empty generation")?;
-    let dir = on_host(target);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{target}: {e}"))?;
-    primary.restore(&snapshot.short_id, &dir, None)?;
-    Ok(format!(
-        "restored snapshot {} (generation {id}, the {generation}. newest) into {target}",
-        snapshot.short_id
+    Ok((
+        latest.short_id.clone(),
+        format!("the latest of generation {id}, the {n}. newest, as asked"),
     ))
+}
+
+/// The verified snapshot of the newest generation whose last verification succeeded.
+fn verified_generation(
+    plan: &str,
+    gens: &Generations<'_>,
+    verified: &[unyo_crds::backup::SnapshotVerification],
+) -> Result<(String, String), String> {
+    use unyo_crds::backup::{GenerationView, choose_verified};
+    let views: Vec<GenerationView<'_>> = gens
+        .iter()
+        .map(|(id, members, _)| GenerationView {
+            id,
+            snapshots: members.iter().map(|m| m.short_id.as_str()).collect(),
+        })
+        .collect();
+    match choose_verified(&views, verified) {
+        Ok((v, place, passed_over)) => {
+            let mut why = format!(
+                "generation {} (the {place}. newest) is the newest whose last verification succeeded ({:?} at {})",
+                v.generation, v.method, v.at.0
+            );
+            if !passed_over.is_empty() {
+                why.push_str(&format!("; {}", passed_over.join("; ")));
+            }
+            Ok((v.snapshot.clone(), why))
+        }
+        Err(passed_over) if passed_over.is_empty() => {
+            Err(format!("plan {plan} holds no generation"))
+        }
+        Err(passed_over) => Err(format!(
+            "no generation of plan {plan} has a successful last verification ({}); name one with --generation N",
+            passed_over.join("; ")
+        )),
+    }
 }
 
 /// Sets or clears the immutable attribute of a file with chattr(1).
@@ -862,6 +958,57 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_restore_takes_the_newest_verified_generation_over_a_newer_unverified_one() {
+        let (root, _, _) = setup("verified");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::write(root.join("data/table"), b"verified rows\n").unwrap();
+        let mut spec = plan_with(&root, &[], &[], "1m");
+        let mut state = unyo_crds::backup::HostBackup::default();
+        spec.verification = Some(unyo_crds::backup::BackupVerification {
+            check_after_run: true,
+            test_restore: None,
+        });
+        run_rule("db", &spec, spec.rules.first(), &root, &mut state);
+        let verified = state.last_full.clone().unwrap().snapshot.unwrap();
+        assert_eq!(state.verified.len(), 1);
+        // A newer generation, never verified.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        std::fs::write(root.join("data/table"), b"unverified rows\n").unwrap();
+        spec.verification = None;
+        run_rule("db", &spec, spec.rules.first(), &root, &mut state);
+        let newer = state.last_full.clone().unwrap().snapshot.unwrap();
+        assert_ne!(newer, verified);
+        let said = restore_generation("db", &spec, &root, None, &state.verified, "/r1").unwrap();
+        assert!(
+            said.starts_with(&format!("restored snapshot {verified} into /r1")),
+            "{said}"
+        );
+        assert!(
+            said.contains("(the 2. newest)") && said.contains("was never verified"),
+            "{said}"
+        );
+        let table = |dir: &str| {
+            let file = root
+                .join(dir)
+                .join(root.join("data/table").strip_prefix("/").unwrap());
+            std::fs::read_to_string(file).unwrap()
+        };
+        assert_eq!(table("r1"), "verified rows\n");
+        // Named, the newest generation is restored as asked.
+        let said = restore_generation("db", &spec, &root, Some(1), &state.verified, "/r2").unwrap();
+        assert!(said.contains(&newer), "{said}");
+        assert_eq!(table("r2"), "unverified rows\n");
+        // With no successful verification at all, nothing is restored and the reason is given.
+        let none = restore_generation("db", &spec, &root, None, &[], "/r3").unwrap_err();
+        assert!(
+            none.contains("no generation of plan db has a successful last verification"),
+            "{none}"
+        );
+        assert!(!root.join("r3").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -158,10 +158,11 @@ pub async fn run_backups(
     }
 }
 
-/// A restore request: `<plan>:<generation>:<id>:<target>`.
+/// A restore request: `<plan>:<generation>:<id>:<target>`, the generation a number (1 = newest)
+/// or `verified` (the newest whose last verification succeeded).
 struct RestoreRequest<'a> {
     plan: &'a str,
-    generation: usize,
+    generation: Option<usize>,
     id: &'a str,
     target: &'a str,
 }
@@ -175,9 +176,12 @@ fn parse_restore(request: &str) -> Result<RestoreRequest<'_>, String> {
             "request {request:?}: expected <plan>:<generation>:<id>:<target>"
         ));
     };
-    let generation = generation
-        .parse()
-        .map_err(|_| format!("request {id}: generation {generation:?} is not a number"))?;
+    let generation = match generation {
+        "verified" => None,
+        n => Some(n.parse().map_err(|_| {
+            format!("request {id}: generation {n:?} is neither a number nor \"verified\"")
+        })?),
+    };
     Ok(RestoreRequest {
         plan,
         generation,
@@ -237,8 +241,10 @@ async fn restore_one(
         )
         .await;
     let (host, target, generation) = (host.clone(), r.target.to_string(), r.generation);
+    let verified = reporter.backup_state(&job.name).await.verified;
     let done = tokio::task::spawn_blocking(move || {
-        backup::restore_generation(&job.name, &job.spec, &host.path("/"), generation, &target)
+        let root = host.path("/");
+        backup::restore_generation(&job.name, &job.spec, &root, generation, &verified, &target)
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
