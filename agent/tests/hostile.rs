@@ -331,7 +331,7 @@ spec:
         ns,
         "db01",
         "good",
-        1,
+        Some(1),
         "/restore/one",
         Duration::from_secs(60),
     )
