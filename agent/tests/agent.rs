@@ -650,6 +650,8 @@ spec:
     assert_eq!(format!("{:?}", full.result), "Succeeded", "{full:?}");
     assert_eq!(full.rule, "on-request");
     assert_eq!(full.copied, Some(true));
+    // The secondary is marked off site: the copy's age is the run's.
+    assert_eq!(b.offsite_copy_at.as_ref(), Some(&full.started_at));
     assert!(full.bytes_added.unwrap() > 0);
     assert_eq!(b.generations, Some(1));
     assert_eq!(

@@ -21,6 +21,7 @@ use crate::context::{Context, namespace_summary};
 use crate::error::Error;
 use crate::stores::{Kinds, in_namespace, shared_in};
 use unyo_crds::names::conditions as cond;
+use unyo_crds::names::reasons;
 
 /// A scheduled run counts as missed when no run of its type started within this time after it.
 pub const MISSED_GRACE: SignedDuration = SignedDuration::from_hours(1);
@@ -143,6 +144,9 @@ pub fn health(
             "the last run was not copied to the secondary repository".into(),
         );
     }
+    if let Some(message) = offsite_too_old(plan, h, now) {
+        return (false, reasons::NOT_COPIED_OFFSITE, message);
+    }
     if h.last_verification
         .as_ref()
         .is_some_and(|v| v.result == RunResult::Failed)
@@ -158,6 +162,36 @@ pub fn health(
         "Healthy",
         format!("{} generation(s) held", h.generations.unwrap_or(0)),
     )
+}
+
+/// How old the newest backup off site may be when the plan does not say.
+pub const OFFSITE_MAX_AGE: SignedDuration = SignedDuration::from_hours(48);
+
+/// Why the backup held off site is too old, when the plan keeps one off site and it is.
+fn offsite_too_old(plan: &BackupPlan, h: &HostBackup, now: Timestamp) -> Option<String> {
+    let repos = &plan.spec.repositories;
+    let offsite = repos.primary.offsite || repos.secondary.as_ref().is_some_and(|r| r.offsite);
+    if !offsite {
+        return None;
+    }
+    let allowed = repos
+        .offsite_max_age
+        .as_deref()
+        .and_then(|a| unyo_crds::common::parse_duration(a).ok())
+        .and_then(|d| SignedDuration::try_from(d).ok())
+        .unwrap_or(OFFSITE_MAX_AGE);
+    let Some(at) = &h.offsite_copy_at else {
+        return Some("no backup has been copied off site yet".into());
+    };
+    let age = now.duration_since(at.0);
+    (age > allowed).then(|| {
+        format!(
+            "the newest backup off site was taken at {} ({}h ago; the plan allows {}h)",
+            at.0,
+            age.as_hours(),
+            allowed.as_hours()
+        )
+    })
 }
 
 /// The BackupHealthy judgement of a server under every plan selecting it (the first unhealthy
@@ -311,5 +345,47 @@ mod tests {
             ("False", "CalendarNotFound")
         );
         assert!(c.message.contains("schedule.calendar"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_backup_off_site_older_than_the_plan_allows_is_not_healthy() {
+        let now: Timestamp = "2026-12-02T09:00:00+09:00".parse().unwrap();
+        let mut plan: BackupPlan = sample("backup.yaml");
+        plan.spec.rules.clear();
+        plan.spec.repositories.offsite_max_age = Some("1d".into());
+        let run = |at: &str| BackupRun {
+            rule: "weekly-full".into(),
+            backup_type: BackupType::Full,
+            result: RunResult::Succeeded,
+            started_at: Time(at.parse().unwrap()),
+            finished_at: None,
+            snapshot: Some("abc".into()),
+            copied: Some(true),
+            bytes_added: None,
+            message: None,
+        };
+        let judge = |plan: &BackupPlan, copy: Option<&str>| {
+            let mut server: Server = sample("servers/db01.yaml");
+            let h = HostBackup {
+                plan: plan.name_any(),
+                last_full: Some(run("2026-12-01T19:30:00+09:00")),
+                offsite_copy_at: copy.map(|c| Time(c.parse().unwrap())),
+                ..Default::default()
+            };
+            let st = server.status.get_or_insert_with(Default::default);
+            st.operations.get_or_insert_with(Default::default).backups = vec![h];
+            health(&server, plan, &[], now)
+        };
+        assert_eq!(judge(&plan, Some("2026-12-01T19:30:00+09:00")).1, "Healthy");
+        let (ok, reason, message) = judge(&plan, Some("2026-11-30T19:30:00+09:00"));
+        assert_eq!((ok, reason), (false, "NotCopiedOffsite"));
+        assert!(
+            message.contains("37h ago; the plan allows 24h"),
+            "{message}"
+        );
+        assert_eq!(judge(&plan, None).1, "NotCopiedOffsite");
+        // Without a repository off site, the age is not judged.
+        plan.spec.repositories.secondary.as_mut().unwrap().offsite = false;
+        assert_eq!(judge(&plan, None).1, "Healthy");
     }
 }

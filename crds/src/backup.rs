@@ -122,6 +122,11 @@ pub struct BackupRepositories {
     /// Secondary repository every run is copied to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<BackupRepository>,
+    /// How old the newest backup held off site (in a repository marked `offsite`) may be before
+    /// BackupHealthy turns False with NotCopiedOffsite, e.g. `2d` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub offsite_max_age: Option<String>,
 }
 
 /// A backup repository.
@@ -135,9 +140,14 @@ pub struct BackupRepository {
     /// appears in a custom resource.
     #[schemars(length(min = 1, max = 1024), pattern(r"^/"))]
     pub password_file: String,
-    /// Whether this repository is kept off site (遠隔地保管).
+    /// Whether this repository is kept off site (遠隔地保管): the age of the newest backup it
+    /// holds is reported and judged against `offsiteMaxAge`.
     #[serde(default)]
     pub offsite: bool,
+    /// Never create or write this (local) repository unless its path is on a mounted
+    /// filesystem other than `/` — a backup disk that is not mounted must not fill the root disk.
+    #[serde(default)]
+    pub require_mount: bool,
 }
 
 /// A backup rule.
@@ -331,6 +341,10 @@ pub struct HostBackup {
     /// Last verification (repository check or test restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verification: Option<Verification>,
+    /// When the newest backup held off site was taken (a run copied to, or made in, a
+    /// repository marked `offsite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite_copy_at: Option<Time>,
     /// The latest verifications of single snapshots (a repository check after the run that
     /// made it, or a test restore from it), newest first; a restore without a generation picks
     /// the newest generation whose last verification here succeeded.

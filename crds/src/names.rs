@@ -66,6 +66,8 @@ pub mod conditions {
 
 /// Condition reasons.
 pub mod reasons {
+    /// BackupHealthy: the newest backup off site is older than the plan allows.
+    pub const NOT_COPIED_OFFSITE: &str = "NotCopiedOffsite";
     /// AgentConnected: the Lease is current.
     pub const LEASE_RENEWED: &str = "LeaseRenewed";
     /// AgentConnected: the Lease ran out.

@@ -309,6 +309,62 @@ pub(crate) fn on_host(root: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// A repository of a plan that is about to be written (and created when absent): one marked
+/// `requireMount` only when its path is on a mounted filesystem other than `/`.
+fn writable(root: &Path, r: &unyo_crds::backup::BackupRepository) -> Result<Restic, String> {
+    if r.require_mount {
+        let mounts = std::fs::read_to_string(root.join("proc/mounts"))
+            .map_err(|e| format!("repository {}: reading the mounts: {e}", r.location))?;
+        match mount_point(&mounts, &r.location) {
+            Some(m) if m != "/" => {}
+            _ => {
+                return Err(format!(
+                    "repository {} requires a mounted filesystem (requireMount), but no filesystem is mounted there: it would be written to the root filesystem",
+                    r.location
+                ));
+            }
+        }
+    }
+    Ok(repository(root, r))
+}
+
+/// The mount point (of `/proc/mounts`) a host path lies on: the longest that contains it.
+fn mount_point(mounts: &str, path: &str) -> Option<String> {
+    let path = Path::new(path);
+    mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(unescape_mount)
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| Path::new(m).components().count())
+}
+
+/// A mount point as `/proc/mounts` writes it, with `\040`-style octal escapes undone.
+fn unescape_mount(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A repository of a plan as restic on this host reaches it.
 fn repository(root: &Path, r: &unyo_crds::backup::BackupRepository) -> Restic {
     Restic {
@@ -424,12 +480,11 @@ fn back_up(
         started,
     } = *run;
     let on_host = |p: &str| on_host(root, p);
-    let primary = repository(root, &spec.repositories.primary);
-    let secondary = spec
-        .repositories
-        .secondary
-        .as_ref()
-        .map(|r| repository(root, r));
+    let primary = writable(root, &spec.repositories.primary)?;
+    let secondary = match &spec.repositories.secondary {
+        Some(r) => Some(writable(root, r)?),
+        None => None,
+    };
     let paths: Vec<PathBuf> = sources
         .iter()
         .flat_map(|s| s.paths.iter().map(|p| on_host(p)))
@@ -549,6 +604,13 @@ fn record_run(
             ));
         }
         Err(e) => run.message = Some(e.clone()),
+    }
+    if let Ok(b) = result {
+        let repos = &spec.repositories;
+        let secondary_offsite = repos.secondary.as_ref().is_some_and(|r| r.offsite);
+        if repos.primary.offsite || (secondary_offsite && b.copied == Some(true)) {
+            state.offsite_copy_at = Some(Time(started));
+        }
     }
     match run.backup_type {
         BackupType::Full => state.last_full = Some(run),
@@ -843,7 +905,7 @@ pub fn take_protected(
     root: &Path,
     date: &str,
 ) -> Result<(bool, String), String> {
-    let primary = repository(root, &spec.repositories.primary);
+    let primary = writable(root, &spec.repositories.primary)?;
     primary.ensure(None)?;
     let paths: Vec<PathBuf> = spec
         .sources
@@ -1008,6 +1070,57 @@ mod tests {
             "{none}"
         );
         assert!(!root.join("r3").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn mount_points_are_read_with_their_escapes() {
+        let mounts = "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /srv/backup\\040disk ext4 rw 0 0\n/dev/sdc1 /srv ext4 rw 0 0\n";
+        assert_eq!(
+            mount_point(mounts, "/srv/backup disk/primary").as_deref(),
+            Some("/srv/backup disk")
+        );
+        assert_eq!(
+            mount_point(mounts, "/srv/backup/primary").as_deref(),
+            Some("/srv")
+        );
+        assert_eq!(mount_point(mounts, "/srvx/primary").as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn a_repository_that_requires_a_mount_is_never_created_on_the_root_filesystem() {
+        use unyo_crds::backup::RunResult;
+        let (root, _, _) = setup("mount");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::write(root.join("data/table"), b"rows\n").unwrap();
+        std::fs::write(root.join("proc/mounts"), "/dev/sda1 / ext4 rw 0 0\n").unwrap();
+        let mut spec = plan_with(&root, &[], &[], "1m");
+        spec.repositories.primary.require_mount = true;
+        spec.repositories.primary.offsite = true;
+        let mut state = unyo_crds::backup::HostBackup::default();
+        run_rule("db", &spec, spec.rules.first(), &root, &mut state);
+        let run = state.last_full.clone().unwrap();
+        assert_eq!(run.result, RunResult::Failed);
+        assert!(
+            run.message
+                .unwrap()
+                .contains("requires a mounted filesystem (requireMount)")
+        );
+        assert!(!root.join("primary").exists(), "nothing was created");
+        assert!(state.offsite_copy_at.is_none());
+        // Once a filesystem is mounted there, the repository is created and written.
+        std::fs::write(
+            root.join("proc/mounts"),
+            "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /primary ext4 rw 0 0\n",
+        )
+        .unwrap();
+        run_rule("db", &spec, spec.rules.first(), &root, &mut state);
+        let run = state.last_full.clone().unwrap();
+        assert_eq!(run.result, RunResult::Succeeded, "{:?}", run.message);
+        assert!(root.join("primary/config").exists());
+        // The primary is marked off site: the run's time is the age of the copy off site.
+        assert_eq!(state.offsite_copy_at, Some(run.started_at));
         std::fs::remove_dir_all(&root).unwrap();
     }
 
