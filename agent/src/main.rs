@@ -14,6 +14,7 @@ mod identity;
 mod metrics;
 mod ops;
 mod report;
+mod schedule;
 mod state;
 
 use std::path::PathBuf;
@@ -178,6 +179,22 @@ async fn main() -> anyhow::Result<()> {
         },
         reporter.clone(),
     ));
+    let skipped_to = reporter.clone();
+    let skip_metrics = metrics.clone();
+    let scheduler = schedule::Scheduler::new(
+        &args.state_dir,
+        Arc::new(schedule::SystemClock),
+        move |k: schedule::Skipped| {
+            tracing::warn!(job = %k.key, due = %k.due, reason = %k.reason, "run skipped");
+            skip_metrics.run_skipped(&k.key);
+            let r = skipped_to.clone();
+            tokio::spawn(async move {
+                r.note("RunSkipped", &format!("{}: {}", k.key, k.reason), true)
+                    .await
+            });
+        },
+    );
+    tasks.spawn(scheduler.clone().run());
     tasks.spawn(ops::run_backups(
         backups_rx,
         backup_now_rx,
@@ -185,22 +202,31 @@ async fn main() -> anyhow::Result<()> {
         policy_rx.clone(),
         host.clone(),
         reporter.clone(),
+        scheduler.clone(),
     ));
+    let (scan_due_tx, scan_due_rx) = tokio::sync::watch::channel(0u64);
+    scheduler.set(
+        "patches",
+        vec![ops::patch::scan_job(args.patch_interval, scan_due_tx)],
+    );
     tasks.spawn(ops::patch::run_patches(
         patches_rx,
         patch_scan_now_rx,
+        scan_due_rx,
         apt,
-        args.patch_interval,
         args.state_dir.clone(),
         reporter.clone(),
     ));
     tasks.spawn(ops::run_scans(
         scans_rx,
         scan_now_rx,
-        host.clone(),
-        args.state_dir.clone(),
-        args.server.clone(),
-        reporter.clone(),
+        ops::Scanner {
+            host: host.clone(),
+            db: args.state_dir.join("clamav"),
+            server: args.server.clone(),
+            reporter: reporter.clone(),
+        },
+        scheduler.clone(),
     ));
     tasks.spawn(checks::supervise(
         assign_rx,

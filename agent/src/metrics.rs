@@ -33,6 +33,11 @@ struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -57,6 +62,7 @@ pub struct Metrics {
     refusals: Family<RefusalLabels, Counter>,
     policy_loads: Family<ResultLabels, Counter>,
     events_dropped: Family<ReasonLabels, Counter>,
+    runs_skipped: Family<JobLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +84,7 @@ impl Default for Metrics {
             refusals: Family::default(),
             policy_loads: Family::default(),
             events_dropped: Family::default(),
+            runs_skipped: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -126,6 +133,11 @@ impl Default for Metrics {
             "Readings of the host policy file (at start and on SIGHUP)",
             m.policy_loads.clone(),
         );
+        registry.register(
+            "runs_skipped",
+            "Scheduled runs not made (missedRuns: Skip) because they fell due while they could not start",
+            m.runs_skipped.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -163,6 +175,14 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a scheduled run that was skipped.
+    pub fn run_skipped(&self, job: &str) {
+        let labels = JobLabels {
+            job: job.to_string(),
+        };
+        self.runs_skipped.get_or_create(&labels).inc();
     }
 
     /// Counts a reading of the host policy file.

@@ -203,6 +203,7 @@ pub fn parse_schedule(text: &str, calendar: &str) -> Result<Schedule> {
         at: None,
         cron: None,
         days: DaySelector::AllDays,
+        missed_runs: None,
     };
     for (k, v) in pairs {
         match k.as_str() {

@@ -101,6 +101,7 @@ fn main() {
                 at: at.map(String::from),
                 cron: cron.map(String::from),
                 days: sel,
+                missed_runs: None,
             },
             "schedule",
         )

@@ -62,6 +62,22 @@ pub struct Schedule {
     /// FirstBusinessDayOfWeek, LastBusinessDayOfWeek, FirstBusinessDayOfMonth or LastBusinessDayOfMonth.
     #[serde(default)]
     pub days: DaySelector,
+    /// For an operation an agent runs: what becomes of a run that falls due while it cannot
+    /// start (its previous run or another on the same repository is still going, or the agent
+    /// was stopped) — RunOnce (default: it runs once, as soon as it can) or Skip (it is
+    /// reported as skipped, with the reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_runs: Option<MissedRuns>,
+}
+
+/// What becomes of a run that falls due while it cannot start.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum MissedRuns {
+    /// It runs once, as soon as it can (several missed due times make one run).
+    #[default]
+    RunOnce,
+    /// It does not run late; each is reported as skipped.
+    Skip,
 }
 
 /// Which days of the calendar a schedule fires on.

@@ -913,6 +913,7 @@ mod tests {
                 at: at.map(String::from),
                 cron: cron.map(String::from),
                 days,
+                missed_runs: None,
             },
             "spec.schedule",
         )
@@ -1278,6 +1279,7 @@ mod tests {
             at: at.map(String::from),
             cron: cron.map(String::from),
             days: DaySelector::AllDays,
+            missed_runs: None,
         };
         let err = |sch: Schedule| {
             compile_schedule(&sch, "spec.rules[0].schedule")

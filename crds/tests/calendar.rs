@@ -221,7 +221,7 @@ proptest! {
     fn business_day_fires_cover_every_business_day((spec, start) in calendar_strategy(), h in 0i8..24, m in 0i8..60) {
         let cal = WorkCalendar::from_spec(&spec).unwrap();
         let at = format!("{h:02}:{m:02}");
-        let s = compile_schedule(&Schedule { calendar: "c".into(), at: Some(at), cron: None, days: DaySelector::BusinessDays }, "schedule").unwrap();
+        let s = compile_schedule(&Schedule { calendar: "c".into(), at: Some(at), cron: None, days: DaySelector::BusinessDays, missed_runs: None }, "schedule").unwrap();
         let fires: Vec<_> = cal.fire_times(&s, start).take(40).map(|z| z.unwrap()).collect();
         prop_assert!(!fires.is_empty());
         let mut prev: Option<Date> = None;
@@ -245,7 +245,7 @@ proptest! {
     #[test]
     fn selector_fires_match_their_selector((spec, start) in calendar_strategy(), sel in selector()) {
         let cal = WorkCalendar::from_spec(&spec).unwrap();
-        let s = compile_schedule(&Schedule { calendar: "c".into(), at: Some("19:30".into()), cron: None, days: sel }, "schedule").unwrap();
+        let s = compile_schedule(&Schedule { calendar: "c".into(), at: Some("19:30".into()), cron: None, days: sel, missed_runs: None }, "schedule").unwrap();
         let mut prev = start;
         for z in cal.fire_times(&s, start).take(12) {
             let z = z.unwrap();
@@ -314,7 +314,7 @@ proptest! {
         let expr = format!("{minute} {hour} {dom} * {dow}");
         let cron: Cron = expr.parse().unwrap();
         let cal = WorkCalendar::from_spec(&spec).unwrap();
-        let s = compile_schedule(&Schedule { calendar: "c".into(), at: None, cron: Some(expr.clone()), days: sel }, "schedule").unwrap();
+        let s = compile_schedule(&Schedule { calendar: "c".into(), at: None, cron: Some(expr.clone()), days: sel, missed_runs: None }, "schedule").unwrap();
         let mut prev = start;
         for z in cal.fire_times(&s, start).take(30) {
             // A rare expression started late in the range may run past 2099.

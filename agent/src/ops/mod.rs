@@ -11,6 +11,7 @@ mod confined;
 pub mod patch;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -24,6 +25,7 @@ use unyo_crds::server::RequestState;
 
 use crate::facts::Collector;
 use crate::report::Reporter;
+use crate::schedule::{Job, Run, Scheduler};
 
 /// The Server annotations that ask for a scan, a full backup or a restore now; a new value runs
 /// one. A restore is answered by a `RestoreSucceeded` or `RestoreFailed` Event naming the request
@@ -60,19 +62,74 @@ fn next_rule_fire(
     )
 }
 
-/// What a BackupPlan schedule fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Task {
-    /// Rule number n.
-    Rule(usize),
-    /// The test restore.
-    Verify,
-    /// The write-protected snapshot.
-    Protect,
+/// The lane of a plan's runs: one per primary repository, so that two plans writing one
+/// repository never run at the same time.
+pub fn backup_lane(job: &BackupJob) -> String {
+    format!("backup:{}", job.spec.repositories.primary.location)
 }
 
-/// Runs the backup rules of the jobs on their schedules, and a full backup of every plan that
-/// allows it on request, until shutdown.
+/// A run of the scheduler from an async block.
+fn run_of<F, Fut>(f: F) -> Run
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |_due| Box::pin(f()))
+}
+
+/// The scheduled jobs of one BackupPlan: its rules, its test restore, its protected snapshot.
+fn backup_jobs(job: &BackupJob, host: &Collector, reporter: &Reporter) -> Vec<Job> {
+    let verify = job
+        .spec
+        .verification
+        .as_ref()
+        .and_then(|v| v.test_restore.clone());
+    let protect = job
+        .spec
+        .protected_snapshot
+        .as_ref()
+        .map(|p| p.schedule.clone());
+    let rules = job.spec.rules.iter().enumerate().map(|(r, rule)| {
+        (
+            format!("rule/{}", rule.name),
+            rule.schedule.clone(),
+            Some(r),
+        )
+    });
+    let extra = [("verify", verify), ("protect", protect)]
+        .into_iter()
+        .filter_map(|(k, s)| Some((k.to_string(), s?, None)));
+    rules
+        .chain(extra)
+        .map(|(what, schedule, rule)| {
+            let (j, h, r) = (Arc::new(job.clone()), host.clone(), reporter.clone());
+            let kind = what.clone();
+            let run = run_of(move || {
+                let (j, h, r, kind) = (j.clone(), h.clone(), r.clone(), kind.clone());
+                async move {
+                    match kind.as_str() {
+                        "verify" => verify_one(&j, &h, &r).await,
+                        "protect" => protect_one(&j, &h, &r).await,
+                        _ => {
+                            backup_one(&j, rule, &h, &r).await;
+                        }
+                    }
+                }
+            });
+            let sched_job = job.clone();
+            Job {
+                key: format!("backup/{}/{what}", job.name),
+                lane: backup_lane(job),
+                missed: schedule.missed_runs.unwrap_or_default(),
+                next_after: Arc::new(move |t| next_rule_fire(&sched_job, &schedule, t)),
+                run,
+            }
+        })
+        .collect()
+}
+
+/// Keeps the scheduler's backup jobs those of the plans this host runs, and runs a full backup
+/// of every plan that allows it, and restores, on request — each on its plan's lane.
 pub async fn run_backups(
     mut jobs: watch::Receiver<Vec<BackupJob>>,
     mut backup_now: watch::Receiver<Option<String>>,
@@ -80,57 +137,15 @@ pub async fn run_backups(
     policy: watch::Receiver<std::sync::Arc<crate::hostpolicy::HostPolicy>>,
     host: Collector,
     reporter: Reporter,
+    scheduler: Scheduler,
 ) {
     loop {
         let current = jobs.borrow_and_update().clone();
-        let now = Timestamp::now();
-        // (fire time, job, what fires)
-        let mut next: Option<(Timestamp, usize, Task)> = None;
-        for (j, job) in current.iter().enumerate() {
-            let verify = job
-                .spec
-                .verification
-                .as_ref()
-                .and_then(|v| v.test_restore.as_ref());
-            let schedules = job
-                .spec
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(r, rule)| (Task::Rule(r), &rule.schedule))
-                .chain(verify.map(|s| (Task::Verify, s)))
-                .chain(
-                    job.spec
-                        .protected_snapshot
-                        .as_ref()
-                        .map(|p| (Task::Protect, &p.schedule)),
-                );
-            for (r, schedule) in schedules {
-                match next_rule_fire(job, schedule, now) {
-                    Ok(Some(t)) if next.is_none_or(|(n, _, _)| t < n) => next = Some((t, j, r)),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(plan = %job.name, error = %e, "cannot schedule the backup")
-                    }
-                }
-            }
-        }
-        let wait = next
-            .map(|(t, _, _)| {
-                Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(0) as u64)
-            })
-            .unwrap_or(Duration::from_secs(86_400));
+        let scheduled = current
+            .iter()
+            .flat_map(|j| backup_jobs(j, &host, &reporter));
+        scheduler.set("backups", scheduled.collect());
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {
-                match next {
-                    Some((_, j, Task::Rule(r))) => {
-                        backup_one(&current[j], Some(r), &host, &reporter).await;
-                    }
-                    Some((_, j, Task::Verify)) => verify_one(&current[j], &host, &reporter).await,
-                    Some((_, j, Task::Protect)) => protect_one(&current[j], &host, &reporter).await,
-                    None => {}
-                }
-            }
             changed = jobs.changed() => if changed.is_err() { break },
             changed = restore.changed() => {
                 if changed.is_err() {
@@ -140,7 +155,16 @@ pub async fn run_backups(
                 if let Some(request) = asked {
                     let latest = jobs.borrow().clone();
                     let rules = policy.borrow().clone();
-                    restore_one(&latest, &request, &rules, &host, &reporter).await;
+                    let lane = parse_restore(&request)
+                        .ok()
+                        .and_then(|r| latest.iter().find(|j| j.name == r.plan))
+                        .map_or("backup:requests".to_string(), backup_lane);
+                    let (h, r) = (host.clone(), reporter.clone());
+                    scheduler.submit(&lane, "restore", run_of(move || {
+                        let (latest, request, rules, h, r) =
+                            (latest.clone(), request.clone(), rules.clone(), h.clone(), r.clone());
+                        async move { restore_one(&latest, &request, &rules, &h, &r).await }
+                    }));
                 }
             }
             changed = backup_now.changed() => {
@@ -151,7 +175,8 @@ pub async fn run_backups(
                 if let Some(reason) = asked {
                     tracing::info!(%reason, "full backup requested");
                     let latest = jobs.borrow().clone();
-                    full_backup_now(&latest, &reason, &host, &reporter).await;
+                    let (h, r, s) = (host.clone(), reporter.clone(), scheduler.clone());
+                    tokio::spawn(async move { full_backup_now(&latest, &reason, &h, &r, &s).await });
                 }
             }
         }
@@ -272,8 +297,15 @@ async fn restore_one(
     }
 }
 
-/// A full backup of every plan that allows one on request; answered in the Server's status.
-async fn full_backup_now(jobs: &[BackupJob], reason: &str, host: &Collector, reporter: &Reporter) {
+/// A full backup of every plan that allows one on request, each on its plan's lane; answered
+/// in the Server's status once all have run.
+async fn full_backup_now(
+    jobs: &[BackupJob],
+    reason: &str,
+    host: &Collector,
+    reporter: &Reporter,
+    scheduler: &Scheduler,
+) {
     let plans: Vec<&BackupJob> = jobs.iter().filter(|j| j.spec.full_on_request).collect();
     if plans.is_empty() {
         let m = "no BackupPlan selecting this server takes a full backup on request";
@@ -282,10 +314,30 @@ async fn full_backup_now(jobs: &[BackupJob], reason: &str, host: &Collector, rep
     reporter
         .request(BACKUP_NOW, reason, RequestState::Running, "backing up")
         .await;
-    let mut failed = Vec::new();
+    let mut results = Vec::new();
     for job in &plans {
-        if !backup_one(job, None, host, reporter).await {
-            failed.push(job.name.as_str());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let (j, h, r) = (Arc::new((*job).clone()), host.clone(), reporter.clone());
+        scheduler.submit(
+            &backup_lane(job),
+            "backup-now",
+            run_of(move || {
+                let (j, h, r, tx) = (j.clone(), h.clone(), r.clone(), tx.clone());
+                async move {
+                    let ok = backup_one(&j, None, &h, &r).await;
+                    if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                        let _ = tx.send(ok);
+                    }
+                }
+            }),
+        );
+        results.push((job.name.as_str(), rx));
+    }
+    let mut failed = Vec::new();
+    for (name, rx) in results {
+        if !rx.await.unwrap_or(false) {
+            failed.push(name);
         }
     }
     let names: Vec<&str> = plans.iter().map(|j| j.name.as_str()).collect();
@@ -467,43 +519,37 @@ fn first_fire(
     }
 }
 
-/// Runs the scans of the jobs on their schedules and on request, until shutdown.
+/// The lane of virus scans (one signature database, one scanner at a time).
+const SCAN_LANE: &str = "antivirus";
+
+/// Keeps the scheduler's scan jobs those of the schedules this host runs, and runs every scan
+/// on request, on the scan lane.
 pub async fn run_scans(
     mut jobs: watch::Receiver<Vec<ScanJob>>,
     mut scan_now: watch::Receiver<Option<String>>,
-    host: Collector,
-    state_dir: PathBuf,
-    server: String,
-    reporter: Reporter,
+    scanner: Scanner,
+    scheduler: Scheduler,
 ) {
-    let db = state_dir.join("clamav");
     loop {
         let current = jobs.borrow_and_update().clone();
-        let now = Timestamp::now();
-        let mut next: Option<(Timestamp, usize)> = None;
-        for (i, job) in current.iter().enumerate() {
-            match next_fire(job, now) {
-                Ok(Some(t)) if next.is_none_or(|(n, _)| t < n) => next = Some((t, i)),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(schedule = %job.name, error = %e, "cannot schedule the scan")
-                }
+        let scheduled = current.iter().map(|job| {
+            let (j, s) = (Arc::new(job.clone()), scanner.clone());
+            let sched_job = job.clone();
+            Job {
+                key: format!("scan/{}", job.name),
+                lane: SCAN_LANE.into(),
+                missed: job.spec.schedule.missed_runs.unwrap_or_default(),
+                next_after: Arc::new(move |t| next_fire(&sched_job, t)),
+                run: run_of(move || {
+                    let (j, s) = (j.clone(), s.clone());
+                    async move {
+                        let _ = run_one(&j, &s).await;
+                    }
+                }),
             }
-        }
-        let wait = next
-            .map(|(t, _)| {
-                Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(0) as u64)
-            })
-            .unwrap_or(Duration::from_secs(86_400));
-        if let Some((t, i)) = next {
-            tracing::debug!(schedule = %current[i].name, at = %t, "next scan");
-        }
+        });
+        scheduler.set("scans", scheduled.collect());
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {
-                if let Some((_, i)) = next {
-                    let _ = run_one(&current[i], &host, &db, &server, &reporter).await;
-                }
-            }
             changed = jobs.changed() => if changed.is_err() { break },
             changed = scan_now.changed() => {
                 if changed.is_err() {
@@ -514,29 +560,54 @@ pub async fn run_scans(
                     tracing::info!(%reason, "scan requested");
                     // The jobs as they are now: the request may come with a new schedule.
                     let latest = jobs.borrow().clone();
-                    reporter.request(SCAN_NOW, &reason, RequestState::Running, "scanning").await;
-                    let mut said = Vec::new();
-                    for job in &latest {
-                        said.push(run_one(job, &host, &db, &server, &reporter).await);
-                    }
-                    let failed = said.iter().any(|(ok, _)| !ok);
-                    let state = if failed { RequestState::Failed } else { RequestState::Succeeded };
-                    let text: Vec<String> = said.into_iter().map(|(_, m)| m).collect();
-                    answer(&reporter, SCAN_NOW, &reason, state, &text.join("; ")).await;
+                    let s = scanner.clone();
+                    scheduler.submit(SCAN_LANE, "scan-now", run_of(move || {
+                        let (latest, reason, s) = (latest.clone(), reason.clone(), s.clone());
+                        async move { scan_all_now(&latest, &reason, &s).await }
+                    }));
                 }
             }
         }
     }
 }
 
+/// What a scan needs of the host: its root, the signature database, the Server's name and
+/// the reporter.
+#[derive(Clone)]
+pub struct Scanner {
+    /// The host.
+    pub host: Collector,
+    /// The signature database (`<state-dir>/clamav`).
+    pub db: PathBuf,
+    /// The Server.
+    pub server: String,
+    /// Where results go.
+    pub reporter: Reporter,
+}
+
+/// Every scan now, answered in the Server's status.
+async fn scan_all_now(jobs: &[ScanJob], reason: &str, s: &Scanner) {
+    let reporter = &s.reporter;
+    reporter
+        .request(SCAN_NOW, reason, RequestState::Running, "scanning")
+        .await;
+    let mut said = Vec::new();
+    for job in jobs {
+        said.push(run_one(job, s).await);
+    }
+    let failed = said.iter().any(|(ok, _)| !ok);
+    let state = if failed {
+        RequestState::Failed
+    } else {
+        RequestState::Succeeded
+    };
+    let text: Vec<String> = said.into_iter().map(|(_, m)| m).collect();
+    answer(reporter, SCAN_NOW, reason, state, &text.join("; ")).await;
+}
+
 /// Runs one scan; whether it ran, and what it found, in a sentence.
-async fn run_one(
-    job: &ScanJob,
-    host: &Collector,
-    db: &std::path::Path,
-    server: &str,
-    reporter: &Reporter,
-) -> (bool, String) {
+async fn run_one(job: &ScanJob, s: &Scanner) -> (bool, String) {
+    let (host, db, server, reporter) = (&s.host, s.db.as_path(), s.server.as_str(), &s.reporter);
     if job.spec.signatures.source_directory.is_none()
         && let Some(url) = &job.spec.signatures.mirror_url
     {

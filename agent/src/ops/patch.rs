@@ -286,20 +286,37 @@ fn failures_file(baseline: &str) -> String {
     format!("patch-failures-{baseline}")
 }
 
+/// The scheduler's job that makes the patch scan due every `interval` (its due time kept in
+/// the state directory like every job's): the patch loop scans again when it fires.
+pub fn scan_job(interval: Duration, due: watch::Sender<u64>) -> crate::schedule::Job {
+    let every =
+        jiff::SignedDuration::try_from(interval).unwrap_or(jiff::SignedDuration::from_hours(6));
+    let due = std::sync::Arc::new(due);
+    crate::schedule::Job {
+        key: "patch-scan".into(),
+        lane: "apt".into(),
+        missed: unyo_crds::common::MissedRuns::RunOnce,
+        next_after: std::sync::Arc::new(move |t| Ok(t.checked_add(every).ok())),
+        run: std::sync::Arc::new(move |_| {
+            due.send_modify(|n| *n = n.wrapping_add(1));
+            Box::pin(async {})
+        }),
+    }
+}
+
 /// Scans on start, every `interval` and on request; re-evaluates on every change of the
 /// baselines; installs in open windows. Runs until shutdown.
 pub async fn run_patches(
     mut jobs: watch::Receiver<Vec<PatchJob>>,
     mut scan_now: watch::Receiver<Option<String>>,
+    mut scan_due: watch::Receiver<u64>,
     apt: Apt,
-    interval: Duration,
     state_dir: PathBuf,
     reporter: Reporter,
 ) {
     let mut host: Option<HostPackages> = None;
     // (baseline, package, version, window opening) tried already: one attempt per window.
     let mut attempted = std::collections::BTreeSet::new();
-    let mut last_scan = tokio::time::Instant::now();
     loop {
         let current = jobs.borrow_and_update().clone();
         if current.is_empty() {
@@ -307,14 +324,13 @@ pub async fn run_patches(
             tokio::select! {
                 changed = jobs.changed() => if changed.is_err() { break },
                 changed = scan_now.changed() => if changed.is_err() { break },
+                changed = scan_due.changed() => if changed.is_err() { break },
             }
             continue;
         }
-        let due = host.is_none() || last_scan.elapsed() >= interval;
-        if due {
+        if host.is_none() {
             let a = apt.clone();
             host = tokio::task::spawn_blocking(move || scan(&a)).await.ok();
-            last_scan = tokio::time::Instant::now();
             if let Some(h) = &host {
                 tracing::info!(
                     available = h.scan.available.len(),
@@ -370,18 +386,19 @@ pub async fn run_patches(
             continue;
         }
         reporter.patches(Some(h.scan.clone()), states).await;
-        let until_scan = interval.saturating_sub(last_scan.elapsed());
-        let until_window = wake
-            .map(|t| {
-                Duration::from_millis(
-                    (t.as_millisecond() - now.as_millisecond()).max(0) as u64 + 200,
-                )
-            })
-            .unwrap_or(until_scan);
+        // Until a window opens, the jobs change, or a scan is asked for or due (the
+        // scheduler's job `patch-scan` keeps that time).
+        let until_window = wake.map(|t| {
+            Duration::from_millis((t.as_millisecond() - now.as_millisecond()).max(0) as u64 + 200)
+        });
         tokio::select! {
-            _ = tokio::time::sleep(until_scan.min(until_window)) => {}
+            _ = tokio::time::sleep(until_window.unwrap_or(Duration::MAX)), if until_window.is_some() => {}
             changed = jobs.changed() => if changed.is_err() { break },
             changed = scan_now.changed() => {
+                if changed.is_err() { break }
+                host = None;
+            }
+            changed = scan_due.changed() => {
                 if changed.is_err() { break }
                 host = None;
             }
