@@ -17,7 +17,7 @@ step "host tools"
 # (dpkg-deb), index and release local repositories (dpkg-scanpackages, apt-ftparchive) and run
 # apt-get against them beneath their own roots.
 missing=()
-for pair in openssl:openssl curl:curl python3:python3 ping:iputils-ping chronyd:chrony dpkg-query:dpkg clamscan:clamav sigtool:clamav restic:restic apt-get:apt dpkg-deb:dpkg dpkg-scanpackages:dpkg-dev apt-ftparchive:apt-utils; do
+for pair in openssl:openssl pg_basebackup:postgresql curl:curl python3:python3 ping:iputils-ping chronyd:chrony dpkg-query:dpkg clamscan:clamav sigtool:clamav restic:restic apt-get:apt dpkg-deb:dpkg dpkg-scanpackages:dpkg-dev apt-ftparchive:apt-utils; do
   tool=${pair%%:*}
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("${pair#*:}")
 done

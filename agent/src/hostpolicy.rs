@@ -48,6 +48,10 @@ pub struct BackupRules {
     /// arguments).
     #[serde(default)]
     pub commands: Vec<Vec<String>>,
+    /// Operating-system users a PostgreSQL source may run `pg_basebackup` as (and give a
+    /// restored data directory to), e.g. `[postgres]`.
+    #[serde(default)]
+    pub os_users: Vec<String>,
 }
 
 /// The rules for virus scans.
@@ -445,6 +449,9 @@ impl HostPolicy {
                     );
                 }
             }
+            if let Some(pg) = &source.postgresql {
+                self.judge_postgres(&mut j, i, pg, root);
+            }
             for (field, command) in [
                 ("preCommand", &source.pre_command),
                 ("postCommand", &source.post_command),
@@ -459,6 +466,36 @@ impl HostPolicy {
             }
         }
         j.refusals
+    }
+
+    /// A PostgreSQL source: its OS user must be listed, its WAL spool a place that may be
+    /// backed up (the agent reads and removes what it ships from there).
+    fn judge_postgres(
+        &self,
+        j: &mut Judge<'_>,
+        i: usize,
+        pg: &unyo_crds::backup::PostgresSource,
+        root: &Path,
+    ) {
+        let user = crate::ops::postgres::os_user(pg);
+        if !self.backup.os_users.iter().any(|u| u == user) {
+            j.refuse(
+                format!("spec.sources[{i}].postgresql.osUser"),
+                "backup.osUsers",
+                format!("{user:?} is not a user this host runs database backups as"),
+            );
+        }
+        if !self.allows_path(&self.backup.sources, None, root, &pg.wal_spool) {
+            j.refuse(
+                format!("spec.sources[{i}].postgresql.walSpool"),
+                "backup.sources",
+                format!(
+                    "{:?} may not be read and emptied on this host ({})",
+                    pg.wal_spool,
+                    self.listed(&self.backup.sources, None)
+                ),
+            );
+        }
     }
 
     /// Why a restore into `target` is refused, if it is.

@@ -304,7 +304,6 @@ spec:
     let unknown: Vec<&str> = facts.unknown.iter().map(|u| u.fact.as_str()).collect();
     assert!(unknown.contains(&"services"), "{unknown:?}");
     assert!(facts.unknown.iter().all(|u| !u.reason.is_empty()));
-    let first_observed = facts.observed_at.clone();
 
     // Every check of the selecting policy, none of the other.
     let s = wait_server(&servers, "all checks reported", 60, &agent, |s| {
@@ -380,44 +379,34 @@ spec:
             .and_then(|s| s.renew_time.clone())
             .map(|t| t.0)
     };
-    let before_obj = servers.get("db01").await.unwrap();
-    let before = before_obj.metadata.resource_version.clone();
+    // Every write of the Server in the meantime is watched: each must have had something to
+    // say — a check changed state (the CPU check can, on a loaded machine) or the facts changed
+    // (the coarse usage of the real filesystem beneath the simulated root can, on a busy disk);
+    // the heartbeat itself never writes the Server, and unchanged facts are not written again.
+    let watched = watch_writes(&servers, "db01", Duration::from_secs(3));
     let r1 = renew(&leases.get("unyo-agent-db01").await.unwrap()).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = watched.await.unwrap();
     let lease = leases.get("unyo-agent-db01").await.unwrap();
     assert!(renew(&lease).unwrap() > r1, "the lease was not renewed");
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("db01"));
-    let now = servers.get("db01").await.unwrap();
-    // A write in the meantime must have had something to say: a check changed state (the CPU
-    // check can, on a loaded machine); the heartbeat itself never writes the Server.
-    if now.metadata.resource_version != before {
-        let states = |s: &Server| -> Vec<(String, CheckState)> {
-            s.status
-                .iter()
-                .flat_map(|st| st.checks.iter())
-                .map(|c| (c.check.clone(), c.state))
-                .collect()
-        };
-        assert_ne!(
-            states(&now),
-            states(&before_obj),
-            "the Server was written with nothing to say"
-        );
-    }
-    // Unchanged facts are not written again (a busy disk may change the coarse usage of the
-    // real filesystem beneath the simulated root: then the content differs).
-    let strip = |mut f: unyo_crds::server::ObservedFacts| {
-        f.observed_at = None;
-        f.hash = None;
-        f
+    let said = |s: &Server| {
+        let st = s.status.clone().unwrap_or_default();
+        let states: Vec<(String, CheckState)> = st
+            .checks
+            .iter()
+            .map(|c| (c.check.clone(), c.state))
+            .collect();
+        let mut facts = st.observed.unwrap_or_default();
+        facts.observed_at = None;
+        facts.hash = None;
+        (states, facts)
     };
-    let facts_now = now.status.clone().unwrap().observed.unwrap();
-    if facts_now.observed_at != first_observed {
-        let facts_before = before_obj.status.clone().unwrap().observed.unwrap();
+    for pair in writes.windows(2) {
         assert_ne!(
-            strip(facts_now),
-            strip(facts_before),
-            "unchanged facts were written again"
+            said(&pair[1]),
+            said(&pair[0]),
+            "the Server was written with nothing to say (resourceVersion {:?})",
+            pair[1].metadata.resource_version
         );
     }
 
@@ -835,4 +824,32 @@ spec:
         t.abort();
     }
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// Every version of Server `name` seen during `window` (the first as it was at the start).
+fn watch_writes(servers: &Api<Server>, name: &str, window: Duration) -> JoinHandle<Vec<Server>> {
+    use futures::StreamExt;
+    let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let stream = kube::runtime::watcher(servers.clone(), config);
+    tokio::spawn(async move {
+        let mut seen: Vec<Server> = Vec::new();
+        let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+        let deadline = tokio::time::sleep(window);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                next = stream.next() => match next {
+                    Some(Ok(s)) => {
+                        if seen.last().is_none_or(|l| l.metadata.resource_version != s.metadata.resource_version) {
+                            seen.push(s);
+                        }
+                    }
+                    Some(Err(_)) => continue,
+                    None => break,
+                }
+            }
+        }
+        seen
+    })
 }

@@ -83,16 +83,23 @@ pub struct BackupPlanSpec {
 /// A backup source.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type != 'PostgreSQL' || has(self.postgresql)").message("a source of type PostgreSQL needs postgresql").field_path(".postgresql").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.type == 'PostgreSQL' || size(self.paths) > 0").message("a source of type Files needs at least one path").field_path(".paths").reason(Reason::FieldValueRequired))]
 pub struct BackupSource {
     /// Name of the source, e.g. `db-data` or `report-data`.
     #[schemars(length(min = 1, max = 63), pattern(NAME_PATTERN))]
     pub name: String,
-    /// Absolute paths backed up.
-    #[schemars(
-        length(min = 1, max = 100),
-        inner(length(min = 1, max = 1024), pattern(r"^/"))
-    )]
+    /// Files (default: the paths are backed up as they are) or PostgreSQL (a base backup as the
+    /// full, the archived WAL as the journal; see `postgresql`).
+    #[serde(default, rename = "type")]
+    pub source_type: SourceType,
+    /// Absolute paths backed up (for PostgreSQL: none needed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 1024), pattern(r"^/")))]
     pub paths: Vec<String>,
+    /// The PostgreSQL cluster of a source of type PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<PostgresSource>,
     /// Glob patterns excluded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), inner(length(min = 1, max = 1024)))]
@@ -110,6 +117,53 @@ pub struct BackupSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
     pub command_timeout: Option<String>,
+}
+
+/// What a source is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum SourceType {
+    /// Files and directories, backed up as they are.
+    #[default]
+    Files,
+    /// A PostgreSQL cluster: a base backup (`pg_basebackup`) as each full, and the WAL its
+    /// `archive_command` leaves in `walSpool` shipped into the plan's repositories as the
+    /// journal, so that it can be restored to any time (`unyo backup restore --to-time`).
+    PostgreSQL,
+}
+
+/// How the agent reaches a PostgreSQL cluster and its archived WAL.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSource {
+    /// The directory of its Unix socket (or a host name), given to `pg_basebackup -h`; default
+    /// `/var/run/postgresql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub host: Option<String>,
+    /// Its port; default 5432.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// The database role with the REPLICATION attribute; default `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub user: Option<String>,
+    /// The operating-system user `pg_basebackup` runs as (peer authentication), and who owns a
+    /// restored data directory; default `postgres`. The host policy must list it
+    /// (`backup.osUsers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub os_user: Option<String>,
+    /// The directory the cluster's `archive_command` copies each finished WAL segment into
+    /// (e.g. `test ! -f /var/lib/unyo/wal/db/%f && cp %p /var/lib/unyo/wal/db/%f`); the agent
+    /// ships what it finds there into the plan's repositories and removes what it shipped.
+    #[schemars(length(min = 1, max = 1024), pattern(r"^/"))]
+    pub wal_spool: String,
+    /// How often the spool is shipped, e.g. `1m` (the default): at most this much of the journal
+    /// is only on the database host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
+    pub ship_every: Option<String>,
 }
 
 /// Primary and secondary repositories.
@@ -351,10 +405,35 @@ pub struct HostBackup {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::limits::VERIFIED))]
     pub verified: Vec<SnapshotVerification>,
+    /// The journal (archived WAL) of each PostgreSQL source, as last shipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::JOURNALS))]
+    pub journals: Vec<JournalShipment>,
     /// The pre- and post-commands of the last run, in the order they ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::limits::COMMANDS))]
     pub commands: Vec<CommandResult>,
+}
+
+/// The last shipment of a PostgreSQL source's archived WAL.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalShipment {
+    /// The source.
+    pub source: String,
+    /// Succeeded or Failed.
+    pub result: RunResult,
+    /// When it ran.
+    pub at: Time,
+    /// When WAL was last shipped (the journal reaches at least this far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_at: Option<Time>,
+    /// The newest segment shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_segment: Option<String>,
+    /// What was shipped, or what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The verification of one snapshot.

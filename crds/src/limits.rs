@@ -39,6 +39,8 @@ pub const HOST_PATCHES: usize = 500;
 pub const PACKAGE_NAMES: usize = 1_000;
 /// Snapshot verifications kept per plan on a host (newest first).
 pub const VERIFIED: usize = 20;
+/// PostgreSQL sources whose journal shipment is listed per plan on a host.
+pub const JOURNALS: usize = 8;
 /// Pre- and post-commands listed with a plan's last run on a host.
 pub const COMMANDS: usize = 16;
 /// Refusals by a host's policy, and answers to requests.
@@ -169,6 +171,7 @@ impl Bounded for OperationResults {
         for b in &mut self.backups {
             cut_keeping(&mut b.commands, COMMANDS, |c| c.exit_code != Some(0));
             cut(&mut b.verified, VERIFIED);
+            cut(&mut b.journals, JOURNALS);
         }
         cut(&mut self.patches, PER_POLICY);
         self.patches.iter_mut().for_each(Bounded::bound);

@@ -366,7 +366,7 @@ fn unescape_mount(field: &str) -> String {
 }
 
 /// A repository of a plan as restic on this host reaches it.
-fn repository(root: &Path, r: &unyo_crds::backup::BackupRepository) -> Restic {
+pub(crate) fn repository(root: &Path, r: &unyo_crds::backup::BackupRepository) -> Restic {
     Restic {
         repo: on_host(root, &r.location).display().to_string(),
         password_file: on_host(root, &r.password_file),
@@ -465,44 +465,127 @@ struct Backed {
     note: String,
 }
 
-/// The backup itself: restic into the primary, the copy into the secondary, retention in both.
+/// The backup itself: restic into the primary (the files sources as one snapshot, each
+/// PostgreSQL source as a base backup for a full or its shipped WAL for a differential), the
+/// copy into the secondary, retention in both.
 fn back_up(
     run: &RuleRun<'_>,
     sources: &[&unyo_crds::backup::BackupSource],
 ) -> Result<Backed, String> {
-    use unyo_crds::backup::BackupType;
-    let RuleRun {
-        plan,
-        spec,
-        rule_name,
-        wanted,
-        root,
-        started,
-    } = *run;
-    let on_host = |p: &str| on_host(root, p);
-    let primary = writable(root, &spec.repositories.primary)?;
-    let secondary = match &spec.repositories.secondary {
-        Some(r) => Some(writable(root, r)?),
+    let (primary, secondary) = open_repositories(run)?;
+    let plan_tag = format!("unyo-plan={}", run.plan);
+    let (kind, parent, generation, note) = kind_and_generation(run, &primary, &plan_tag)?;
+    let mut tags = vec![
+        plan_tag.clone(),
+        format!("unyo-rule={}", run.rule_name),
+        format!("unyo-type={kind:?}"),
+        format!("unyo-generation={generation}"),
+        format!("unyo-class={:?}", run.spec.media.information_class),
+    ];
+    if let Some(label) = &run.spec.media.label {
+        tags.push(format!("unyo-label={}", label.replace(',', " ")));
+    }
+    let mut made: Vec<Made> = Vec::new();
+    let files: Vec<&&unyo_crds::backup::BackupSource> = sources
+        .iter()
+        .filter(|s| s.source_type == unyo_crds::backup::SourceType::Files)
+        .collect();
+    if !files.is_empty() {
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .flat_map(|s| s.paths.iter().map(|p| on_host(run.root, p)))
+            .collect();
+        let excludes: Vec<String> = files
+            .iter()
+            .flat_map(|s| {
+                s.excludes
+                    .iter()
+                    .map(|e| on_host(run.root, e).display().to_string())
+            })
+            .collect();
+        made.push(primary.backup(&paths, &excludes, &tags, parent.as_deref())?);
+    }
+    for (source, pg) in sources
+        .iter()
+        .filter_map(|s| Some((*s, s.postgresql.as_ref()?)))
+    {
+        let repos = (&primary, None);
+        match kind {
+            unyo_crds::backup::BackupType::Full => {
+                made.push(super::postgres::base_backup(source, pg, &primary, &tags)?)
+            }
+            unyo_crds::backup::BackupType::Differential => {
+                let shipped = super::postgres::ship(run.root, source, pg, repos, &tags)?;
+                made.extend(shipped.map(|s| s.made));
+            }
+        }
+    }
+    let made = made.into_iter().reduce(|a, b| Made {
+        snapshot: b.snapshot,
+        bytes_added: a.bytes_added.saturating_add(b.bytes_added),
+        files_read: a.files_read.saturating_add(b.files_read),
+    });
+    let made = made.ok_or("nothing to back up: no files source, and no new WAL in the spool")?;
+    let copied = secondary.as_ref().map(|sec| {
+        let new = primary.snapshots(&[plan_tag.clone(), format!("unyo-rule={}", run.rule_name)]);
+        new.map(|list| {
+            list.iter()
+                .filter(|s| {
+                    s.time
+                        .parse::<jiff::Timestamp>()
+                        .is_ok_and(|t| t >= run.started)
+                })
+                .all(|s| sec.copy_from(&primary, &s.short_id).is_ok())
+        })
+        .unwrap_or(false)
+    });
+    retain(run.spec, &plan_tag, &primary, secondary.as_ref())?;
+    Ok(Backed {
+        kind,
+        made,
+        generation,
+        copied,
+        note,
+    })
+}
+
+/// The plan's repositories, opened for writing (created when absent).
+fn open_repositories(run: &RuleRun<'_>) -> Result<(Restic, Option<Restic>), String> {
+    let primary = writable(run.root, &run.spec.repositories.primary)?;
+    let secondary = match &run.spec.repositories.secondary {
+        Some(r) => Some(writable(run.root, r)?),
         None => None,
     };
-    let paths: Vec<PathBuf> = sources
-        .iter()
-        .flat_map(|s| s.paths.iter().map(|p| on_host(p)))
-        .collect();
-    let excludes: Vec<String> = sources
-        .iter()
-        .flat_map(|s| s.excludes.iter().map(|e| on_host(e).display().to_string()))
-        .collect();
     primary.ensure(None)?;
     if let Some(sec) = &secondary {
         sec.ensure(Some(&primary))?;
     }
-    let plan_tag = format!("unyo-plan={plan}");
+    Ok((primary, secondary))
+}
+
+/// What this run is (a differential without a full is a full), its parent snapshot, its
+/// generation, and a note for the message.
+fn kind_and_generation(
+    run: &RuleRun<'_>,
+    primary: &Restic,
+    plan_tag: &str,
+) -> Result<
+    (
+        unyo_crds::backup::BackupType,
+        Option<String>,
+        String,
+        String,
+    ),
+    String,
+> {
+    use unyo_crds::backup::BackupType;
+    // The last full of the files (a base backup of a database is a full too, of other paths).
     let last_full = primary
-        .snapshots(&[plan_tag.clone(), "unyo-type=Full".into()])?
-        .pop();
-    let new_generation = || format!("g{}", started.as_millisecond());
-    let (kind, parent, generation, note) = match (wanted, &last_full) {
+        .snapshots(&[plan_tag.to_string(), "unyo-type=Full".into()])?
+        .into_iter()
+        .rfind(|s| s.tag("unyo-pg").is_none());
+    let new_generation = || format!("g{}", run.started.as_millisecond());
+    Ok(match (run.wanted, &last_full) {
         (BackupType::Differential, Some(full)) => (
             BackupType::Differential,
             Some(full.short_id.clone()),
@@ -511,6 +594,10 @@ fn back_up(
                 .to_string(),
             String::new(),
         ),
+        (BackupType::Differential, None) if has_only_postgres(run.spec) => {
+            let generation = current_generation(primary, plan_tag)?.unwrap_or_else(new_generation);
+            (BackupType::Differential, None, generation, String::new())
+        }
         (BackupType::Differential, None) => (
             BackupType::Full,
             None,
@@ -518,36 +605,69 @@ fn back_up(
             "no full backup yet, so this run is a full; ".to_string(),
         ),
         (BackupType::Full, _) => (BackupType::Full, None, new_generation(), String::new()),
+    })
+}
+
+fn has_only_postgres(spec: &unyo_crds::backup::BackupPlanSpec) -> bool {
+    spec.sources
+        .iter()
+        .all(|s| s.source_type == unyo_crds::backup::SourceType::PostgreSQL)
+}
+
+/// The generation of the plan's newest full, if it has one.
+pub fn current_generation(primary: &Restic, plan_tag: &str) -> Result<Option<String>, String> {
+    let full = primary
+        .snapshots(&[plan_tag.to_string(), "unyo-type=Full".into()])?
+        .pop();
+    Ok(full.and_then(|f| f.tag("unyo-generation").map(String::from)))
+}
+
+/// Retention by generations, in both repositories.
+fn retain(
+    spec: &unyo_crds::backup::BackupPlanSpec,
+    plan_tag: &str,
+    primary: &Restic,
+    secondary: Option<&Restic>,
+) -> Result<(), String> {
+    let keep = spec.retention.generations;
+    for repo in std::iter::once(primary).chain(secondary) {
+        let forget = to_forget(&repo.snapshots(&[plan_tag.to_string()])?, keep);
+        repo.forget(&forget)?;
+    }
+    Ok(())
+}
+
+/// Ships the archived WAL of PostgreSQL source `source` of a plan into its repositories (the
+/// journal), tagged with the generation of the plan's newest full.
+pub fn ship_journal(
+    plan: &str,
+    spec: &unyo_crds::backup::BackupPlanSpec,
+    source: &str,
+    root: &Path,
+) -> Result<Option<super::postgres::Shipped>, String> {
+    let (s, pg) = spec
+        .sources
+        .iter()
+        .find_map(|s| Some((s, s.postgresql.as_ref()?)).filter(|(s, _)| s.name == source))
+        .ok_or_else(|| format!("the plan has no PostgreSQL source {source}"))?;
+    let primary = writable(root, &spec.repositories.primary)?;
+    let secondary = match &spec.repositories.secondary {
+        Some(r) => Some(writable(root, r)?),
+        None => None,
     };
-    let mut tags = vec![
-        plan_tag.clone(),
-        format!("unyo-rule={rule_name}"),
-        format!("unyo-type={kind:?}"),
+    primary.ensure(None)?;
+    if let Some(sec) = &secondary {
+        sec.ensure(Some(&primary))?;
+    }
+    let plan_tag = format!("unyo-plan={plan}");
+    let generation = current_generation(&primary, &plan_tag)?.unwrap_or_else(|| "g0".into());
+    let tags = [
+        plan_tag,
+        "unyo-rule=journal".to_string(),
         format!("unyo-generation={generation}"),
         format!("unyo-class={:?}", spec.media.information_class),
     ];
-    if let Some(label) = &spec.media.label {
-        tags.push(format!("unyo-label={}", label.replace(',', " ")));
-    }
-    let made = primary.backup(&paths, &excludes, &tags, parent.as_deref())?;
-    let copied = secondary
-        .as_ref()
-        .map(|sec| sec.copy_from(&primary, &made.snapshot).is_ok());
-    // Retention by generations, in both repositories.
-    let keep = spec.retention.generations;
-    let forget = to_forget(&primary.snapshots(std::slice::from_ref(&plan_tag))?, keep);
-    primary.forget(&forget)?;
-    if let Some(sec) = &secondary {
-        let forget = to_forget(&sec.snapshots(&[plan_tag])?, keep);
-        sec.forget(&forget)?;
-    }
-    Ok(Backed {
-        kind,
-        made,
-        generation,
-        copied,
-        note,
-    })
+    super::postgres::ship(root, s, pg, (&primary, secondary.as_ref()), &tags)
 }
 
 /// Records a run's result, the generations held and, after a good run, a repository check.

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod command;
 mod confined;
 pub mod patch;
+pub mod postgres;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -99,6 +100,8 @@ fn backup_jobs(job: &BackupJob, host: &Collector, reporter: &Reporter) -> Vec<Jo
     let extra = [("verify", verify), ("protect", protect)]
         .into_iter()
         .filter_map(|(k, s)| Some((k.to_string(), s?, None)));
+    let journals = postgres::sources(&job.spec)
+        .map(|(source, pg)| journal_job(job, source, pg, host, reporter));
     rules
         .chain(extra)
         .map(|(what, schedule, rule)| {
@@ -125,7 +128,97 @@ fn backup_jobs(job: &BackupJob, host: &Collector, reporter: &Reporter) -> Vec<Jo
                 run,
             }
         })
+        .chain(journals)
         .collect()
+}
+
+/// The job that ships a PostgreSQL source's archived WAL every `shipEvery` (default 1m).
+fn journal_job(
+    job: &BackupJob,
+    source: &unyo_crds::backup::BackupSource,
+    pg: &unyo_crds::backup::PostgresSource,
+    host: &Collector,
+    reporter: &Reporter,
+) -> Job {
+    let every = pg
+        .ship_every
+        .as_deref()
+        .and_then(|e| unyo_crds::common::parse_duration(e).ok())
+        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+        .filter(|d| d.is_positive())
+        .unwrap_or(jiff::SignedDuration::from_mins(1));
+    let (j, h, r, name) = (
+        Arc::new(job.clone()),
+        host.clone(),
+        reporter.clone(),
+        source.name.clone(),
+    );
+    Job {
+        key: format!("backup/{}/journal/{}", job.name, source.name),
+        lane: backup_lane(job),
+        missed: unyo_crds::common::MissedRuns::RunOnce,
+        next_after: Arc::new(move |t| Ok(t.checked_add(every).ok())),
+        run: run_of(move || {
+            let (j, h, r, name) = (j.clone(), h.clone(), r.clone(), name.clone());
+            async move { ship_one(&j, &name, &h, &r).await }
+        }),
+    }
+}
+
+/// Ships one source's journal and records the shipment.
+async fn ship_one(job: &BackupJob, source: &str, host: &Collector, reporter: &Reporter) {
+    use unyo_crds::backup::{JournalShipment, RunResult};
+    let mut state = reporter.backup_state(&job.name).await;
+    let (j, h, s) = (job.clone(), host.clone(), source.to_string());
+    let done = tokio::task::spawn_blocking(move || {
+        backup::ship_journal(&j.name, &j.spec, &s, &h.path("/"))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
+    let before = state.journals.iter().find(|x| x.source == source).cloned();
+    let mut entry = JournalShipment {
+        source: source.to_string(),
+        result: RunResult::Succeeded,
+        at: now.clone(),
+        shipped_at: before.as_ref().and_then(|b| b.shipped_at.clone()),
+        last_segment: before.and_then(|b| b.last_segment),
+        message: None,
+    };
+    match done {
+        Ok(Some(shipped)) => {
+            entry.shipped_at = Some(now);
+            entry.last_segment = shipped.last.clone().or(entry.last_segment);
+            entry.message = Some(format!(
+                "shipped {} file(s) as snapshot {}",
+                shipped.files, shipped.made.snapshot
+            ));
+            tracing::info!(plan = %job.name, source, files = shipped.files, "WAL shipped");
+        }
+        Ok(None) => entry.message = Some("no new WAL in the spool".into()),
+        Err(e) => {
+            entry.result = RunResult::Failed;
+            entry.message = Some(e.clone());
+            reporter
+                .note(
+                    "JournalNotShipped",
+                    &format!("{}/{source}: {e}", job.name),
+                    true,
+                )
+                .await;
+        }
+    }
+    let changed = state
+        .journals
+        .iter()
+        .find(|x| x.source == source)
+        .map(|x| (&x.result, &x.last_segment, &x.shipped_at))
+        != Some((&entry.result, &entry.last_segment, &entry.shipped_at));
+    state.journals.retain(|x| x.source != source);
+    state.journals.push(entry);
+    if changed {
+        reporter.backup(state, None).await;
+    }
 }
 
 /// Keeps the scheduler's backup jobs those of the plans this host runs, and runs a full backup
@@ -185,9 +278,12 @@ pub async fn run_backups(
 
 /// A restore request: `<plan>:<generation>:<id>:<target>`, the generation a number (1 = newest)
 /// or `verified` (the newest whose last verification succeeded).
+/// With a generation of the form `@<unix seconds>[@<source>]`, a PostgreSQL source is restored
+/// to that time.
 struct RestoreRequest<'a> {
     plan: &'a str,
     generation: Option<usize>,
+    to_time: Option<(Timestamp, Option<&'a str>)>,
     id: &'a str,
     target: &'a str,
 }
@@ -201,15 +297,27 @@ fn parse_restore(request: &str) -> Result<RestoreRequest<'_>, String> {
             "request {request:?}: expected <plan>:<generation>:<id>:<target>"
         ));
     };
-    let generation = match generation {
-        "verified" => None,
-        n => Some(n.parse().map_err(|_| {
-            format!("request {id}: generation {n:?} is neither a number nor \"verified\"")
-        })?),
+    let bad = |n: &str| {
+        format!(
+            "request {id}: generation {n:?} is neither a number, \"verified\" nor @<unix seconds>"
+        )
+    };
+    let (generation, to_time) = match generation {
+        "verified" => (None, None),
+        at if at.starts_with('@') => {
+            let mut parts = at[1..].splitn(2, '@');
+            let seconds = parts.next().and_then(|s| s.parse::<i64>().ok());
+            let time = seconds
+                .and_then(|s| Timestamp::from_second(s).ok())
+                .ok_or_else(|| bad(at))?;
+            (None, Some((time, parts.next())))
+        }
+        n => (Some(n.parse().map_err(|_| bad(n))?), None),
     };
     Ok(RestoreRequest {
         plan,
         generation,
+        to_time,
         id,
         target,
     })
@@ -267,9 +375,22 @@ async fn restore_one(
         .await;
     let (host, target, generation) = (host.clone(), r.target.to_string(), r.generation);
     let verified = reporter.backup_state(&job.name).await.verified;
+    let to_time = r.to_time.map(|(t, s)| (t, s.map(String::from)));
     let done = tokio::task::spawn_blocking(move || {
         let root = host.path("/");
-        backup::restore_generation(&job.name, &job.spec, &root, generation, &verified, &target)
+        match &to_time {
+            Some((at, source)) => postgres::restore_to_time(&postgres::ToTime {
+                plan: &job.name,
+                spec: &job.spec,
+                root: &root,
+                source: source.as_deref(),
+                at: *at,
+                target: &target,
+            }),
+            None => backup::restore_generation(
+                &job.name, &job.spec, &root, generation, &verified, &target,
+            ),
+        }
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
