@@ -674,7 +674,7 @@ spec:
         &ns,
         "db01",
         "db",
-        Some(1),
+        &unyo_cli::backup::What::Generation(Some(1)),
         "/restore/one",
         Duration::from_secs(60),
     )
@@ -697,7 +697,7 @@ spec:
         &ns,
         "db01",
         "db",
-        Some(9),
+        &unyo_cli::backup::What::Generation(Some(9)),
         "/restore/nine",
         Duration::from_secs(60),
     )
@@ -712,7 +712,7 @@ spec:
         &ns,
         "db01",
         "db",
-        None,
+        &unyo_cli::backup::What::Generation(None),
         "/restore/verified",
         Duration::from_secs(60),
     )
@@ -727,7 +727,13 @@ spec:
         .await
         .unwrap();
     assert_eq!(
-        unyo_cli::backup::dry_run("db", &plan_obj, Some(1), &[], "/srv/restore"),
+        unyo_cli::backup::dry_run(
+            "db",
+            &plan_obj,
+            &unyo_cli::backup::What::Generation(Some(1)),
+            &[],
+            "/srv/restore"
+        ),
         [
             "restic -r /backup/primary --password-file /etc/unyo/backup.pass restore latest --tag unyo-plan=db --target /srv/restore"
         ]

@@ -331,7 +331,7 @@ spec:
         ns,
         "db01",
         "good",
-        Some(1),
+        &unyo_cli::backup::What::Generation(Some(1)),
         "/restore/one",
         Duration::from_secs(60),
     )

@@ -25,7 +25,7 @@ use unyo_crds::{BackupPlan, Server};
 pub fn dry_run(
     plan_name: &str,
     plan: &BackupPlan,
-    generation: Option<usize>,
+    what: &What,
     verified: &[SnapshotVerification],
     target: &str,
 ) -> Vec<String> {
@@ -34,6 +34,12 @@ pub fn dry_run(
         "restic -r {} --password-file {}",
         r.location, r.password_file
     );
+    let generation = match what {
+        What::Generation(g) => *g,
+        What::ToTime { at, source } => {
+            return to_time_dry_run(&base, plan_name, plan, *at, source.as_deref(), target);
+        }
+    };
     match generation {
         None => verified_dry_run(&base, plan_name, verified, target),
         // The latest snapshot of the plan belongs to its newest generation.
@@ -48,6 +54,85 @@ pub fn dry_run(
             ),
         ],
     }
+}
+
+/// What a restore restores.
+#[derive(Clone, Debug, PartialEq)]
+pub enum What {
+    /// A generation (1 = newest); none: the newest whose last verification succeeded.
+    Generation(Option<usize>),
+    /// A PostgreSQL source (none: the plan's only one) to a point in time.
+    ToTime {
+        /// The time.
+        at: jiff::Timestamp,
+        /// The source.
+        source: Option<String>,
+    },
+}
+
+impl What {
+    /// The generation part of the request annotation: `N`, `verified` or `@<unix seconds>[@source]`.
+    fn request(&self) -> String {
+        match self {
+            What::Generation(Some(n)) => n.to_string(),
+            What::Generation(None) => "verified".into(),
+            What::ToTime { at, source: None } => format!("@{}", at.as_second()),
+            What::ToTime {
+                at,
+                source: Some(s),
+            } => format!("@{}@{s}", at.as_second()),
+        }
+    }
+}
+
+/// Every step of a restore of a PostgreSQL source to `at`, as the agent takes it.
+fn to_time_dry_run(
+    base: &str,
+    plan_name: &str,
+    plan: &BackupPlan,
+    at: jiff::Timestamp,
+    source: Option<&str>,
+    target: &str,
+) -> Vec<String> {
+    use unyo_crds::backup::SourceType;
+    let pg: Vec<&unyo_crds::backup::BackupSource> = plan
+        .spec
+        .sources
+        .iter()
+        .filter(|s| s.source_type == SourceType::PostgreSQL && source.is_none_or(|n| n == s.name))
+        .collect();
+    let [s] = pg.as_slice() else {
+        return vec![format!(
+            "# BackupPlan {plan_name} has {} PostgreSQL source(s) matching; name one with --source",
+            pg.len()
+        )];
+    };
+    let (name, work) = (&s.name, format!("{target}.unyo-restore"));
+    let user = s
+        .postgresql
+        .as_ref()
+        .and_then(|p| p.os_user.clone())
+        .unwrap_or_else(|| "postgres".into());
+    let when = at.strftime("%Y-%m-%d %H:%M:%S%.6f+00");
+    vec![
+        format!("# 1. the newest base backup of source {name} taken before {at} (B), and the WAL shipped since it began (W…):"),
+        format!("{base} snapshots --tag unyo-plan={plan_name},unyo-pg={name}"),
+        format!("{base} snapshots --tag unyo-plan={plan_name},unyo-wal={name}"),
+        format!("#    refused when no WAL was shipped at or after {at} (the journal would not reach it)"),
+        format!("# 2. the base backup into {target} ({target} must not exist):"),
+        format!("{base} restore B --target {work}/base"),
+        format!("mv {work}/base/…/data {target}    # the directory holding backup_label"),
+        "# 3. the journal, every WAL snapshot since the base backup began:".to_string(),
+        format!("{base} restore W --target {work}/wal-N    # each, then its WAL files into {target}/unyo-wal/"),
+        "# 4. no gap: every segment from backup_label's START WAL file to the newest is there (else the restore fails naming the missing segment)".to_string(),
+        format!("# 5. recovery settings, appended to {target}/postgresql.auto.conf:"),
+        format!("restore_command = 'cp \"{target}/unyo-wal/%f\" \"%p\"'"),
+        format!("recovery_target_time = '{when}'"),
+        "recovery_target_action = 'promote'".to_string(),
+        "archive_mode = 'off'    # the restored cluster never archives into the live spool".to_string(),
+        format!("touch {target}/recovery.signal; chmod 700 {target}; chown -R {user}: {target}; rm -rf {work}"),
+        format!("# 6. start it: pg_ctl -D {target} start — PostgreSQL replays the journal to {at} and promotes"),
+    ]
 }
 
 /// The restore of the newest verified generation, as the Server's status shows the
@@ -101,7 +186,7 @@ pub async fn request(
     namespace: &str,
     server: &str,
     plan: &str,
-    generation: Option<usize>,
+    what: &What,
     target: &str,
     timeout: Duration,
 ) -> Result<String> {
@@ -114,8 +199,7 @@ pub async fn request(
         .await?
         .with_context(|| format!("BackupPlan {namespace}/{plan} does not exist"))?;
     let id = format!("r{}", jiff::Timestamp::now().as_millisecond());
-    let generation = generation.map_or("verified".to_string(), |n| n.to_string());
-    let value = format!("{plan}:{generation}:{id}:{target}");
+    let value = format!("{plan}:{}:{id}:{target}", what.request());
     let servers: Api<Server> = Api::namespaced(client.clone(), namespace);
     let patch = serde_json::json!({"metadata": {"annotations": {
         (RESTORE): value

@@ -68,10 +68,46 @@ enum PatchCommand {
     },
 }
 
+/// What `unyo backup restore` restores, where, and how it waits.
+#[derive(clap::Args, Debug)]
+struct RestoreArgs {
+    /// The Server (host).
+    #[arg(long)]
+    server: String,
+    /// The BackupPlan.
+    #[arg(long)]
+    plan: String,
+    /// Namespace.
+    #[arg(long, short = 'n')]
+    namespace: String,
+    /// Which generation: 1 is the newest. Without it (and without --to-time), the newest
+    /// generation whose last verification (check after the run, or test restore) succeeded.
+    #[arg(long, conflicts_with = "to_time")]
+    generation: Option<usize>,
+    /// Restore the plan's PostgreSQL source to this time (RFC 3339 with its offset, e.g.
+    /// 2026-11-30T10:15:00+09:00): the newest base backup before it, replayed to it.
+    #[arg(long)]
+    to_time: Option<String>,
+    /// The PostgreSQL source, when the plan has several.
+    #[arg(long, requires = "to_time")]
+    source: Option<String>,
+    /// Absolute directory on the host to restore into (for --to-time: the data directory to
+    /// create).
+    #[arg(long)]
+    target: String,
+    /// Print every step instead of asking the agent.
+    #[arg(long)]
+    dry_run: bool,
+    /// Kubeconfig (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// How long to wait for the agent's answer, e.g. 10m.
+    #[arg(long, default_value = "10m")]
+    timeout: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum BackupCommand {
-    /// Restore a generation of a plan on a host, through its agent (the latest snapshot of the
-    /// generation), into a directory on that host.
     /// Take a full backup now of every plan selecting a host that allows one on request (e.g.
     /// before a version-up), and wait for the agent's answer in the Server's status.
     Now {
@@ -91,33 +127,9 @@ enum BackupCommand {
         #[arg(long, default_value = "2h")]
         timeout: String,
     },
-    Restore {
-        /// The Server (host).
-        #[arg(long)]
-        server: String,
-        /// The BackupPlan.
-        #[arg(long)]
-        plan: String,
-        /// Namespace.
-        #[arg(long, short = 'n')]
-        namespace: String,
-        /// Which generation: 1 is the newest. Without it, the newest generation whose last
-        /// verification (check after the run, or test restore) succeeded.
-        #[arg(long)]
-        generation: Option<usize>,
-        /// Absolute directory on the host to restore into.
-        #[arg(long)]
-        target: String,
-        /// Print the restic commands instead of asking the agent.
-        #[arg(long)]
-        dry_run: bool,
-        /// Kubeconfig (default: $KUBECONFIG or ~/.kube/config).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// How long to wait for the agent's answer, e.g. 10m.
-        #[arg(long, default_value = "10m")]
-        timeout: String,
-    },
+    /// Restore on a host, through its agent, into a directory on that host: a generation of a
+    /// plan (the newest verified one by default), or a PostgreSQL source to a point in time.
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -181,18 +193,7 @@ fn main() -> ExitCode {
                 backup::now(client, &namespace, &server, &reason, t).await
             }),
         },
-        Command::Backup(BackupCommand::Restore {
-            server,
-            plan,
-            namespace,
-            generation,
-            target,
-            dry_run,
-            kubeconfig,
-            timeout,
-        }) => backup_restore(
-            &server, &plan, &namespace, generation, &target, dry_run, kubeconfig, &timeout,
-        ),
+        Command::Backup(BackupCommand::Restore(args)) => backup_restore(&args),
         Command::Patch(PatchCommand::Report {
             namespace,
             baseline,
@@ -270,27 +271,36 @@ fn agent_bootstrap(
     block_on("unyo agent bootstrap", bootstrap::run(&b))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn backup_restore(
-    server: &str,
-    plan: &str,
-    namespace: &str,
-    generation: Option<usize>,
-    target: &str,
-    dry_run: bool,
-    kubeconfig: Option<PathBuf>,
-    timeout: &str,
-) -> ExitCode {
-    let timeout = match unyo_crds::common::parse_duration(timeout) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("unyo backup restore: --timeout: {e}");
-            return ExitCode::from(2);
-        }
+fn backup_restore(a: &RestoreArgs) -> ExitCode {
+    let fail = |flag: &str, e: String| {
+        eprintln!("unyo backup restore: {flag}: {e}");
+        ExitCode::from(2)
     };
+    let timeout = match unyo_crds::common::parse_duration(&a.timeout) {
+        Ok(t) => t,
+        Err(e) => return fail("--timeout", e),
+    };
+    let what = match &a.to_time {
+        Some(t) => match t.parse::<jiff::Timestamp>() {
+            Ok(at) => backup::What::ToTime {
+                at,
+                source: a.source.clone(),
+            },
+            Err(e) => {
+                return fail(
+                    "--to-time",
+                    format!(
+                        "{t:?} is not a time with its offset, e.g. 2026-11-30T10:15:00+09:00: {e}"
+                    ),
+                );
+            }
+        },
+        None => backup::What::Generation(a.generation),
+    };
+    let (server, plan, namespace, target) = (&a.server, &a.plan, &a.namespace, &a.target);
     block_on("unyo backup restore", async {
-        let client = unyo_crds::client::connect(kubeconfig.as_deref()).await?;
-        if dry_run {
+        let client = unyo_crds::client::connect(a.kubeconfig.as_deref()).await?;
+        if a.dry_run {
             let plans: kube::Api<unyo_crds::BackupPlan> =
                 kube::Api::namespaced(client.clone(), namespace);
             let p = plans.get(plan).await?;
@@ -299,12 +309,12 @@ fn backup_restore(
                 .get_opt(server)
                 .await?
                 .and_then(|s| s.status?.operations)
-                .and_then(|o| o.backups.into_iter().find(|b| b.plan == plan))
+                .and_then(|o| o.backups.into_iter().find(|b| b.plan == *plan))
                 .map(|b| b.verified)
                 .unwrap_or_default();
-            Ok(backup::dry_run(plan, &p, generation, &verified, target).join("\n"))
+            Ok(backup::dry_run(plan, &p, &what, &verified, target).join("\n"))
         } else {
-            backup::request(client, namespace, server, plan, generation, target, timeout).await
+            backup::request(client, namespace, server, plan, &what, target, timeout).await
         }
     })
 }

@@ -7,6 +7,7 @@
 
 pub mod apf;
 pub mod aptlab;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
