@@ -71,16 +71,16 @@ pub enum What {
 }
 
 impl What {
-    /// The generation part of the request annotation: `N`, `verified` or `@<unix seconds>[@source]`.
+    /// The generation part of the request annotation: `N`, `verified` or `@<unix microseconds>[@source]`.
     fn request(&self) -> String {
         match self {
             What::Generation(Some(n)) => n.to_string(),
             What::Generation(None) => "verified".into(),
-            What::ToTime { at, source: None } => format!("@{}", at.as_second()),
+            What::ToTime { at, source: None } => format!("@{}", at.as_microsecond()),
             What::ToTime {
                 at,
                 source: Some(s),
-            } => format!("@{}@{s}", at.as_second()),
+            } => format!("@{}@{s}", at.as_microsecond()),
         }
     }
 }

@@ -278,7 +278,7 @@ pub async fn run_backups(
 
 /// A restore request: `<plan>:<generation>:<id>:<target>`, the generation a number (1 = newest)
 /// or `verified` (the newest whose last verification succeeded).
-/// With a generation of the form `@<unix seconds>[@<source>]`, a PostgreSQL source is restored
+/// With a generation of the form `@<unix microseconds>[@<source>]`, a PostgreSQL source is restored
 /// to that time.
 struct RestoreRequest<'a> {
     plan: &'a str,
@@ -299,16 +299,16 @@ fn parse_restore(request: &str) -> Result<RestoreRequest<'_>, String> {
     };
     let bad = |n: &str| {
         format!(
-            "request {id}: generation {n:?} is neither a number, \"verified\" nor @<unix seconds>"
+            "request {id}: generation {n:?} is neither a number, \"verified\" nor @<unix microseconds>"
         )
     };
     let (generation, to_time) = match generation {
         "verified" => (None, None),
         at if at.starts_with('@') => {
             let mut parts = at[1..].splitn(2, '@');
-            let seconds = parts.next().and_then(|s| s.parse::<i64>().ok());
-            let time = seconds
-                .and_then(|s| Timestamp::from_second(s).ok())
+            let micros = parts.next().and_then(|s| s.parse::<i64>().ok());
+            let time = micros
+                .and_then(|s| Timestamp::from_microsecond(s).ok())
                 .ok_or_else(|| bad(at))?;
             (None, Some((time, parts.next())))
         }
