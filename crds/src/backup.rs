@@ -84,7 +84,7 @@ pub struct BackupPlanSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type != 'PostgreSQL' || has(self.postgresql)").message("a source of type PostgreSQL needs postgresql").field_path(".postgresql").reason(Reason::FieldValueRequired))]
-#[x_kube(validation = Rule::new("self.type == 'PostgreSQL' || size(self.paths) > 0").message("a source of type Files needs at least one path").field_path(".paths").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.type == 'PostgreSQL' || (has(self.paths) && size(self.paths) > 0)").message("a source of type Files needs at least one path").field_path(".paths").reason(Reason::FieldValueRequired))]
 pub struct BackupSource {
     /// Name of the source, e.g. `db-data` or `report-data`.
     #[schemars(length(min = 1, max = 63), pattern(NAME_PATTERN))]

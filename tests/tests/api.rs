@@ -371,6 +371,41 @@ fn cases() -> Vec<Case> {
     bad_rules["rules"][0]["type"] = json!("Differential");
     vec![
         Case {
+            what: "a files source without paths",
+            object: backup_with("/sources/0", json!({"name": "db"})),
+            expect: &[
+                "spec.sources[0].paths",
+                "a source of type Files needs at least one path",
+            ],
+        },
+        Case {
+            what: "a PostgreSQL source without its cluster",
+            object: backup_with("/sources/0", json!({"name": "db", "type": "PostgreSQL"})),
+            expect: &[
+                "spec.sources[0].postgresql",
+                "a source of type PostgreSQL needs postgresql",
+            ],
+        },
+        Case {
+            what: "a PostgreSQL source on a port that cannot be",
+            object: backup_with(
+                "/sources/0",
+                json!({"name": "db", "type": "PostgreSQL", "postgresql": {"walSpool": "/var/lib/unyo/wal", "port": 70000}}),
+            ),
+            expect: &[
+                "spec.sources[0].postgresql.port",
+                "should be less than or equal to 65535",
+            ],
+        },
+        Case {
+            what: "an unknown missedRuns",
+            object: backup_with("/rules/0/schedule/missedRuns", json!("Sometimes")),
+            expect: &[
+                "spec.rules[0].schedule.missedRuns",
+                "Unsupported value: \"Sometimes\"",
+            ],
+        },
+        Case {
             what: "schedule with both at and cron",
             object: backup_with("/rules/0/schedule/cron", json!("30 19 * * *")),
             expect: &[

@@ -65,11 +65,22 @@ fn without_a_file_nothing_outside_the_state_directory() {
         "{r:?}"
     );
     assert!(
-        r.contains(&("spec.sources[0].paths[0]", "backup.sources")),
+        r.contains(&("spec.sources[1].paths[0]", "backup.sources")),
         "{r:?}"
     );
     assert!(
-        r.contains(&("spec.sources[0].preCommand", "backup.commands")),
+        r.contains(&("spec.sources[0].postgresql.walSpool", "backup.sources")),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&("spec.sources[0].postgresql.osUser", "backup.osUsers")),
+        "{r:?}"
+    );
+    let mut with_command = plan.spec.clone();
+    with_command.sources[1].pre_command = vec!["/usr/local/sbin/pg-backup-start".into()];
+    let r = policy.judge_backup("db", &with_command, Path::new("/"));
+    assert!(
+        rules(&r).contains(&("spec.sources[1].preCommand", "backup.commands")),
         "{r:?}"
     );
     let mut own = plan.spec.clone();
