@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 demo_dir="${UNYO_DEMO_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/unyo/demo}"
+# The simulated hosts' roots and the demo's PostgreSQL, where the postgres user can reach them.
+hosts_dir="${UNYO_DEMO_HOSTS:-/var/tmp/unyo-demo}"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 # Stops the controller and agent this demo started (their pids are recorded in the demo
@@ -22,11 +24,19 @@ stop_controller() {
       rm -f "$pidfile"
     fi
   done
+  # The demo's PostgreSQL clusters (db01's, and the one restored to a time).
+  for data in "$hosts_dir/pg/live" "$hosts_dir/patch/db01-root/srv/restore/pg"; do
+    if [ -e "$data/postmaster.pid" ]; then
+      setpriv --reuid=postgres --regid=postgres --init-groups -- \
+        "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+    fi
+  done
 }
 
 if [ "${1:-}" = "down" ]; then
   stop_controller
   hack/control-plane.sh down --dir "$demo_dir"
+  rm -rf "$hosts_dir"
   exit 0
 fi
 
@@ -195,14 +205,26 @@ step "patches, staging first: agents for stg-db01 and db01 on simulated hosts wi
 # Two host roots beneath the demo directory with file-based apt repositories: a security update
 # released 5 days ago and a bugfix released yesterday. The sample baselines judge them: staging
 # approves security patches after 3 days, production only what staging has run for 7 days.
-patch_dir="$demo_dir/patch"
+patch_dir="$hosts_dir/patch"
+mkdir -p "$hosts_dir" && chmod 755 "$hosts_dir"
 target/debug/patch-lab "$patch_dir" stg-db01 db01 >/dev/null
 # The simulated hosts allow patch installs (staging installs in its window), no reboot.
-(umask 077; printf 'patches: {install: true, reboot: false}\n' >"$demo_dir/patch-agent.yaml")
+(umask 077; printf 'patches: {install: true, reboot: false}\n' >"$demo_dir/agent-stg-db01.yaml")
+# db01 also backs up its database (below): the sample plan's repositories, spool and user.
+(umask 077; cat >"$demo_dir/agent-db01.yaml" <<'POLICY'
+patches: {install: true, reboot: false}
+backup:
+  repositories: [/srv/backup]
+  passwordFiles: [/etc/unyo]
+  sources: [/var/lib/unyo/wal, /srv/report]
+  restoreTargets: [/srv/restore]
+  osUsers: [postgres]
+POLICY
+)
 for h in stg-db01 db01; do
   "$unyo" agent bootstrap "$h" -n mie --out "$demo_dir/$h.kubeconfig" --token-ttl 24h >/dev/null
   target/debug/unyo-agent --server "$h" -n mie --kubeconfig "$demo_dir/$h.kubeconfig" \
-    --host-policy "$demo_dir/patch-agent.yaml" \
+    --host-policy "$demo_dir/agent-$h.yaml" \
     --root "$patch_dir/$h-root" --state-dir "$demo_dir/agent-state-$h" --heartbeat 10s \
     >"$demo_dir/agent-$h.log" 2>&1 &
   echo $! >"$demo_dir/agent-$h.pid"
@@ -214,6 +236,70 @@ done
 kubectl get pb -n mie
 kubectl get server stg-db01 -n mie -o jsonpath='stg-db01 scan: {range .status.operations.patchScan.available[*]}{.package} {.installedVersion} -> {.version} ({.classification}, {.archive}); {end}{"\n"}'
 "$unyo" patch report -n mie
+
+step "the sample DB plan backs up a real PostgreSQL on db01, and restores it to just before a DROP"
+# A real PostgreSQL (Debian's, as the postgres user) standing in for db01's database, archiving
+# its WAL into the spool the sample plan names (beneath db01's simulated root).
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+db01="$patch_dir/db01-root"
+pgdir="$hosts_dir/pg"
+rm -rf "$pgdir" "$db01/srv/backup" "$db01/srv/restore"
+mkdir -p "$pgdir/live" "$pgdir/sock" "$db01/var/lib/unyo/wal/db" "$db01/etc/unyo" "$db01/srv/report" "$db01/srv/restore"
+chmod 755 "$pgdir"
+chown postgres: "$pgdir/live" "$pgdir/sock" "$db01/var/lib/unyo/wal/db"
+pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg "$pgbin/initdb" -D "$pgdir/live" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+cat >>"$pgdir/live/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$pgdir/sock'
+port = $pgport
+wal_level = replica
+archive_mode = on
+archive_command = 'test ! -f $db01/var/lib/unyo/wal/db/%f && cp %p $db01/var/lib/unyo/wal/db/%f'
+CONF
+as_pg "$pgbin/pg_ctl" -D "$pgdir/live" -l "$pgdir/sock/live.log" -w start >/dev/null
+psql() { as_pg "$pgbin/psql" -X -At -q -h "$pgdir/sock" -p "$1" -U postgres -d postgres -c "$2"; }
+printf 'primary media password\n' >"$db01/etc/unyo/backup-primary.pass"
+printf 'secondary media password\n' >"$db01/etc/unyo/backup-secondary.pass"
+printf 'monthly report of the union\n' >"$db01/srv/report/2026-11.csv"
+# The demo's cluster instead of /var/run/postgresql:5432; the secondary on a local disk
+# instead of sftp:backup01 (no network here).
+kubectl patch bp db-and-reports -n mie --type=json -p "[
+  {\"op\": \"replace\", \"path\": \"/spec/sources/0/postgresql/host\", \"value\": \"$pgdir/sock\"},
+  {\"op\": \"replace\", \"path\": \"/spec/sources/0/postgresql/port\", \"value\": $pgport},
+  {\"op\": \"replace\", \"path\": \"/spec/repositories/secondary/location\", \"value\": \"/srv/backup/secondary\"}]" >/dev/null
+echo "the primary requires a mounted backup disk; db01's is not mounted yet:"
+"$unyo" backup now --server db01 -n mie --reason before-version-up --timeout 5m 2>&1 | sed 's/^/  /' || true
+mkdir -p "$db01/proc"
+printf '/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /srv/backup ext4 rw,relatime 0 0\n' >"$db01/proc/mounts"
+echo "with /srv/backup mounted (in db01's simulated /proc/mounts):"
+"$unyo" backup now --server db01 -n mie --reason before-version-up --timeout 5m | sed 's/^/  /'
+psql "$pgport" "CREATE TABLE claims (id int PRIMARY KEY, amount int)"
+psql "$pgport" "INSERT INTO claims SELECT g, g * 100 FROM generate_series(1, 1000) g"
+sleep 1.5
+before_drop=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+sleep 1.5
+psql "$pgport" "DROP TABLE claims"
+psql "$pgport" "SELECT pg_switch_wal()" >/dev/null
+echo "1,000 claims written; at $before_drop all is well; then DROP TABLE claims (the failure)"
+for _ in $(seq 240); do
+  [ -z "$(ls -A "$db01/var/lib/unyo/wal/db")" ] && \
+    [ -n "$(kubectl get server db01 -n mie -o jsonpath='{.status.operations.backups[?(@.plan=="db-and-reports")].journals[0].lastSegment}')" ] && break
+  sleep 0.5
+done
+kubectl get server db01 -n mie -o jsonpath='{range .status.operations.backups[?(@.plan=="db-and-reports")]}  full: {.lastFull.message}{"\n"}  journal: {.journals[0].message}, up to segment {.journals[0].lastSegment}{"\n"}{end}'
+echo "unyo backup restore --to-time $before_drop --dry-run:"
+"$unyo" backup restore --server db01 --plan db-and-reports -n mie --to-time "$before_drop" --target /srv/restore/pg --dry-run | sed 's/^/  /'
+echo "unyo backup restore --to-time $before_drop:"
+"$unyo" backup restore --server db01 --plan db-and-reports -n mie --to-time "$before_drop" --target /srv/restore/pg --timeout 5m | sed 's/^/  /'
+restport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg "$pgbin/pg_ctl" -D "$db01/srv/restore/pg" -l "$pgdir/sock/restored.log" -o "-p $restport" -w start >/dev/null
+for _ in $(seq 100); do
+  [ "$(psql "$restport" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && break
+  sleep 0.2
+done
+echo "the restored cluster, started: $(psql "$restport" "SELECT count(*) || ' claims, ' || sum(amount) || ' yen' FROM claims")"
 
 step "unyo calendar: national holidays, business days and schedule fire times, offline"
 "$unyo" calendar holidays --year 2027
