@@ -144,6 +144,18 @@ pub fn health(
             "the last run was not copied to the secondary repository".into(),
         );
     }
+    if let Some(j) = h.journals.iter().find(|j| j.result == RunResult::Failed) {
+        return (
+            false,
+            reasons::JOURNAL_NOT_SHIPPED,
+            format!(
+                "the journal (WAL) of source {} was not shipped at {}: {}",
+                j.source,
+                j.at.0,
+                j.message.as_deref().unwrap_or("failed")
+            ),
+        );
+    }
     if let Some(message) = offsite_too_old(plan, h, now) {
         return (false, reasons::NOT_COPIED_OFFSITE, message);
     }
@@ -387,5 +399,40 @@ mod tests {
         // Without a repository off site, the age is not judged.
         plan.spec.repositories.secondary.as_mut().unwrap().offsite = false;
         assert_eq!(judge(&plan, None).1, "Healthy");
+    }
+
+    #[test]
+    fn a_journal_that_was_not_shipped_is_not_healthy() {
+        let now: Timestamp = "2026-12-02T09:00:00+09:00".parse().unwrap();
+        let mut plan: BackupPlan = sample("backup.yaml");
+        plan.spec.rules.clear();
+        plan.spec.repositories.secondary = None;
+        plan.spec.repositories.primary.offsite = false;
+        let mut server: Server = sample("servers/db01.yaml");
+        let journal = |result| unyo_crds::backup::JournalShipment {
+            source: "db-data".into(),
+            result,
+            at: Time(now),
+            shipped_at: None,
+            last_segment: None,
+            message: Some("restic backup: repository is locked".into()),
+        };
+        let h = HostBackup {
+            plan: plan.name_any(),
+            last_full: None,
+            journals: vec![journal(RunResult::Failed)],
+            ..Default::default()
+        };
+        let st = server.status.get_or_insert_with(Default::default);
+        st.operations.get_or_insert_with(Default::default).backups = vec![h];
+        let (ok, reason, message) = health(&server, &plan, &[], now);
+        assert_eq!((ok, reason), (false, "JournalNotShipped"));
+        assert!(
+            message.contains("source db-data") && message.contains("locked"),
+            "{message}"
+        );
+        let ops = server.status.as_mut().unwrap().operations.as_mut().unwrap();
+        ops.backups[0].journals = vec![journal(RunResult::Succeeded)];
+        assert_eq!(health(&server, &plan, &[], now).1, "Healthy");
     }
 }

@@ -66,6 +66,8 @@ pub mod conditions {
 
 /// Condition reasons.
 pub mod reasons {
+    /// BackupHealthy: the last shipment of a PostgreSQL source's journal (WAL) failed.
+    pub const JOURNAL_NOT_SHIPPED: &str = "JournalNotShipped";
     /// BackupHealthy: the newest backup off site is older than the plan allows.
     pub const NOT_COPIED_OFFSITE: &str = "NotCopiedOffsite";
     /// AgentConnected: the Lease is current.
