@@ -63,7 +63,7 @@ spec:
       type: PostgreSQL
       postgresql: {{host: "{socket}", port: {port}, walSpool: /var/lib/unyo/wal/db, shipEvery: 2s}}
   repositories:
-    primary: {{location: /backup/primary, passwordFile: /etc/unyo/backup.pass}}
+    primary: {{location: /backup/primary, passwordFile: /etc/unyo/backup.pass, requireMount: true}}
     secondary: {{location: /backup/secondary, passwordFile: /etc/unyo/backup.pass, offsite: true}}
   rules:
     - {{name: weekly-full, type: Full, schedule: {{calendar: mie-operations, at: "19:30", days: FirstBusinessDayOfWeek}}}}
@@ -75,6 +75,28 @@ spec:
     cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&plan))
         .unwrap();
     let agent = h.spawn();
+    // The backup disk is not mounted: refused, and the answer says why.
+    let refused = unyo_cli::backup::now(
+        client.clone(),
+        ns,
+        "db01",
+        "before-version-up",
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains(
+            "full backup failed for db: repository /backup/primary requires a mounted filesystem"
+        ),
+        "{refused}"
+    );
+    assert!(!h.root.join("backup/primary").exists());
+    let mounts = h.root.join("proc/mounts");
+    let mut table = std::fs::read_to_string(&mounts).unwrap();
+    table.push_str("/dev/sdb1 /backup ext4 rw,relatime 0 0\n");
+    std::fs::write(&mounts, table).unwrap();
     // The base backup, on request (as before a version-up).
     let said = unyo_cli::backup::now(
         client.clone(),

@@ -114,7 +114,7 @@ fn backup_jobs(job: &BackupJob, host: &Collector, reporter: &Reporter) -> Vec<Jo
                         "verify" => verify_one(&j, &h, &r).await,
                         "protect" => protect_one(&j, &h, &r).await,
                         _ => {
-                            backup_one(&j, rule, &h, &r).await;
+                            let _ = backup_one(&j, rule, &h, &r).await;
                         }
                     }
                 }
@@ -446,9 +446,9 @@ async fn full_backup_now(
             run_of(move || {
                 let (j, h, r, tx) = (j.clone(), h.clone(), r.clone(), tx.clone());
                 async move {
-                    let ok = backup_one(&j, None, &h, &r).await;
+                    let done = backup_one(&j, None, &h, &r).await;
                     if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
-                        let _ = tx.send(ok);
+                        let _ = tx.send(done);
                     }
                 }
             }),
@@ -457,8 +457,11 @@ async fn full_backup_now(
     }
     let mut failed = Vec::new();
     for (name, rx) in results {
-        if !rx.await.unwrap_or(false) {
-            failed.push(name);
+        let done = rx
+            .await
+            .unwrap_or_else(|_| Err("the run was dropped".into()));
+        if let Err(why) = done {
+            failed.push(format!("{name}: {why}"));
         }
     }
     let names: Vec<&str> = plans.iter().map(|j| j.name.as_str()).collect();
@@ -466,10 +469,7 @@ async fn full_backup_now(
         let m = format!("full backup of {} succeeded", names.join(", "));
         answer(reporter, BACKUP_NOW, reason, RequestState::Succeeded, &m).await;
     } else {
-        let m = format!(
-            "full backup failed for {} (see status.operations.backups)",
-            failed.join(", ")
-        );
+        let m = format!("full backup failed for {}", failed.join("; "));
         answer(reporter, BACKUP_NOW, reason, RequestState::Failed, &m).await;
     }
 }
@@ -551,13 +551,13 @@ async fn verify_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
     }
 }
 
-/// Runs a rule (or, with None, a full backup on request); whether it succeeded.
+/// Runs a rule (or, with None, a full backup on request); whether it succeeded, or why not.
 async fn backup_one(
     job: &BackupJob,
     rule: Option<usize>,
     host: &Collector,
     reporter: &Reporter,
-) -> bool {
+) -> Result<(), String> {
     let mut state = reporter.backup_state(&job.name).await;
     let (name, kind) = rule
         .and_then(|r| job.spec.rules.get(r))
@@ -581,15 +581,17 @@ async fn backup_one(
             if let Some(run) = &last {
                 tracing::info!(plan = %state.plan, rule = %run.rule, kind = ?run.backup_type, result = ?run.result, message = run.message.as_deref().unwrap_or(""), "backup finished");
             }
-            let ok = last
-                .as_ref()
-                .is_some_and(|r| r.result == unyo_crds::backup::RunResult::Succeeded);
+            let outcome = match &last {
+                Some(r) if r.result == unyo_crds::backup::RunResult::Succeeded => Ok(()),
+                Some(r) => Err(r.message.clone().unwrap_or_else(|| "failed".into())),
+                None => Err("no run was recorded".into()),
+            };
             reporter.backup(state, last).await;
-            ok
+            outcome
         }
         Err(e) => {
             tracing::error!(error = %e, "the backup task failed");
-            false
+            Err("the backup task failed".into())
         }
     }
 }
