@@ -19,8 +19,8 @@ scale=${1:-20}
 segments=${2:-32}
 work=$(mktemp -d)
 chmod 755 "$work"
-pg=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+. hack/pg-cluster.sh
+pg=$pg_bin
 now() { date +%s.%N; }
 mbs() { python3 -c "import sys; b,s=float(sys.argv[1]),float(sys.argv[2]); print(f'{s:.2f} s  {b/1e6/s:.1f} MB/s')" "$1" "$2"; }
 cleanup() {
@@ -41,20 +41,10 @@ kubectl create namespace bench >/dev/null
 
 root="$work/root"
 spool="$root/var/lib/unyo/wal/db"
-mkdir -p "$spool" "$root/etc/unyo" "$work/sock" "$work/pg"
-chown postgres: "$spool" "$work/sock" "$work/pg"
+mkdir -p "$root/etc/unyo"
 echo "a passphrase" >"$root/etc/unyo/backup.pass"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$pg/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-cat >>"$work/pg/postgresql.conf" <<CONF
-listen_addresses = ''
-unix_socket_directories = '$work/sock'
-port = $port
-wal_level = replica
-archive_mode = on
-archive_command = 'cp %p $spool/%f'
-CONF
-as_pg "$pg/pg_ctl" -D "$work/pg" -l "$work/sock/log" -w start >/dev/null
+port=$(free_tcp_port)
+pg_cluster "$work/pg" "$work/sock" "$port" "$spool"
 psql() { as_pg "$pg/psql" -X -At -q -h "$work/sock" -p "$port" -U postgres -d postgres "$@"; }
 as_pg "$pg/pgbench" -i -q -s "$scale" -h "$work/sock" -p "$port" -U postgres postgres 2>/dev/null
 psql -c "CHECKPOINT" -c "SELECT pg_switch_wal()" >/dev/null

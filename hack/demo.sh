@@ -240,25 +240,15 @@ kubectl get server stg-db01 -n mie -o jsonpath='stg-db01 scan: {range .status.op
 step "the sample DB plan backs up a real PostgreSQL on db01, and restores it to just before a DROP"
 # A real PostgreSQL (Debian's, as the postgres user) standing in for db01's database, archiving
 # its WAL into the spool the sample plan names (beneath db01's simulated root).
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+. hack/pg-cluster.sh
+pgbin=$pg_bin
 db01="$patch_dir/db01-root"
 pgdir="$hosts_dir/pg"
 rm -rf "$pgdir" "$db01/srv/backup" "$db01/srv/restore"
-mkdir -p "$pgdir/live" "$pgdir/sock" "$db01/var/lib/unyo/wal/db" "$db01/etc/unyo" "$db01/srv/report" "$db01/srv/restore"
+mkdir -p "$pgdir" "$db01/etc/unyo" "$db01/srv/report" "$db01/srv/restore"
 chmod 755 "$pgdir"
-chown postgres: "$pgdir/live" "$pgdir/sock" "$db01/var/lib/unyo/wal/db"
-pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$pgbin/initdb" -D "$pgdir/live" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-cat >>"$pgdir/live/postgresql.conf" <<CONF
-listen_addresses = ''
-unix_socket_directories = '$pgdir/sock'
-port = $pgport
-wal_level = replica
-archive_mode = on
-archive_command = 'test ! -f $db01/var/lib/unyo/wal/db/%f && cp %p $db01/var/lib/unyo/wal/db/%f'
-CONF
-as_pg "$pgbin/pg_ctl" -D "$pgdir/live" -l "$pgdir/sock/live.log" -w start >/dev/null
+pgport=$(free_tcp_port)
+pg_cluster "$pgdir/live" "$pgdir/sock" "$pgport" "$db01/var/lib/unyo/wal/db"
 psql() { as_pg "$pgbin/psql" -X -At -q -h "$pgdir/sock" -p "$1" -U postgres -d postgres -c "$2"; }
 printf 'primary media password\n' >"$db01/etc/unyo/backup-primary.pass"
 printf 'secondary media password\n' >"$db01/etc/unyo/backup-secondary.pass"
@@ -293,7 +283,7 @@ echo "unyo backup restore --to-time $before_drop --dry-run:"
 "$unyo" backup restore --server db01 --plan db-and-reports -n mie --to-time "$before_drop" --target /srv/restore/pg --dry-run | sed 's/^/  /'
 echo "unyo backup restore --to-time $before_drop:"
 "$unyo" backup restore --server db01 --plan db-and-reports -n mie --to-time "$before_drop" --target /srv/restore/pg --timeout 5m | sed 's/^/  /'
-restport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+restport=$(free_tcp_port)
 as_pg "$pgbin/pg_ctl" -D "$db01/srv/restore/pg" -l "$pgdir/sock/restored.log" -o "-p $restport" -w start >/dev/null
 for _ in $(seq 100); do
   [ "$(psql "$restport" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && break

@@ -472,7 +472,7 @@ fn back_up(
     run: &RuleRun<'_>,
     sources: &[&unyo_crds::backup::BackupSource],
 ) -> Result<Backed, String> {
-    let (primary, secondary) = open_repositories(run)?;
+    let (primary, secondary) = open_repositories(run.root, run.spec)?;
     let plan_tag = format!("unyo-plan={}", run.plan);
     let (kind, parent, generation, note) = kind_and_generation(run, &primary, &plan_tag)?;
     let mut tags = vec![
@@ -549,11 +549,14 @@ fn back_up(
     })
 }
 
-/// The plan's repositories, opened for writing (created when absent).
-fn open_repositories(run: &RuleRun<'_>) -> Result<(Restic, Option<Restic>), String> {
-    let primary = writable(run.root, &run.spec.repositories.primary)?;
-    let secondary = match &run.spec.repositories.secondary {
-        Some(r) => Some(writable(run.root, r)?),
+/// A plan's repositories, opened for writing (created when absent).
+fn open_repositories(
+    root: &Path,
+    spec: &unyo_crds::backup::BackupPlanSpec,
+) -> Result<(Restic, Option<Restic>), String> {
+    let primary = writable(root, &spec.repositories.primary)?;
+    let secondary = match &spec.repositories.secondary {
+        Some(r) => Some(writable(root, r)?),
         None => None,
     };
     primary.ensure(None)?;
@@ -650,15 +653,7 @@ pub fn ship_journal(
         .iter()
         .find_map(|s| Some((s, s.postgresql.as_ref()?)).filter(|(s, _)| s.name == source))
         .ok_or_else(|| format!("the plan has no PostgreSQL source {source}"))?;
-    let primary = writable(root, &spec.repositories.primary)?;
-    let secondary = match &spec.repositories.secondary {
-        Some(r) => Some(writable(root, r)?),
-        None => None,
-    };
-    primary.ensure(None)?;
-    if let Some(sec) = &secondary {
-        sec.ensure(Some(&primary))?;
-    }
+    let (primary, secondary) = open_repositories(root, spec)?;
     let plan_tag = format!("unyo-plan={plan}");
     let generation = current_generation(&primary, &plan_tag)?.unwrap_or_else(|| "g0".into());
     let tags = [
