@@ -12,6 +12,10 @@ use unyo_crds::server::CheckState;
 use unyo_tests::control_plane;
 
 mod common;
+
+/// The slow package's postinst: a duration no other process on the machine is likely to sleep
+/// (the test looks for it among all processes).
+const POSTINST_SLEEP: &str = "sleep 301.75";
 use common::{free_port, prepare, wait_server};
 
 async fn metrics(port: u16) -> String {
@@ -376,7 +380,7 @@ async fn an_agent_killed_mid_install_reports_it_interrupted_and_does_not_retry_i
         debs: vec![
             Deb::new("slowpkg", "1.0"),
             Deb {
-                postinst: Some("#!/bin/sh\nsleep 300\n"),
+                postinst: Some("#!/bin/sh\nsleep 301.75\n"),
                 ..Deb::new("slowpkg", "1.1")
             },
         ],
@@ -429,7 +433,7 @@ spec:
     let root = h.root.display().to_string();
     let mut running = false;
     for _ in 0..600 {
-        if !processes_with("sleep 300").is_empty() {
+        if !processes_with(POSTINST_SLEEP).is_empty() {
             running = true;
             break;
         }
@@ -439,7 +443,7 @@ spec:
     drop(agent);
     for pid in processes_with(&root)
         .into_iter()
-        .chain(processes_with("sleep 300"))
+        .chain(processes_with(POSTINST_SLEEP))
     {
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -484,7 +488,7 @@ spec:
     assert_eq!(state.baseline, "now");
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(
-        processes_with("sleep 300").is_empty(),
+        processes_with(POSTINST_SLEEP).is_empty(),
         "the install ran again in the same window\n{}",
         agent.log()
     );
