@@ -3,123 +3,156 @@
 //! selection function the controller shares. The last assignment is kept in the state
 //! directory so that checks go on after a restart while the API server is unreachable.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use unyo_crds::common::parse_duration;
-use unyo_crds::selection::{monitoring_policies_for, virus_scan_schedules_for};
-use unyo_crds::{
-    BackupPlan, MonitoringPolicy, OperationCalendar, PatchBaseline, Server, VirusScanSchedule,
-};
+use unyo_crds::selection::monitoring_policies_for;
+use unyo_crds::server::Refusal;
+use unyo_crds::{MonitoringPolicy, OperationCalendar, Server};
 
 use crate::checks::Assigned;
-use crate::ops::patch::{PATCH_SCAN_NOW, PatchJob};
-use crate::ops::{BACKUP_NOW, BackupJob, RESTORE, SCAN_NOW, ScanJob};
+use crate::hostpolicy::HostPolicy;
+use crate::ops::operation::Operation;
 use crate::report::Reporter;
+use crate::state::Kept;
 
 /// What the host allows, and where its paths are.
 pub struct HostRules {
     /// The host policy in force.
-    pub policy: watch::Receiver<std::sync::Arc<crate::hostpolicy::HostPolicy>>,
+    pub policy: watch::Receiver<std::sync::Arc<HostPolicy>>,
     /// The host's root (`--root`).
     pub root: PathBuf,
 }
 
-/// Where the assignment goes.
-pub struct Outputs {
-    /// The checks to run.
+/// An operation as the assignment follows it, whatever its types: a watch of its kind, its
+/// jobs for this host (judged by the host policy, kept in the state directory), and the
+/// on-request annotations it answers.
+pub trait Followed: Send + Sync {
+    /// The watch of its kind, filling its store (once).
+    fn stream(
+        &mut self,
+        client: &Client,
+        namespace: &str,
+    ) -> BoxStream<'static, Result<(), watcher::Error>>;
+    /// Whether its store has had its first list.
+    fn ready(&self) -> bool;
+    /// Publishes its jobs for `server`; refused ones go to `refusals`. Whether it has any.
+    fn publish(
+        &self,
+        server: &Server,
+        calendars: &[OperationCalendar],
+        rules: (&HostPolicy, &Path),
+        refusals: &mut Vec<Refusal>,
+    ) -> bool;
+    /// Publishes no jobs (the Server is gone).
+    fn clear(&self);
+    /// The annotations it answers, with where a new value goes.
+    fn requests(&self) -> Vec<(&'static str, &watch::Sender<Option<String>>)>;
+}
+
+/// What the assignment feeds: the checks, and every operation.
+pub struct Work {
+    /// Where the checks to run go.
     pub checks: watch::Sender<Vec<Assigned>>,
-    /// The scans to run.
-    pub scans: watch::Sender<Vec<ScanJob>>,
-    /// A new value of the scan-now annotation.
-    pub scan_now: watch::Sender<Option<String>>,
-    /// The backup plans to run.
-    pub backups: watch::Sender<Vec<BackupJob>>,
-    /// A new value of the backup-now annotation.
-    pub backup_now: watch::Sender<Option<String>>,
-    /// A new value of the restore annotation.
-    pub restore: watch::Sender<Option<String>>,
-    /// The patch baselines to follow.
-    pub patches: watch::Sender<Vec<PatchJob>>,
-    /// A new value of the patch-scan-now annotation.
-    pub patch_scan_now: watch::Sender<Option<String>>,
+    /// Every operation, as [`start`] returned it.
+    pub operations: Vec<Box<dyn Followed>>,
 }
 
-/// The PatchBaselines that select `server`, with what the controller approved and the calendar
-/// of their maintenance windows.
-pub fn patch_jobs(
-    server: &Server,
-    baselines: &[PatchBaseline],
-    calendars: &[OperationCalendar],
-) -> Vec<PatchJob> {
-    unyo_crds::selection::patch_baselines_for(server, baselines)
-        .into_iter()
-        .map(|b| PatchJob {
-            name: b.name_any(),
-            spec: b.spec.clone(),
-            approved: crate::ops::patch::approved(
-                b.status
-                    .as_ref()
-                    .map(|s| s.candidates.as_slice())
-                    .unwrap_or_default(),
-            ),
-            calendar: b.spec.maintenance_window.as_ref().and_then(|w| {
-                calendars
-                    .iter()
-                    .find(|c| c.name_any() == w.schedule.calendar)
-                    .map(|c| c.spec.clone())
-            }),
-        })
-        .collect()
+/// One operation, typed.
+struct Follow<O: Operation> {
+    store: Store<O::Resource>,
+    writer: std::sync::Mutex<Option<reflector::store::Writer<O::Resource>>>,
+    jobs: watch::Sender<Vec<O::Job>>,
+    requests: BTreeMap<&'static str, watch::Sender<Option<String>>>,
+    kept: Kept<Vec<O::Job>>,
 }
 
-/// The BackupPlans that select `server`, with the calendars their rules name.
-pub fn backup_jobs(
-    server: &Server,
-    plans: &[BackupPlan],
-    calendars: &[OperationCalendar],
-) -> Vec<BackupJob> {
-    unyo_crds::selection::backup_plans_for(server, plans)
-        .into_iter()
-        .map(|p| BackupJob {
-            name: p.name_any(),
-            spec: p.spec.clone(),
-            calendars: calendars
-                .iter()
-                .filter(|c| {
-                    p.spec
-                        .rules
-                        .iter()
-                        .any(|r| r.schedule.calendar == c.name_any())
-                })
-                .map(|c| (c.name_any(), c.spec.clone()))
-                .collect(),
-        })
-        .collect()
+/// Starts `op` on `tasks` with the jobs kept from the last run, and returns how the
+/// assignment follows it.
+pub fn start<O: Operation>(
+    op: O,
+    state_dir: &Path,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Box<dyn Followed> {
+    let kept: Kept<Vec<O::Job>> = Kept::new(state_dir, format!("assigned-{}", O::NAME));
+    let (jobs, jobs_rx) = watch::channel(kept.load());
+    let mut requests = BTreeMap::new();
+    let mut receivers = BTreeMap::new();
+    for annotation in O::REQUESTS {
+        let (tx, rx) = watch::channel(None);
+        requests.insert(*annotation, tx);
+        receivers.insert(*annotation, rx);
+    }
+    tasks.spawn(op.run(jobs_rx, receivers));
+    let (store, writer) = reflector::store();
+    Box::new(Follow::<O> {
+        store,
+        writer: std::sync::Mutex::new(Some(writer)),
+        jobs,
+        requests,
+        kept,
+    })
 }
 
-/// The scans of the VirusScanSchedules that select `server`, with their calendars.
-pub fn scan_jobs(
-    server: &Server,
-    schedules: &[VirusScanSchedule],
-    calendars: &[OperationCalendar],
-) -> Vec<ScanJob> {
-    virus_scan_schedules_for(server, schedules)
-        .into_iter()
-        .map(|s| ScanJob {
-            name: s.name_any(),
-            spec: s.spec.clone(),
-            calendar: calendars
-                .iter()
-                .find(|c| c.name_any() == s.spec.schedule.calendar)
-                .map(|c| c.spec.clone()),
-        })
-        .collect()
+impl<O: Operation> Followed for Follow<O> {
+    fn stream(
+        &mut self,
+        client: &Client,
+        namespace: &str,
+    ) -> BoxStream<'static, Result<(), watcher::Error>> {
+        let taken = self.writer.lock().ok().and_then(|mut w| w.take());
+        let Some(writer) = taken else {
+            return futures::stream::empty().boxed();
+        };
+        let api: Api<O::Resource> = Api::namespaced(client.clone(), namespace);
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .map(|e| e.map(|_| ()))
+            .boxed()
+    }
+
+    fn ready(&self) -> bool {
+        matches!(self.store.wait_until_ready().now_or_never(), Some(Ok(())))
+    }
+
+    fn publish(
+        &self,
+        server: &Server,
+        calendars: &[OperationCalendar],
+        (policy, root): (&HostPolicy, &Path),
+        refusals: &mut Vec<Refusal>,
+    ) -> bool {
+        let all: Vec<O::Resource> = self.store.state().iter().map(|r| (**r).clone()).collect();
+        let mut admitted = Vec::new();
+        for job in O::jobs(server, &all, calendars) {
+            match O::admit(policy, root, job) {
+                Ok(job) => admitted.push(job),
+                Err(refused) => refusals.extend(refused),
+            }
+        }
+        self.kept.keep(&admitted);
+        let any = !admitted.is_empty();
+        replace_if_changed(&self.jobs, admitted);
+        any
+    }
+
+    fn clear(&self) {
+        self.jobs
+            .send_if_modified(|a| !std::mem::take(a).is_empty());
+    }
+
+    fn requests(&self) -> Vec<(&'static str, &watch::Sender<Option<String>>)> {
+        self.requests.iter().map(|(a, tx)| (*a, tx)).collect()
+    }
 }
 
 /// Default sampling interval of a policy that names none.
@@ -142,30 +175,17 @@ pub fn assignment(server: &Server, policies: &[MonitoringPolicy]) -> Vec<Assigne
 }
 
 /// The assignment's kinds of state in the state directory (what to run after a restart while
-/// the API server is unreachable), under names of their own.
+/// the API server is unreachable), under names of their own; each operation keeps its jobs as
+/// `assigned-<its name>`.
 pub mod kept {
     use std::path::Path;
 
     use crate::checks::Assigned;
-    use crate::ops::patch::PatchJob;
-    use crate::ops::{BackupJob, ScanJob};
     use crate::state::Kept;
 
     /// The checks assigned.
     pub fn checks(dir: &Path) -> Kept<Vec<Assigned>> {
         Kept::new(dir, "assigned-checks")
-    }
-    /// The scans assigned.
-    pub fn scans(dir: &Path) -> Kept<Vec<ScanJob>> {
-        Kept::new(dir, "assigned-scans")
-    }
-    /// The backup plans assigned.
-    pub fn backups(dir: &Path) -> Kept<Vec<BackupJob>> {
-        Kept::new(dir, "assigned-backups")
-    }
-    /// The patch baselines assigned.
-    pub fn patches(dir: &Path) -> Kept<Vec<PatchJob>> {
-        Kept::new(dir, "assigned-patches")
     }
     /// The last value of an on-request annotation that was handled.
     pub fn handled(dir: &Path, annotation: &str) -> Kept<String> {
@@ -176,61 +196,43 @@ pub mod kept {
     }
 }
 
-/// Watches the Server, policies and calendars, and publishes the assignment on every change.
+/// Watches the Server, policies, calendars and each operation's kind, and publishes the
+/// assignment on every change.
 pub async fn run(
     client: Client,
     namespace: String,
     server: String,
     state_dir: PathBuf,
     mut rules: HostRules,
-    tx: Outputs,
+    work: Work,
     reporter: Reporter,
 ) {
+    let Work {
+        checks,
+        mut operations,
+    } = work;
     let servers: Api<Server> = Api::namespaced(client.clone(), &namespace);
     let policies: Api<MonitoringPolicy> = Api::namespaced(client.clone(), &namespace);
     let calendars: Api<OperationCalendar> = Api::namespaced(client.clone(), &namespace);
-    let scans: Api<VirusScanSchedule> = Api::namespaced(client.clone(), &namespace);
-    let plans: Api<BackupPlan> = Api::namespaced(client.clone(), &namespace);
-    let baselines: Api<PatchBaseline> = Api::namespaced(client, &namespace);
     let (server_store, server_writer) = reflector::store::<Server>();
     let (policy_store, policy_writer) = reflector::store::<MonitoringPolicy>();
     let (calendar_store, calendar_writer) = reflector::store::<OperationCalendar>();
-    let (scan_store, scan_writer) = reflector::store::<VirusScanSchedule>();
-    let (plan_store, plan_writer) = reflector::store::<BackupPlan>();
-    let (baseline_store, baseline_writer) = reflector::store::<PatchBaseline>();
     let own = watcher::Config::default().fields(&format!("metadata.name={server}"));
-    let streams = futures::stream::select_all([
-        watcher(servers, own)
-            .default_backoff()
-            .reflect(server_writer)
-            .map(|e| e.map(|_| ()))
-            .boxed(),
-        watcher(policies, watcher::Config::default())
-            .default_backoff()
-            .reflect(policy_writer)
-            .map(|e| e.map(|_| ()))
-            .boxed(),
-        watcher(calendars, watcher::Config::default())
-            .default_backoff()
-            .reflect(calendar_writer)
-            .map(|e| e.map(|_| ()))
-            .boxed(),
-        watcher(scans, watcher::Config::default())
-            .default_backoff()
-            .reflect(scan_writer)
-            .map(|e| e.map(|_| ()))
-            .boxed(),
-        watcher(plans, watcher::Config::default())
-            .default_backoff()
-            .reflect(plan_writer)
-            .map(|e| e.map(|_| ()))
-            .boxed(),
-        watcher(baselines, watcher::Config::default())
-            .default_backoff()
-            .reflect(baseline_writer)
-            .map(|e| e.map(|_| ()))
-            .boxed(),
-    ]);
+    let mut all = vec![
+        follow(watcher(servers, own), server_writer),
+        follow(watcher(policies, watcher::Config::default()), policy_writer),
+        follow(
+            watcher(calendars, watcher::Config::default()),
+            calendar_writer,
+        ),
+    ];
+    all.extend(operations.iter_mut().map(|o| o.stream(&client, &namespace)));
+    let streams = futures::stream::select_all(all);
+    let stores = Stores {
+        server: server_store,
+        policies: policy_store,
+        calendars: calendar_store,
+    };
     let mut reported_facts_adopted = false;
     futures::pin_mut!(streams);
     loop {
@@ -246,22 +248,49 @@ pub async fn run(
             changed = rules.policy.changed() => if changed.is_err() { break },
         }
         let policy = rules.policy.borrow_and_update().clone();
+        let out = Outputs {
+            checks: &checks,
+            operations: &operations,
+        };
         publish(
-            &server_store,
-            &policy_store,
-            &calendar_store,
-            &scan_store,
-            &plan_store,
-            &baseline_store,
+            &stores,
             &server,
             &state_dir,
             (&policy, &rules.root),
-            &tx,
+            out,
             &reporter,
             &mut reported_facts_adopted,
         )
         .await;
     }
+}
+
+/// A watch of `K` filling its store.
+fn follow<K>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    writer: reflector::store::Writer<K>,
+) -> BoxStream<'static, Result<(), watcher::Error>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    stream
+        .default_backoff()
+        .reflect(writer)
+        .map(|e| e.map(|_| ()))
+        .boxed()
+}
+
+/// The stores every assignment reads.
+struct Stores {
+    server: Store<Server>,
+    policies: Store<MonitoringPolicy>,
+    calendars: Store<OperationCalendar>,
+}
+
+/// Where the assignment goes.
+struct Outputs<'a> {
+    checks: &'a watch::Sender<Vec<Assigned>>,
+    operations: &'a [Box<dyn Followed>],
 }
 
 fn replace_if_changed<T: PartialEq>(tx: &watch::Sender<T>, next: T) {
@@ -275,44 +304,36 @@ fn replace_if_changed<T: PartialEq>(tx: &watch::Sender<T>, next: T) {
     });
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn publish(
-    servers: &Store<Server>,
-    policies: &Store<MonitoringPolicy>,
-    calendars: &Store<OperationCalendar>,
-    scans: &Store<VirusScanSchedule>,
-    plans: &Store<BackupPlan>,
-    baselines: &Store<PatchBaseline>,
+    stores: &Stores,
     name: &str,
-    state_dir: &std::path::Path,
-    (policy, root): (&crate::hostpolicy::HostPolicy, &std::path::Path),
-    tx: &Outputs,
+    state_dir: &Path,
+    (policy, root): (&HostPolicy, &Path),
+    out: Outputs<'_>,
     reporter: &Reporter,
     adopted: &mut bool,
 ) {
-    // Until the first lists are in, the stores are empty: keep the saved assignment.
-    // (Asked without waiting: the stores fill only while the watch streams are polled.)
+    // Until the first lists are in, the stores are empty: keep the saved assignment. (Asked
+    // without waiting: the stores fill only while the watch streams are polled.) Every store:
+    // a job judged before its calendar has arrived would say the calendar does not exist.
     let ready = |ready: Option<Result<(), _>>| matches!(ready, Some(Ok(())));
-    // Every store: a job judged before its calendar has arrived would say the calendar does
-    // not exist (and replace the saved assignment that had it).
-    if !ready(servers.wait_until_ready().now_or_never())
-        || !ready(policies.wait_until_ready().now_or_never())
-        || !ready(calendars.wait_until_ready().now_or_never())
-        || !ready(scans.wait_until_ready().now_or_never())
-        || !ready(plans.wait_until_ready().now_or_never())
-        || !ready(baselines.wait_until_ready().now_or_never())
+    if !ready(stores.server.wait_until_ready().now_or_never())
+        || !ready(stores.policies.wait_until_ready().now_or_never())
+        || !ready(stores.calendars.wait_until_ready().now_or_never())
+        || !out.operations.iter().all(|o| o.ready())
     {
         return;
     }
-    let Some(server) = servers.state().into_iter().find(|s| s.name_any() == name) else {
+    let Some(server) = stores
+        .server
+        .state()
+        .into_iter()
+        .find(|s| s.name_any() == name)
+    else {
         tracing::warn!(server = %name, "this host's Server does not exist; no checks");
-        tx.checks
+        out.checks
             .send_if_modified(|a| !std::mem::take(a).is_empty());
-        tx.scans.send_if_modified(|a| !std::mem::take(a).is_empty());
-        tx.backups
-            .send_if_modified(|a| !std::mem::take(a).is_empty());
-        tx.patches
-            .send_if_modified(|a| !std::mem::take(a).is_empty());
+        out.operations.iter().for_each(|o| o.clear());
         return;
     };
     if !*adopted {
@@ -322,52 +343,45 @@ async fn publish(
         *adopted = true;
     }
     reporter.set_server_uid(server.uid()).await;
-    let all: Vec<MonitoringPolicy> = policies.state().iter().map(|p| (**p).clone()).collect();
-    let all_calendars: Vec<OperationCalendar> =
-        calendars.state().iter().map(|c| (**c).clone()).collect();
-    let all_scans: Vec<VirusScanSchedule> = scans.state().iter().map(|s| (**s).clone()).collect();
-    let all_plans: Vec<BackupPlan> = plans.state().iter().map(|p| (**p).clone()).collect();
-    let all_baselines: Vec<PatchBaseline> =
-        baselines.state().iter().map(|b| (**b).clone()).collect();
+    let policies: Vec<MonitoringPolicy> = stores
+        .policies
+        .state()
+        .iter()
+        .map(|p| (**p).clone())
+        .collect();
+    let calendars: Vec<OperationCalendar> = stores
+        .calendars
+        .state()
+        .iter()
+        .map(|c| (**c).clone())
+        .collect();
     // What the host's policy refuses does not run at all; the refusals go to status.
-    let admitted = crate::hostpolicy::admit(
-        policy,
-        root,
-        assignment(&server, &all),
-        scan_jobs(&server, &all_scans, &all_calendars),
-        backup_jobs(&server, &all_plans, &all_calendars),
-        patch_jobs(&server, &all_baselines, &all_calendars),
-    );
+    let (checks, mut refusals) =
+        crate::hostpolicy::admit_checks(policy, root, assignment(&server, &policies));
+    let mut busy = Vec::new();
+    for o in out.operations {
+        busy.push(o.publish(&server, &calendars, (policy, root), &mut refusals));
+    }
+    // The stores' order is arbitrary; the status is written only when this list changes.
+    refusals.sort_by(|a, b| (&a.kind, &a.name, &a.field).cmp(&(&b.kind, &b.name, &b.field)));
     tracing::debug!(
-        checks = admitted.checks.len(),
-        refusals = admitted.refusals.len(),
+        checks = checks.len(),
+        refusals = refusals.len(),
         "assignment evaluated"
     );
-    reporter.refusals(admitted.refusals).await;
-    kept::checks(state_dir).keep(&admitted.checks);
-    kept::scans(state_dir).keep(&admitted.scans);
-    kept::backups(state_dir).keep(&admitted.backups);
-    kept::patches(state_dir).keep(&admitted.patches);
-    let have_jobs = !admitted.scans.is_empty();
-    let have_plans = !admitted.backups.is_empty();
-    let have_baselines = !admitted.patches.is_empty();
-    replace_if_changed(&tx.checks, admitted.checks);
-    replace_if_changed(&tx.scans, admitted.scans);
-    replace_if_changed(&tx.backups, admitted.backups);
-    replace_if_changed(&tx.patches, admitted.patches);
+    reporter.refusals(refusals).await;
+    kept::checks(state_dir).keep(&checks);
+    replace_if_changed(out.checks, checks);
     // A new value of an on-request annotation runs the operation once (also across restarts);
-    // it waits until a schedule or plan selecting the server has arrived.
-    for (annotation, ready, sender) in [
-        (SCAN_NOW, have_jobs, &tx.scan_now),
-        (BACKUP_NOW, have_plans, &tx.backup_now),
-        (RESTORE, have_plans, &tx.restore),
-        (PATCH_SCAN_NOW, have_baselines, &tx.patch_scan_now),
-    ] {
-        if ready && let Some(asked) = server.annotations().get(annotation) {
-            let handled = kept::handled(state_dir, annotation);
-            if *asked != handled.load() {
-                handled.keep(asked);
-                sender.send_replace(Some(asked.clone()));
+    // it waits until a resource of the operation selecting the server has arrived.
+    for (o, has_jobs) in out.operations.iter().zip(busy) {
+        for (annotation, sender) in o.requests() {
+            if has_jobs && let Some(asked) = server.annotations().get(annotation) {
+                let handled = kept::handled(state_dir, annotation);
+                if *asked != handled.load() {
+                    handled.keep(asked);
+                    sender.send_replace(Some(asked.clone()));
+                }
             }
         }
     }

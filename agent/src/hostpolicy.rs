@@ -20,8 +20,6 @@ use unyo_crds::server::Refusal;
 use unyo_crds::virusscan::{DetectionAction, VirusScanScheduleSpec};
 
 use crate::checks::Assigned;
-use crate::ops::BackupJob;
-use crate::ops::ScanJob;
 use crate::ops::patch::PatchJob;
 
 /// Where the host policy is read from by default.
@@ -673,57 +671,21 @@ pub async fn reload_on_hangup(
     }
 }
 
-/// What a host runs after its policy: the admitted work and every refusal.
-#[derive(Default, Debug)]
-pub struct Admitted {
-    /// Checks to run.
-    pub checks: Vec<Assigned>,
-    /// Scans to run.
-    pub scans: Vec<ScanJob>,
-    /// Backup plans to run.
-    pub backups: Vec<BackupJob>,
-    /// Baselines to follow.
-    pub patches: Vec<PatchJob>,
-    /// What was refused.
-    pub refusals: Vec<Refusal>,
-}
-
-/// Keeps of each list what `policy` allows; refused objects do not run at all.
-pub fn admit(
+/// The checks `policy` allows, and the refusals of the others (which do not run at all).
+pub fn admit_checks(
     policy: &HostPolicy,
     root: &Path,
     checks: Vec<Assigned>,
-    scans: Vec<ScanJob>,
-    backups: Vec<BackupJob>,
-    patches: Vec<PatchJob>,
-) -> Admitted {
-    let mut out = Admitted::default();
+) -> (Vec<Assigned>, Vec<Refusal>) {
+    let (mut kept, mut refusals) = (Vec::new(), Vec::new());
     let mut index: std::collections::HashMap<String, usize> = Default::default();
     for a in checks {
         let i = index.entry(a.policy.clone()).or_default();
         let refused = policy.judge_check(&a, *i, root);
         *i += 1;
-        keep(&mut out.checks, &mut out.refusals, a, refused);
+        keep(&mut kept, &mut refusals, a, refused);
     }
-    for mut s in scans {
-        let refused = policy.judge_scan(&s.name, &s.spec, root);
-        s.spec
-            .quarantine_dir
-            .get_or_insert_with(|| policy.default_quarantine());
-        keep(&mut out.scans, &mut out.refusals, s, refused);
-    }
-    for b in backups {
-        let refused = policy.judge_backup(&b.name, &b.spec, root);
-        keep(&mut out.backups, &mut out.refusals, b, refused);
-    }
-    for p in patches {
-        let refused = policy.judge_patches(&p);
-        keep(&mut out.patches, &mut out.refusals, p, refused);
-    }
-    // The stores' order is arbitrary; the status is written only when this list changes.
-    out.refusals
-        .sort_by(|a, b| (&a.kind, &a.name, &a.field).cmp(&(&b.kind, &b.name, &b.field)));
-    out
+    (kept, refusals)
 }
 
 fn keep<T>(list: &mut Vec<T>, refusals: &mut Vec<Refusal>, item: T, refused: Vec<Refusal>) {

@@ -126,16 +126,6 @@ async fn main() -> anyhow::Result<()> {
 
     let (assign_tx, assign_rx) =
         tokio::sync::watch::channel(assign::kept::checks(&args.state_dir).load());
-    let (scans_tx, scans_rx) =
-        tokio::sync::watch::channel(assign::kept::scans(&args.state_dir).load());
-    let (scan_now_tx, scan_now_rx) = tokio::sync::watch::channel(None);
-    let (backups_tx, backups_rx) =
-        tokio::sync::watch::channel(assign::kept::backups(&args.state_dir).load());
-    let (backup_now_tx, backup_now_rx) = tokio::sync::watch::channel(None);
-    let (restore_tx, restore_rx) = tokio::sync::watch::channel(None);
-    let (patches_tx, patches_rx) =
-        tokio::sync::watch::channel(assign::kept::patches(&args.state_dir).load());
-    let (patch_scan_now_tx, patch_scan_now_rx) = tokio::sync::watch::channel(None);
     let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
         .context("preparing apt for the host's root")?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -158,27 +148,6 @@ async fn main() -> anyhow::Result<()> {
         args.heartbeat,
         metrics.clone(),
     ));
-    tasks.spawn(assign::run(
-        client.clone(),
-        args.namespace.clone(),
-        args.server.clone(),
-        args.state_dir.clone(),
-        assign::HostRules {
-            policy: policy_rx.clone(),
-            root: args.root.clone(),
-        },
-        assign::Outputs {
-            checks: assign_tx,
-            scans: scans_tx,
-            scan_now: scan_now_tx,
-            backups: backups_tx,
-            backup_now: backup_now_tx,
-            restore: restore_tx,
-            patches: patches_tx,
-            patch_scan_now: patch_scan_now_tx,
-        },
-        reporter.clone(),
-    ));
     let skipped_to = reporter.clone();
     let skip_metrics = metrics.clone();
     let scheduler = schedule::Scheduler::new(
@@ -195,38 +164,59 @@ async fn main() -> anyhow::Result<()> {
         },
     );
     tasks.spawn(scheduler.clone().run());
-    tasks.spawn(ops::run_backups(
-        backups_rx,
-        backup_now_rx,
-        restore_rx,
-        policy_rx.clone(),
-        host.clone(),
-        reporter.clone(),
-        scheduler.clone(),
-    ));
-    let (scan_due_tx, scan_due_rx) = tokio::sync::watch::channel(0u64);
-    scheduler.set(
-        "patches",
-        vec![ops::patch::scan_job(args.patch_interval, scan_due_tx)],
-    );
-    tasks.spawn(ops::patch::run_patches(
-        patches_rx,
-        patch_scan_now_rx,
-        scan_due_rx,
-        apt,
+    // Every operation, started with the jobs kept from the last run; the assignment follows
+    // each the same way.
+    let dir = &args.state_dir;
+    let operations = vec![
+        assign::start(
+            ops::Scans {
+                scanner: ops::Scanner {
+                    host: host.clone(),
+                    db: dir.join("clamav"),
+                    server: args.server.clone(),
+                    reporter: reporter.clone(),
+                },
+                scheduler: scheduler.clone(),
+            },
+            dir,
+            &mut tasks,
+        ),
+        assign::start(
+            ops::Backups {
+                policy: policy_rx.clone(),
+                host: host.clone(),
+                reporter: reporter.clone(),
+                scheduler: scheduler.clone(),
+            },
+            dir,
+            &mut tasks,
+        ),
+        assign::start(
+            ops::patch::Patches {
+                apt,
+                state_dir: dir.clone(),
+                reporter: reporter.clone(),
+                scheduler: scheduler.clone(),
+                interval: args.patch_interval,
+            },
+            dir,
+            &mut tasks,
+        ),
+    ];
+    tasks.spawn(assign::run(
+        client.clone(),
+        args.namespace.clone(),
+        args.server.clone(),
         args.state_dir.clone(),
-        reporter.clone(),
-    ));
-    tasks.spawn(ops::run_scans(
-        scans_rx,
-        scan_now_rx,
-        ops::Scanner {
-            host: host.clone(),
-            db: args.state_dir.join("clamav"),
-            server: args.server.clone(),
-            reporter: reporter.clone(),
+        assign::HostRules {
+            policy: policy_rx.clone(),
+            root: args.root.clone(),
         },
-        scheduler.clone(),
+        assign::Work {
+            checks: assign_tx,
+            operations,
+        },
+        reporter.clone(),
     ));
     tasks.spawn(checks::supervise(
         assign_rx,

@@ -8,6 +8,7 @@ pub mod apt;
 pub mod backup;
 pub mod command;
 mod confined;
+pub mod operation;
 pub mod patch;
 pub mod postgres;
 
@@ -791,5 +792,138 @@ async fn run_one(job: &ScanJob, s: &Scanner) -> (bool, String) {
             tracing::error!(error = %e, "the scan task failed");
             (false, format!("{name}: the scan task failed"))
         }
+    }
+}
+
+/// Virus scans: the VirusScanSchedules that select this host.
+pub struct Scans {
+    /// What a scan needs of the host.
+    pub scanner: Scanner,
+    /// Where its runs are queued.
+    pub scheduler: Scheduler,
+}
+
+impl operation::Operation for Scans {
+    type Resource = unyo_crds::VirusScanSchedule;
+    type Job = ScanJob;
+    const NAME: &'static str = "scans";
+    const REQUESTS: &'static [&'static str] = &[SCAN_NOW];
+
+    fn jobs(
+        server: &unyo_crds::Server,
+        all: &[Self::Resource],
+        calendars: &[unyo_crds::OperationCalendar],
+    ) -> Vec<ScanJob> {
+        use kube::ResourceExt;
+        unyo_crds::selection::virus_scan_schedules_for(server, all)
+            .into_iter()
+            .map(|s| ScanJob {
+                name: s.name_any(),
+                spec: s.spec.clone(),
+                calendar: calendars
+                    .iter()
+                    .find(|c| c.name_any() == s.spec.schedule.calendar)
+                    .map(|c| c.spec.clone()),
+            })
+            .collect()
+    }
+
+    fn admit(
+        policy: &crate::hostpolicy::HostPolicy,
+        root: &std::path::Path,
+        mut job: ScanJob,
+    ) -> Result<ScanJob, Vec<unyo_crds::server::Refusal>> {
+        let refused = policy.judge_scan(&job.name, &job.spec, root);
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        job.spec
+            .quarantine_dir
+            .get_or_insert_with(|| policy.default_quarantine());
+        Ok(job)
+    }
+
+    fn run(
+        self,
+        jobs: watch::Receiver<Vec<ScanJob>>,
+        mut requests: operation::Requests,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        let scan_now = operation::request(&mut requests, SCAN_NOW);
+        Box::pin(run_scans(jobs, scan_now, self.scanner, self.scheduler))
+    }
+}
+
+/// Backups: the BackupPlans that select this host.
+pub struct Backups {
+    /// The host policy in force (restores are judged when asked).
+    pub policy: watch::Receiver<Arc<crate::hostpolicy::HostPolicy>>,
+    /// The host.
+    pub host: Collector,
+    /// Where results go.
+    pub reporter: Reporter,
+    /// Where its runs are queued.
+    pub scheduler: Scheduler,
+}
+
+impl operation::Operation for Backups {
+    type Resource = unyo_crds::BackupPlan;
+    type Job = BackupJob;
+    const NAME: &'static str = "backups";
+    const REQUESTS: &'static [&'static str] = &[BACKUP_NOW, RESTORE];
+
+    fn jobs(
+        server: &unyo_crds::Server,
+        all: &[Self::Resource],
+        calendars: &[unyo_crds::OperationCalendar],
+    ) -> Vec<BackupJob> {
+        use kube::ResourceExt;
+        unyo_crds::selection::backup_plans_for(server, all)
+            .into_iter()
+            .map(|p| BackupJob {
+                name: p.name_any(),
+                spec: p.spec.clone(),
+                calendars: calendars
+                    .iter()
+                    .filter(|c| {
+                        p.spec
+                            .rules
+                            .iter()
+                            .any(|r| r.schedule.calendar == c.name_any())
+                    })
+                    .map(|c| (c.name_any(), c.spec.clone()))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn admit(
+        policy: &crate::hostpolicy::HostPolicy,
+        root: &std::path::Path,
+        job: BackupJob,
+    ) -> Result<BackupJob, Vec<unyo_crds::server::Refusal>> {
+        let refused = policy.judge_backup(&job.name, &job.spec, root);
+        if refused.is_empty() {
+            Ok(job)
+        } else {
+            Err(refused)
+        }
+    }
+
+    fn run(
+        self,
+        jobs: watch::Receiver<Vec<BackupJob>>,
+        mut requests: operation::Requests,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        let backup_now = operation::request(&mut requests, BACKUP_NOW);
+        let restore = operation::request(&mut requests, RESTORE);
+        Box::pin(run_backups(
+            jobs,
+            backup_now,
+            restore,
+            self.policy,
+            self.host,
+            self.reporter,
+            self.scheduler,
+        ))
     }
 }

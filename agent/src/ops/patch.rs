@@ -543,6 +543,86 @@ pub fn approved(candidates: &[PatchCandidate]) -> Vec<PatchCandidate> {
         .collect()
 }
 
+/// Patches: the PatchBaselines that select this host.
+pub struct Patches {
+    /// apt beneath the host's root.
+    pub apt: Apt,
+    /// The state directory (failures kept per baseline).
+    pub state_dir: PathBuf,
+    /// Where results go.
+    pub reporter: Reporter,
+    /// Where the patch scan's due time is kept.
+    pub scheduler: crate::schedule::Scheduler,
+    /// How often the host is scanned for updates.
+    pub interval: Duration,
+}
+
+impl crate::ops::operation::Operation for Patches {
+    type Resource = unyo_crds::PatchBaseline;
+    type Job = PatchJob;
+    const NAME: &'static str = "patches";
+    const REQUESTS: &'static [&'static str] = &[PATCH_SCAN_NOW];
+
+    fn jobs(
+        server: &unyo_crds::Server,
+        all: &[Self::Resource],
+        calendars: &[unyo_crds::OperationCalendar],
+    ) -> Vec<PatchJob> {
+        use kube::ResourceExt;
+        unyo_crds::selection::patch_baselines_for(server, all)
+            .into_iter()
+            .map(|b| PatchJob {
+                name: b.name_any(),
+                spec: b.spec.clone(),
+                approved: approved(
+                    b.status
+                        .as_ref()
+                        .map(|s| s.candidates.as_slice())
+                        .unwrap_or_default(),
+                ),
+                calendar: b.spec.maintenance_window.as_ref().and_then(|w| {
+                    calendars
+                        .iter()
+                        .find(|c| c.name_any() == w.schedule.calendar)
+                        .map(|c| c.spec.clone())
+                }),
+            })
+            .collect()
+    }
+
+    fn admit(
+        policy: &crate::hostpolicy::HostPolicy,
+        _root: &std::path::Path,
+        job: PatchJob,
+    ) -> Result<PatchJob, Vec<unyo_crds::server::Refusal>> {
+        let refused = policy.judge_patches(&job);
+        if refused.is_empty() {
+            Ok(job)
+        } else {
+            Err(refused)
+        }
+    }
+
+    fn run(
+        self,
+        jobs: watch::Receiver<Vec<PatchJob>>,
+        mut requests: crate::ops::operation::Requests,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        let scan_now = crate::ops::operation::request(&mut requests, PATCH_SCAN_NOW);
+        let (due_tx, due_rx) = watch::channel(0u64);
+        self.scheduler
+            .set("patches", vec![scan_job(self.interval, due_tx)]);
+        Box::pin(run_patches(
+            jobs,
+            scan_now,
+            due_rx,
+            self.apt,
+            self.state_dir,
+            self.reporter,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
