@@ -75,13 +75,16 @@ struct Follow<O: Operation> {
     kept: Kept<Vec<O::Job>>,
 }
 
-/// Starts `op` on `tasks` with the jobs kept from the last run, and returns how the
-/// assignment follows it.
-pub fn start<O: Operation>(
+/// Starts `op` on `tasks` with the jobs kept from the last run and its status slot as it was
+/// kept, and returns how the assignment follows it.
+pub async fn start<O: Operation>(
     op: O,
     state_dir: &Path,
+    reporter: &Reporter,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Box<dyn Followed> {
+    // Its slot of the status, with what was kept of it, before anything runs.
+    reporter.register::<O::Slot>().await;
     let kept: Kept<Vec<O::Job>> = Kept::new(state_dir, format!("assigned-{}", O::NAME));
     let (jobs, jobs_rx) = watch::channel(kept.load());
     let mut requests = BTreeMap::new();

@@ -179,8 +179,10 @@ async fn main() -> anyhow::Result<()> {
                 scheduler: scheduler.clone(),
             },
             dir,
+            &reporter,
             &mut tasks,
-        ),
+        )
+        .await,
         assign::start(
             ops::Backups {
                 policy: policy_rx.clone(),
@@ -189,8 +191,10 @@ async fn main() -> anyhow::Result<()> {
                 scheduler: scheduler.clone(),
             },
             dir,
+            &reporter,
             &mut tasks,
-        ),
+        )
+        .await,
         assign::start(
             ops::patch::Patches {
                 apt,
@@ -200,8 +204,10 @@ async fn main() -> anyhow::Result<()> {
                 interval: args.patch_interval,
             },
             dir,
+            &reporter,
             &mut tasks,
-        ),
+        )
+        .await,
     ];
     tasks.spawn(assign::run(
         client.clone(),

@@ -84,10 +84,8 @@ impl JournalEntry {
 struct State {
     facts: Option<ObservedFacts>,
     checks: BTreeMap<(String, String), CheckResult>,
-    antivirus: Option<unyo_crds::virusscan::HostAntivirus>,
-    backups: BTreeMap<String, unyo_crds::backup::HostBackup>,
-    patch_scan: Option<unyo_crds::patch::PatchScan>,
-    patches: Vec<unyo_crds::patch::HostPatchState>,
+    /// Each operation's part of `status.operations`, by its file name.
+    slots: BTreeMap<&'static str, SlotEntry>,
     refusals: Vec<unyo_crds::server::Refusal>,
     requests: BTreeMap<String, unyo_crds::server::RequestResult>,
     journal: Vec<JournalEntry>,
@@ -121,62 +119,25 @@ use crate::state::{Kept, write_atomic};
 #[derive(Clone)]
 struct Files {
     checks: Kept<Vec<CheckResult>>,
-    antivirus: Kept<Option<unyo_crds::virusscan::HostAntivirus>>,
-    backups: Kept<Vec<unyo_crds::backup::HostBackup>>,
-    patches: Kept<(
-        Option<unyo_crds::patch::PatchScan>,
-        Vec<unyo_crds::patch::HostPatchState>,
-    )>,
     requests: Kept<BTreeMap<String, unyo_crds::server::RequestResult>>,
     facts: Kept<Option<ObservedFacts>>,
-    running: Kept<Option<unyo_crds::backup::BackupRun>>,
 }
 
 impl Files {
     fn new(dir: &std::path::Path) -> Files {
         Files {
             checks: Kept::new(dir, "checks"),
-            antivirus: Kept::new(dir, "antivirus"),
-            backups: Kept::new(dir, "host-backups"),
-            patches: Kept::new(dir, "host-patches"),
             requests: Kept::new(dir, "requests"),
             facts: Kept::new(dir, "facts"),
-            running: Kept::new(dir, "backup-running"),
         }
     }
 }
 
-/// What an earlier run left unfinished — a backup, a request — is reported as interrupted
-/// (and not run again: the request's value was taken before it ran).
+/// A request an earlier run left running is reported as interrupted (and not run again: the
+/// request's value was taken before it ran).
 fn interrupted(state: &mut State, files: &Files) {
-    use unyo_crds::backup::{BackupType, RunResult};
     use unyo_crds::server::RequestState;
     let now = Time(now_seconds());
-    if let Some((plan, mut run)) = files
-        .running
-        .load()
-        .and_then(|r| Some((r.message.clone()?, r)))
-    {
-        tracing::warn!(%plan, rule = %run.rule, "a backup was interrupted by the agent's stop; reported as Interrupted");
-        run.result = RunResult::Interrupted;
-        run.finished_at = Some(now.clone());
-        run.message = Some("interrupted: the agent stopped during this run".into());
-        let entry = state
-            .backups
-            .entry(plan.clone())
-            .or_insert(unyo_crds::backup::HostBackup {
-                plan,
-                ..Default::default()
-            });
-        match run.backup_type {
-            BackupType::Full => entry.last_full = Some(run),
-            BackupType::Differential => entry.last_differential = Some(run),
-        }
-        files
-            .backups
-            .keep(&state.backups.values().cloned().collect());
-        files.running.keep(&None);
-    }
     let mut changed = false;
     for r in state
         .requests
@@ -194,30 +155,38 @@ fn interrupted(state: &mut State, files: &Files) {
     }
 }
 
-impl Reporter {
-    /// Notes that a backup of `plan` starts (kept until [`Reporter::backup`] records its end),
-    /// so that a stop of the agent during it is reported as an interruption.
-    pub fn backup_starts(
-        &self,
-        plan: &str,
-        rule: &str,
-        backup_type: unyo_crds::backup::BackupType,
-    ) {
-        let run = unyo_crds::backup::BackupRun {
-            rule: rule.to_string(),
-            backup_type,
-            result: unyo_crds::backup::RunResult::Interrupted,
-            started_at: Time(now_seconds()),
-            finished_at: None,
-            snapshot: None,
-            copied: None,
-            bytes_added: None,
-            // The plan, while the run is under way.
-            message: Some(plan.to_string()),
-        };
-        self.files.running.keep(&Some(run));
-    }
+/// A part of the Server's `status.operations` that one operation owns, kept in the state
+/// directory under its own file name. The operation's module declares it; the reporter keeps
+/// and delivers every slot the same way.
+pub trait Slot:
+    Serialize + serde::de::DeserializeOwned + Default + Clone + PartialEq + Send + Sync + 'static
+{
+    /// Its file in the state directory.
+    const FILE: &'static str;
+    /// Puts it into the status.
+    fn fill(&self, into: &mut unyo_crds::server::OperationResults);
+}
 
+/// A slot with its type erased.
+struct SlotEntry {
+    value: serde_json::Value,
+    fill: fn(&serde_json::Value, &mut unyo_crds::server::OperationResults),
+}
+
+fn fill_with<S: Slot>(value: &serde_json::Value, into: &mut unyo_crds::server::OperationResults) {
+    if let Ok(slot) = serde_json::from_value::<S>(value.clone()) {
+        slot.fill(into);
+    }
+}
+
+fn entry<S: Slot>(slot: &S) -> SlotEntry {
+    SlotEntry {
+        value: serde_json::to_value(slot).unwrap_or_default(),
+        fill: fill_with::<S>,
+    }
+}
+
+impl Reporter {
     /// A reporter for `server`, keeping its journal in `dir` (created if missing) and picking
     /// up what an earlier run left there.
     pub fn open(
@@ -235,19 +204,11 @@ impl Reporter {
                 .into_iter()
                 .map(|c| ((c.policy.clone(), c.check.clone()), c))
                 .collect(),
-            antivirus: files.antivirus.load(),
-            backups: files
-                .backups
-                .load()
-                .into_iter()
-                .map(|b| (b.plan.clone(), b))
-                .collect(),
             requests: files.requests.load(),
             // What the host was last seen to be: a restart never reports less than it knew.
             facts: files.facts.load(),
             ..State::default()
         };
-        (state.patch_scan, state.patches) = files.patches.load();
         interrupted(&mut state, &files);
         if let Ok(text) = std::fs::read_to_string(dir.join("journal.jsonl")) {
             // A line torn by a kill mid-append is skipped; every whole line is kept.
@@ -349,102 +310,56 @@ impl Reporter {
         self.wake.notify_one();
     }
 
-    /// This host's antivirus state (from its last scan).
-    pub async fn antivirus_state(&self) -> Option<unyo_crds::virusscan::HostAntivirus> {
-        self.state.lock().await.antivirus.clone()
+    /// A kind of state of its own in the state directory (an operation's, e.g. a run under way).
+    pub fn kept<T: Serialize + serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Kept<T> {
+        Kept::new(&self.dir, name)
     }
 
-    /// Records the antivirus state after a scan, and an Event for each detection (journaled
-    /// first, like transitions).
-    pub async fn antivirus(&self, status: unyo_crds::virusscan::HostAntivirus, schedule: &str) {
+    /// Adds slot `S` with what the state directory kept of it, so that it is reported from
+    /// the first delivery on (a restart never reports less than the host knew).
+    pub async fn register<S: Slot>(&self) {
+        let kept: S = self.kept(S::FILE).load();
         let mut state = self.state.lock().await;
-        for d in &status.detections {
-            let entry = JournalEntry {
-                policy: schedule.to_string(),
-                check: format!("virus:{}", d.path),
-                state: CheckState::Critical,
-                since: d.at.0,
-                value: None,
-                message: format!("{} in {} ({})", d.signature, d.path, d.actions.join("; ")),
-                reason: Some("VirusDetected".into()),
-            };
-            self.journal(&mut state, entry);
-        }
-        state.antivirus = Some(status);
-        self.files.antivirus.keep(&state.antivirus);
+        state.slots.entry(S::FILE).or_insert_with(|| entry(&kept));
         state.version += 1;
-        self.metrics.journal_pending(state.journal.len());
         drop(state);
         self.wake.notify_one();
     }
 
-    /// The backup state of this host under `plan` (kept across restarts).
-    pub async fn backup_state(&self, plan: &str) -> unyo_crds::backup::HostBackup {
-        self.state
-            .lock()
-            .await
-            .backups
-            .get(plan)
-            .cloned()
-            .unwrap_or(unyo_crds::backup::HostBackup {
-                plan: plan.to_string(),
-                ..Default::default()
-            })
-    }
-
-    /// Records a plan's backup state after a run, and a `BackupFailed` Event when `last` failed.
-    pub async fn backup(
-        &self,
-        state_of_plan: unyo_crds::backup::HostBackup,
-        last: Option<unyo_crds::backup::BackupRun>,
-    ) {
-        let mut state = self.state.lock().await;
-        if let Some(run) = last.filter(|r| r.result == unyo_crds::backup::RunResult::Failed) {
-            let entry = JournalEntry {
-                policy: state_of_plan.plan.clone(),
-                check: format!("backup:{}", run.rule),
-                state: CheckState::Critical,
-                since: run.started_at.0,
-                value: None,
-                message: run.message.clone().unwrap_or_default(),
-                reason: Some("BackupFailed".into()),
-            };
-            self.journal(&mut state, entry);
-        }
+    /// Slot `S` as it is now.
+    pub async fn slot<S: Slot>(&self) -> S {
+        let state = self.state.lock().await;
         state
-            .backups
-            .insert(state_of_plan.plan.clone(), state_of_plan);
-        self.files.running.keep(&None);
-        let list: Vec<unyo_crds::backup::HostBackup> = state.backups.values().cloned().collect();
-        self.files.backups.keep(&list);
-        state.version += 1;
-        self.metrics.journal_pending(state.journal.len());
-        drop(state);
-        self.wake.notify_one();
+            .slots
+            .get(S::FILE)
+            .and_then(|e| serde_json::from_value(e.value.clone()).ok())
+            .unwrap_or_default()
     }
 
-    /// Records the last patch scan and the patch state under each baseline (written only when
-    /// they changed).
-    pub async fn patches(
-        &self,
-        scan: Option<unyo_crds::patch::PatchScan>,
-        states: Vec<unyo_crds::patch::HostPatchState>,
-    ) {
+    /// Changes slot `S` with `change`, whose returned entries are journaled first (as Events);
+    /// kept and delivered only when something changed.
+    pub async fn update<S: Slot>(&self, change: impl FnOnce(&mut S) -> Vec<JournalEntry>) {
         let mut state = self.state.lock().await;
-        let scan = scan.or_else(|| {
-            if states.is_empty() {
-                None
-            } else {
-                state.patch_scan.clone()
-            }
-        });
-        if state.patch_scan == scan && state.patches == states {
+        let before: S = state
+            .slots
+            .get(S::FILE)
+            .and_then(|e| serde_json::from_value(e.value.clone()).ok())
+            .unwrap_or_default();
+        let mut slot = before.clone();
+        let notes = change(&mut slot);
+        if slot == before && notes.is_empty() {
             return;
         }
-        self.files.patches.keep(&(scan.clone(), states.clone()));
-        state.patch_scan = scan;
-        state.patches = states;
+        for note in notes {
+            self.journal(&mut state, note);
+        }
+        self.kept::<S>(S::FILE).keep(&slot);
+        state.slots.insert(S::FILE, entry(&slot));
         state.version += 1;
+        self.metrics.journal_pending(state.journal.len());
         drop(state);
         self.wake.notify_one();
     }
@@ -674,13 +589,13 @@ impl Reporter {
             // Every list cut to its limit, so that a host with more than a status may list
             // still reports the rest (a cut list of facts becomes an unknown fact).
             let mut operations = unyo_crds::server::OperationResults {
-                antivirus: s.antivirus.clone(),
-                backups: s.backups.values().cloned().collect(),
-                patches: s.patches.clone(),
-                patch_scan: s.patch_scan.clone(),
                 refusals: s.refusals.iter().take(limits::ANSWERS).cloned().collect(),
                 requests: s.requests.values().cloned().collect(),
+                ..Default::default()
             };
+            for slot in s.slots.values() {
+                (slot.fill)(&slot.value, &mut operations);
+            }
             operations.bound();
             let checks: Vec<_> = s.checks.values().take(limits::CHECKS).collect();
             let mut status = serde_json::json!({ "checks": checks });
@@ -750,5 +665,75 @@ impl Reporter {
             reporting_instance: Some(self.server.clone()),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::BackupsSlot;
+    use unyo_crds::backup::HostBackup;
+
+    fn reporter(dir: &std::path::Path) -> Reporter {
+        Reporter::open(
+            dir.to_path_buf(),
+            "db01",
+            "mie",
+            Arc::new(Metrics::default()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_read_as_kept_before_it_had_a_trait_and_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("unyo-slot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // What an agent before operation slots kept: its own kind, a list of plans.
+        let old = vec![HostBackup {
+            plan: "db".into(),
+            generations: Some(3),
+            ..Default::default()
+        }];
+        Kept::<Vec<HostBackup>>::new(&dir, "host-backups").keep(&old);
+        let r = reporter(&dir);
+        r.register::<BackupsSlot>().await;
+        assert_eq!(r.slot::<BackupsSlot>().await.0, old);
+        // Changed, with an Event journaled first; unchanged, nothing is written.
+        r.update::<BackupsSlot>(|s| {
+            s.0[0].generations = Some(4);
+            vec![JournalEntry {
+                policy: "db".into(),
+                check: "backup:weekly".into(),
+                state: CheckState::Critical,
+                since: now_seconds(),
+                value: None,
+                message: "failed".into(),
+                reason: Some("BackupFailed".into()),
+            }]
+        })
+        .await;
+        let version = r.state.lock().await.version;
+        r.update::<BackupsSlot>(|_| vec![]).await;
+        assert_eq!(
+            r.state.lock().await.version,
+            version,
+            "nothing changed, nothing to write"
+        );
+        // Delivered into the status, and read back after a restart.
+        let mut ops = unyo_crds::server::OperationResults::default();
+        for slot in r.state.lock().await.slots.values() {
+            (slot.fill)(&slot.value, &mut ops);
+        }
+        assert_eq!(ops.backups[0].generations, Some(4));
+        let again = reporter(&dir);
+        again.register::<BackupsSlot>().await;
+        assert_eq!(again.slot::<BackupsSlot>().await.0[0].generations, Some(4));
+        assert_eq!(
+            again.state.lock().await.journal.len(),
+            1,
+            "the Event's entry was journaled"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

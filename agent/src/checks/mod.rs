@@ -114,7 +114,7 @@ async fn run_check(
         let sample = if a.check.kind == unyo_crds::monitoring::CheckKind::Antivirus {
             measure::antivirus(
                 &a.check,
-                reporter.antivirus_state().await,
+                reporter.slot::<crate::ops::AntivirusSlot>().await.0,
                 jiff::Timestamp::now(),
             )
         } else {

@@ -169,7 +169,7 @@ fn journal_job(
 /// Ships one source's journal and records the shipment.
 async fn ship_one(job: &BackupJob, source: &str, host: &Collector, reporter: &Reporter) {
     use unyo_crds::backup::{JournalShipment, RunResult};
-    let mut state = reporter.backup_state(&job.name).await;
+    let mut state = backup_state(reporter, &job.name).await;
     let (j, h, s) = (job.clone(), host.clone(), source.to_string());
     let done = tokio::task::spawn_blocking(move || {
         backup::ship_journal(&j.name, &j.spec, &s, &h.path("/"))
@@ -218,7 +218,7 @@ async fn ship_one(job: &BackupJob, source: &str, host: &Collector, reporter: &Re
     state.journals.retain(|x| x.source != source);
     state.journals.push(entry);
     if changed {
-        reporter.backup(state, None).await;
+        record_backup(reporter, state, None).await;
     }
 }
 
@@ -375,7 +375,7 @@ async fn restore_one(
         )
         .await;
     let (host, target, generation) = (host.clone(), r.target.to_string(), r.generation);
-    let verified = reporter.backup_state(&job.name).await.verified;
+    let verified = backup_state(reporter, &job.name).await.verified;
     let to_time = r.to_time.map(|(t, s)| (t, s.map(String::from)));
     let done = tokio::task::spawn_blocking(move || {
         let root = host.path("/");
@@ -534,7 +534,7 @@ async fn protect_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
 }
 
 async fn verify_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
-    let mut state = reporter.backup_state(&job.name).await;
+    let mut state = backup_state(reporter, &job.name).await;
     let (job, host) = (job.clone(), host.clone());
     let done = tokio::task::spawn_blocking(move || {
         backup::test_restore(&job.name, &job.spec, &host.path("/"), &mut state);
@@ -546,7 +546,7 @@ async fn verify_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
             if let Some(v) = &state.last_verification {
                 tracing::info!(plan = %state.plan, result = ?v.result, message = v.message.as_deref().unwrap_or(""), "test restore finished");
             }
-            reporter.backup(state, None).await;
+            record_backup(reporter, state, None).await;
         }
         Err(e) => tracing::error!(error = %e, "the test restore task failed"),
     }
@@ -559,12 +559,12 @@ async fn backup_one(
     host: &Collector,
     reporter: &Reporter,
 ) -> Result<(), String> {
-    let mut state = reporter.backup_state(&job.name).await;
+    let mut state = backup_state(reporter, &job.name).await;
     let (name, kind) = rule
         .and_then(|r| job.spec.rules.get(r))
         .map(|r| (r.name.as_str(), r.backup_type))
         .unwrap_or(("on-request", unyo_crds::backup::BackupType::Full));
-    reporter.backup_starts(&job.name, name, kind);
+    backup_starts(reporter, &job.name, name, kind);
     let (job, host) = (job.clone(), host.clone());
     let done = tokio::task::spawn_blocking(move || {
         let rule = rule.and_then(|r| job.spec.rules.get(r));
@@ -587,7 +587,7 @@ async fn backup_one(
                 Some(r) => Err(r.message.clone().unwrap_or_else(|| "failed".into())),
                 None => Err("no run was recorded".into()),
             };
-            reporter.backup(state, last).await;
+            record_backup(reporter, state, last).await;
             outcome
         }
         Err(e) => {
@@ -785,7 +785,7 @@ async fn run_one(job: &ScanJob, s: &Scanner) -> (bool, String) {
                     format!("{name}: {}", run.message.clone().unwrap_or_default()),
                 );
             }
-            reporter.antivirus(status, &name).await;
+            record_scan(reporter, status, &name).await;
             said
         }
         Err(e) => {
@@ -793,6 +793,155 @@ async fn run_one(job: &ScanJob, s: &Scanner) -> (bool, String) {
             (false, format!("{name}: the scan task failed"))
         }
     }
+}
+
+/// This host's backup state per plan: its part of `status.operations.backups`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct BackupsSlot(pub Vec<unyo_crds::backup::HostBackup>);
+
+impl crate::report::Slot for BackupsSlot {
+    const FILE: &'static str = "host-backups";
+    fn fill(&self, into: &mut unyo_crds::server::OperationResults) {
+        into.backups = self.0.clone();
+    }
+}
+
+/// The run under way, kept so that a stop of the agent during it is reported as an
+/// interruption (its `message` holds the plan meanwhile).
+const RUNNING: &str = "backup-running";
+
+/// The backup state of this host under `plan` (kept across restarts).
+async fn backup_state(reporter: &Reporter, plan: &str) -> unyo_crds::backup::HostBackup {
+    let slot = reporter.slot::<BackupsSlot>().await;
+    slot.0
+        .into_iter()
+        .find(|b| b.plan == plan)
+        .unwrap_or(unyo_crds::backup::HostBackup {
+            plan: plan.to_string(),
+            ..Default::default()
+        })
+}
+
+/// Notes that a backup of `plan` starts (kept until [`record_backup`] records its end).
+fn backup_starts(reporter: &Reporter, plan: &str, rule: &str, kind: unyo_crds::backup::BackupType) {
+    let run = unyo_crds::backup::BackupRun {
+        rule: rule.to_string(),
+        backup_type: kind,
+        result: unyo_crds::backup::RunResult::Interrupted,
+        started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            crate::report::now_seconds(),
+        ),
+        finished_at: None,
+        snapshot: None,
+        copied: None,
+        bytes_added: None,
+        message: Some(plan.to_string()),
+    };
+    reporter.kept(RUNNING).keep(&Some(run));
+}
+
+/// Records a plan's backup state, and a `BackupFailed` Event when `last` failed.
+async fn record_backup(
+    reporter: &Reporter,
+    state: unyo_crds::backup::HostBackup,
+    last: Option<unyo_crds::backup::BackupRun>,
+) {
+    let failed = last.filter(|r| r.result == unyo_crds::backup::RunResult::Failed);
+    let notes: Vec<crate::report::JournalEntry> = failed
+        .map(|run| crate::report::JournalEntry {
+            policy: state.plan.clone(),
+            check: format!("backup:{}", run.rule),
+            state: unyo_crds::server::CheckState::Critical,
+            since: run.started_at.0,
+            value: None,
+            message: run.message.clone().unwrap_or_default(),
+            reason: Some("BackupFailed".into()),
+        })
+        .into_iter()
+        .collect();
+    reporter
+        .update::<BackupsSlot>(|slot| {
+            put_plan(slot, state);
+            notes
+        })
+        .await;
+    reporter
+        .kept::<Option<unyo_crds::backup::BackupRun>>(RUNNING)
+        .keep(&None);
+}
+
+fn put_plan(slot: &mut BackupsSlot, state: unyo_crds::backup::HostBackup) {
+    slot.0.retain(|b| b.plan != state.plan);
+    slot.0.push(state);
+    slot.0.sort_by(|a, b| a.plan.cmp(&b.plan));
+}
+
+/// A backup an earlier run of the agent left under way is reported as interrupted (and not run
+/// again by itself).
+async fn recover_interrupted(reporter: &Reporter) {
+    use unyo_crds::backup::{BackupType, RunResult};
+    let running = reporter.kept::<Option<unyo_crds::backup::BackupRun>>(RUNNING);
+    let Some((plan, mut run)) = running.load().and_then(|r| Some((r.message.clone()?, r))) else {
+        return;
+    };
+    tracing::warn!(%plan, rule = %run.rule, "a backup was interrupted by the agent's stop; reported as Interrupted");
+    run.result = RunResult::Interrupted;
+    run.finished_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        crate::report::now_seconds(),
+    ));
+    run.message = Some("interrupted: the agent stopped during this run".into());
+    let mut state = backup_state(reporter, &plan).await;
+    match run.backup_type {
+        BackupType::Full => state.last_full = Some(run),
+        BackupType::Differential => state.last_differential = Some(run),
+    }
+    reporter
+        .update::<BackupsSlot>(|slot| {
+            put_plan(slot, state);
+            vec![]
+        })
+        .await;
+    running.keep(&None);
+}
+
+/// This host's antivirus state: its part of `status.operations.antivirus`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct AntivirusSlot(pub Option<unyo_crds::virusscan::HostAntivirus>);
+
+impl crate::report::Slot for AntivirusSlot {
+    const FILE: &'static str = "antivirus";
+    fn fill(&self, into: &mut unyo_crds::server::OperationResults) {
+        into.antivirus = self.0.clone();
+    }
+}
+
+/// Records the antivirus state after a scan, and an Event for each detection.
+async fn record_scan(
+    reporter: &Reporter,
+    status: unyo_crds::virusscan::HostAntivirus,
+    schedule: &str,
+) {
+    let notes = status
+        .detections
+        .iter()
+        .map(|d| crate::report::JournalEntry {
+            policy: schedule.to_string(),
+            check: format!("virus:{}", d.path),
+            state: unyo_crds::server::CheckState::Critical,
+            since: d.at.0,
+            value: None,
+            message: format!("{} in {} ({})", d.signature, d.path, d.actions.join("; ")),
+            reason: Some("VirusDetected".into()),
+        })
+        .collect();
+    reporter
+        .update::<AntivirusSlot>(|slot| {
+            slot.0 = Some(status);
+            notes
+        })
+        .await;
 }
 
 /// Virus scans: the VirusScanSchedules that select this host.
@@ -806,6 +955,7 @@ pub struct Scans {
 impl operation::Operation for Scans {
     type Resource = unyo_crds::VirusScanSchedule;
     type Job = ScanJob;
+    type Slot = AntivirusSlot;
     const NAME: &'static str = "scans";
     const REQUESTS: &'static [&'static str] = &[SCAN_NOW];
 
@@ -868,6 +1018,7 @@ pub struct Backups {
 impl operation::Operation for Backups {
     type Resource = unyo_crds::BackupPlan;
     type Job = BackupJob;
+    type Slot = BackupsSlot;
     const NAME: &'static str = "backups";
     const REQUESTS: &'static [&'static str] = &[BACKUP_NOW, RESTORE];
 
@@ -916,14 +1067,18 @@ impl operation::Operation for Backups {
     ) -> futures::future::BoxFuture<'static, ()> {
         let backup_now = operation::request(&mut requests, BACKUP_NOW);
         let restore = operation::request(&mut requests, RESTORE);
-        Box::pin(run_backups(
-            jobs,
-            backup_now,
-            restore,
-            self.policy,
-            self.host,
-            self.reporter,
-            self.scheduler,
-        ))
+        Box::pin(async move {
+            recover_interrupted(&self.reporter).await;
+            run_backups(
+                jobs,
+                backup_now,
+                restore,
+                self.policy,
+                self.host,
+                self.reporter,
+                self.scheduler,
+            )
+            .await
+        })
     }
 }

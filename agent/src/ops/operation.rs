@@ -1,6 +1,7 @@
 //! One kind of work that custom resources give this host — virus scans, backups, patches —
 //! behind one trait: the kind that asks for it, its job on this host, what the host policy
-//! lets through, the on-request annotations it answers, and its run. The assignment
+//! lets through, the on-request annotations it answers, its run, and its slot of the status
+//! (with the state kept for it). The assignment
 //! (`assign.rs`) follows every operation the same way; adding one is a module that implements
 //! this trait and a line in [`crate::ops::all`].
 
@@ -34,6 +35,8 @@ pub trait Operation: Send + Sync + 'static {
     /// One unit of it on this host, as kept in the state directory (`assigned-<NAME>`) so that
     /// it goes on after a restart while the API server is unreachable.
     type Job: Clone + PartialEq + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// Its part of the Server's `status.operations`, kept in the state directory.
+    type Slot: crate::report::Slot;
     /// Its name: the state file's and the scheduler's.
     const NAME: &'static str;
     /// The Server annotations that ask it for something now; a new value runs it once.

@@ -320,7 +320,7 @@ pub async fn run_patches(
     loop {
         let current = jobs.borrow_and_update().clone();
         if current.is_empty() {
-            reporter.patches(None, vec![]).await;
+            record_patches(&reporter, None, vec![]).await;
             tokio::select! {
                 changed = jobs.changed() => if changed.is_err() { break },
                 changed = scan_now.changed() => if changed.is_err() { break },
@@ -385,7 +385,7 @@ pub async fn run_patches(
             host = Some(rescanned);
             continue;
         }
-        reporter.patches(Some(h.scan.clone()), states).await;
+        record_patches(&reporter, Some(h.scan.clone()), states).await;
         // Until a window opens, the jobs change, or a scan is asked for or due (the
         // scheduler's job `patch-scan` keeps that time).
         let until_window = wake.map(|t| {
@@ -543,6 +543,45 @@ pub fn approved(candidates: &[PatchCandidate]) -> Vec<PatchCandidate> {
         .collect()
 }
 
+/// The last patch scan and the state under each baseline: this host's part of
+/// `status.operations.patchScan` and `.patches`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct PatchesSlot(
+    pub  (
+        Option<unyo_crds::patch::PatchScan>,
+        Vec<unyo_crds::patch::HostPatchState>,
+    ),
+);
+
+impl crate::report::Slot for PatchesSlot {
+    const FILE: &'static str = "host-patches";
+    fn fill(&self, into: &mut unyo_crds::server::OperationResults) {
+        into.patch_scan = self.0.0.clone();
+        into.patches = self.0.1.clone();
+    }
+}
+
+/// Records the last scan (none: the one before stands, while there are baselines) and the
+/// state under each baseline; written only when they changed.
+async fn record_patches(
+    reporter: &Reporter,
+    scan: Option<unyo_crds::patch::PatchScan>,
+    states: Vec<unyo_crds::patch::HostPatchState>,
+) {
+    reporter
+        .update::<PatchesSlot>(|slot| {
+            let scan = match scan {
+                Some(s) => Some(s),
+                None if states.is_empty() => None,
+                None => slot.0.0.take(),
+            };
+            slot.0 = (scan, states);
+            vec![]
+        })
+        .await;
+}
+
 /// Patches: the PatchBaselines that select this host.
 pub struct Patches {
     /// apt beneath the host's root.
@@ -560,6 +599,7 @@ pub struct Patches {
 impl crate::ops::operation::Operation for Patches {
     type Resource = unyo_crds::PatchBaseline;
     type Job = PatchJob;
+    type Slot = PatchesSlot;
     const NAME: &'static str = "patches";
     const REQUESTS: &'static [&'static str] = &[PATCH_SCAN_NOW];
 
