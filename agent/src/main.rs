@@ -164,51 +164,17 @@ async fn main() -> anyhow::Result<()> {
         },
     );
     tasks.spawn(scheduler.clone().run());
-    // Every operation, started with the jobs kept from the last run; the assignment follows
-    // each the same way.
-    let dir = &args.state_dir;
-    let operations = vec![
-        assign::start(
-            ops::Scans {
-                scanner: ops::Scanner {
-                    host: host.clone(),
-                    db: dir.join("clamav"),
-                    server: args.server.clone(),
-                    reporter: reporter.clone(),
-                },
-                scheduler: scheduler.clone(),
-            },
-            dir,
-            &reporter,
-            &mut tasks,
-        )
-        .await,
-        assign::start(
-            ops::Backups {
-                policy: policy_rx.clone(),
-                host: host.clone(),
-                reporter: reporter.clone(),
-                scheduler: scheduler.clone(),
-            },
-            dir,
-            &reporter,
-            &mut tasks,
-        )
-        .await,
-        assign::start(
-            ops::patch::Patches {
-                apt,
-                state_dir: dir.clone(),
-                reporter: reporter.clone(),
-                scheduler: scheduler.clone(),
-                interval: args.patch_interval,
-            },
-            dir,
-            &reporter,
-            &mut tasks,
-        )
-        .await,
-    ];
+    // Every operation, started with the jobs and the status it kept from the last run; the
+    // assignment follows each the same way.
+    let host_ctx = ops::Host {
+        collector: host.clone(),
+        server: args.server.clone(),
+        state_dir: args.state_dir.clone(),
+        policy: policy_rx.clone(),
+        reporter: reporter.clone(),
+        scheduler: scheduler.clone(),
+    };
+    let operations = ops::start_all(host_ctx, apt, args.patch_interval, &mut tasks).await;
     tasks.spawn(assign::run(
         client.clone(),
         args.namespace.clone(),

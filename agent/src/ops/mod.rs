@@ -795,6 +795,62 @@ async fn run_one(job: &ScanJob, s: &Scanner) -> (bool, String) {
     }
 }
 
+/// What every operation needs of the host.
+#[derive(Clone)]
+pub struct Host {
+    /// Its files beneath `--root`.
+    pub collector: Collector,
+    /// Its Server.
+    pub server: String,
+    /// The agent's state directory.
+    pub state_dir: PathBuf,
+    /// The host policy in force.
+    pub policy: watch::Receiver<Arc<crate::hostpolicy::HostPolicy>>,
+    /// Where results go.
+    pub reporter: Reporter,
+    /// Where runs are queued.
+    pub scheduler: Scheduler,
+}
+
+/// Starts every operation of the agent — adding one is a module implementing
+/// [`operation::Operation`] and a line here — and returns how the assignment follows each.
+pub async fn start_all(
+    h: Host,
+    apt: apt::Apt,
+    patch_interval: Duration,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Vec<Box<dyn crate::assign::Followed>> {
+    use crate::assign::start;
+    let (dir, reporter) = (h.state_dir.clone(), h.reporter.clone());
+    let scans = Scans {
+        scanner: Scanner {
+            host: h.collector.clone(),
+            db: dir.join("clamav"),
+            server: h.server.clone(),
+            reporter: reporter.clone(),
+        },
+        scheduler: h.scheduler.clone(),
+    };
+    let backups = Backups {
+        policy: h.policy.clone(),
+        host: h.collector.clone(),
+        reporter: reporter.clone(),
+        scheduler: h.scheduler.clone(),
+    };
+    let patches = patch::Patches {
+        apt,
+        state_dir: dir.clone(),
+        reporter: reporter.clone(),
+        scheduler: h.scheduler.clone(),
+        interval: patch_interval,
+    };
+    vec![
+        start(scans, &dir, &reporter, tasks).await,
+        start(backups, &dir, &reporter, tasks).await,
+        start(patches, &dir, &reporter, tasks).await,
+    ]
+}
+
 /// This host's backup state per plan: its part of `status.operations.backups`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(transparent)]

@@ -3,7 +3,7 @@
 //! lets through, the on-request annotations it answers, its run, and its slot of the status
 //! (with the state kept for it). The assignment
 //! (`assign.rs`) follows every operation the same way; adding one is a module that implements
-//! this trait and a line in [`crate::ops::all`].
+//! this trait and a line in [`crate::ops::start_all`].
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
