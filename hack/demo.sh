@@ -259,9 +259,10 @@ kubectl patch bp db-and-reports -n mie --type=json -p "[
   {\"op\": \"replace\", \"path\": \"/spec/sources/0/postgresql/host\", \"value\": \"$pgdir/sock\"},
   {\"op\": \"replace\", \"path\": \"/spec/sources/0/postgresql/port\", \"value\": $pgport},
   {\"op\": \"replace\", \"path\": \"/spec/repositories/secondary/location\", \"value\": \"/srv/backup/secondary\"}]" >/dev/null
+mkdir -p "$db01/proc"
+printf '/dev/sda1 / ext4 rw 0 0\n' >"$db01/proc/mounts"
 echo "the primary requires a mounted backup disk; db01's is not mounted yet:"
 "$unyo" backup now --server db01 -n mie --reason before-version-up --timeout 5m 2>&1 | sed 's/^/  /' || true
-mkdir -p "$db01/proc"
 printf '/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /srv/backup ext4 rw,relatime 0 0\n' >"$db01/proc/mounts"
 echo "with /srv/backup mounted (in db01's simulated /proc/mounts):"
 "$unyo" backup now --server db01 -n mie --reason before-version-up --timeout 5m | sed 's/^/  /'
