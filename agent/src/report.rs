@@ -457,8 +457,11 @@ impl Reporter {
 
     /// Offers freshly collected facts; they are reported only when their content changed.
     pub async fn facts(&self, mut facts: ObservedFacts) -> bool {
-        let hash = content_hash(&facts);
         let mut state = self.state.lock().await;
+        if let Some(before) = &state.facts {
+            crate::facts::steady_usage(&before.filesystems, &mut facts.filesystems);
+        }
+        let hash = content_hash(&facts);
         if state.facts.as_ref().and_then(|f| f.hash.as_ref()) == Some(&hash) {
             return false;
         }

@@ -149,6 +149,23 @@ pub fn coarse_used(used: u64, size: u64) -> u64 {
     used - used % step
 }
 
+/// Keeps the usage reported before for each filesystem whose new coarse usage is only one
+/// step away from it: a filesystem that hovers at a step's edge would otherwise rewrite the
+/// facts on every collection.
+pub fn steady_usage(before: &[ObservedFilesystem], now: &mut [ObservedFilesystem]) {
+    for fs in now.iter_mut() {
+        let Some(prev) = before.iter().find(|b| b.mount_point == fs.mount_point) else {
+            continue;
+        };
+        if let (Some(p), Some(n), Some(size)) = (prev.used_bytes, fs.used_bytes, fs.size_bytes)
+            && prev.size_bytes == fs.size_bytes
+            && p.abs_diff(n) <= (size / 1000).max(1 << 20)
+        {
+            fs.used_bytes = Some(p);
+        }
+    }
+}
+
 /// Boot time from `btime` in `/proc/stat`.
 pub fn boot_time(c: &Collector) -> Result<Time, String> {
     let stats = KernelStats::from_buf_read(open(c, "/proc/stat")?, procfs::current_system_info())
@@ -162,6 +179,28 @@ pub fn boot_time(c: &Collector) -> Result<Time, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_one_step_away_keeps_what_was_reported() {
+        let fs = |used: u64| ObservedFilesystem {
+            mount_point: "/".into(),
+            device: None,
+            fs_type: None,
+            size_bytes: Some(100_000_000_000),
+            used_bytes: Some(used),
+        };
+        let before = [fs(30_000_000_000)];
+        // One step up or down (the edge crossed back and forth): unchanged.
+        for used in [30_100_000_000, 29_900_000_000] {
+            let mut now = [fs(used)];
+            steady_usage(&before, &mut now);
+            assert_eq!(now[0].used_bytes, Some(30_000_000_000));
+        }
+        // Two steps: a real change is reported.
+        let mut now = [fs(30_200_000_000)];
+        steady_usage(&before, &mut now);
+        assert_eq!(now[0].used_bytes, Some(30_200_000_000));
+    }
 
     #[test]
     fn used_bytes_are_coarse() {
