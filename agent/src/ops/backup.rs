@@ -648,11 +648,7 @@ pub fn ship_journal(
     source: &str,
     root: &Path,
 ) -> Result<Option<super::postgres::Shipped>, String> {
-    let (s, pg) = spec
-        .sources
-        .iter()
-        .find_map(|s| Some((s, s.postgresql.as_ref()?)).filter(|(s, _)| s.name == source))
-        .ok_or_else(|| format!("the plan has no PostgreSQL source {source}"))?;
+    let (s, pg) = super::postgres::pick_source(spec, Some(source))?;
     let (primary, secondary) = open_repositories(root, spec)?;
     let plan_tag = format!("unyo-plan={plan}");
     let generation = current_generation(&primary, &plan_tag)?.unwrap_or_else(|| "g0".into());

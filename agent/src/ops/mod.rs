@@ -178,6 +178,9 @@ async fn ship_one(job: &BackupJob, source: &str, host: &Collector, reporter: &Re
     .unwrap_or_else(|e| Err(e.to_string()));
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
     let before = state.journals.iter().find(|x| x.source == source).cloned();
+    let before_key = before
+        .as_ref()
+        .map(|b| (b.result, b.last_segment.clone(), b.shipped_at.clone()));
     let mut entry = JournalShipment {
         source: source.to_string(),
         result: RunResult::Succeeded,
@@ -209,12 +212,12 @@ async fn ship_one(job: &BackupJob, source: &str, host: &Collector, reporter: &Re
                 .await;
         }
     }
-    let changed = state
-        .journals
-        .iter()
-        .find(|x| x.source == source)
-        .map(|x| (&x.result, &x.last_segment, &x.shipped_at))
-        != Some((&entry.result, &entry.last_segment, &entry.shipped_at));
+    let changed = before_key
+        != Some((
+            entry.result,
+            entry.last_segment.clone(),
+            entry.shipped_at.clone(),
+        ));
     state.journals.retain(|x| x.source != source);
     state.journals.push(entry);
     if changed {

@@ -119,7 +119,13 @@ pub fn base_backup(
 /// Whether a spool file is WAL PostgreSQL archived (a segment, a timeline history, a backup
 /// history file), by its name.
 fn is_wal(name: &str) -> bool {
-    let hex = |s: &str| s.len() >= 24 && s[..24].bytes().all(|b| b.is_ascii_hexdigit());
+    // By bytes: a name of other characters (anyone who can write to the spool chooses it)
+    // must not be cut inside one.
+    let hex = |s: &str| {
+        s.as_bytes()
+            .get(..24)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    };
     (name.len() == 24 && hex(name))
         || (name.ends_with(".history") && name.len() == 16)
         || (name.ends_with(".backup") && hex(name))
@@ -213,7 +219,13 @@ fn start_segment(label: &str) -> Option<String> {
 
 /// The first segment missing between `start` and the newest in `have`, if one is.
 pub fn missing_segment(start: &str, have: &std::collections::BTreeSet<String>) -> Option<String> {
-    let last = have.iter().filter(|n| n.len() == 24).max()?;
+    // Within the base backup's timeline: segments of a later one (after a promotion) follow
+    // their history file, not this one's numbering.
+    let timeline = start.get(..8)?;
+    let last = have
+        .iter()
+        .filter(|n| n.len() == 24 && n.get(..8) == Some(timeline))
+        .max()?;
     let mut s = start.to_string();
     while s.as_str() <= last.as_str() {
         if !have.contains(&s) {
@@ -292,8 +304,8 @@ pub fn restore_to_time(r: &ToTime<'_>) -> Result<String, String> {
     ))
 }
 
-/// The PostgreSQL source a restore is for.
-fn pick_source<'a>(
+/// The PostgreSQL source named (none: the plan's only one).
+pub(crate) fn pick_source<'a>(
     spec: &'a BackupPlanSpec,
     name: Option<&str>,
 ) -> Result<(&'a BackupSource, &'a PostgresSource), String> {

@@ -159,4 +159,11 @@ fn segments_follow_each_other_and_a_gap_is_found() {
     assert!(is_wal("000000010000000000000002") && is_wal("00000002.history"));
     assert!(is_wal("000000010000000000000002.00000028.backup"));
     assert!(!is_wal("pg_hba.conf") && !is_wal("../../etc/passwd"));
+    // A name with a character across byte 24 is not WAL (and no panic).
+    assert!(!is_wal("00000001000000000000000é.backup"));
+    // A later timeline's segment is not a gap in this one.
+    let mut switched = have.clone();
+    switched.insert("000000010000000000000003".into());
+    switched.insert("000000020000000000000004".into());
+    assert_eq!(missing_segment("000000010000000000000002", &switched), None);
 }
