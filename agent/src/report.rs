@@ -179,6 +179,15 @@ fn fill_with<S: Slot>(value: &serde_json::Value, into: &mut unyo_crds::server::O
     }
 }
 
+/// Slot `S` as `state` holds it (its default before anything was kept).
+fn current<S: Slot>(state: &State) -> S {
+    state
+        .slots
+        .get(S::FILE)
+        .and_then(|e| serde_json::from_value(e.value.clone()).ok())
+        .unwrap_or_default()
+}
+
 fn entry<S: Slot>(slot: &S) -> SlotEntry {
     SlotEntry {
         value: serde_json::to_value(slot).unwrap_or_default(),
@@ -331,23 +340,14 @@ impl Reporter {
 
     /// Slot `S` as it is now.
     pub async fn slot<S: Slot>(&self) -> S {
-        let state = self.state.lock().await;
-        state
-            .slots
-            .get(S::FILE)
-            .and_then(|e| serde_json::from_value(e.value.clone()).ok())
-            .unwrap_or_default()
+        current::<S>(&*self.state.lock().await)
     }
 
     /// Changes slot `S` with `change`, whose returned entries are journaled first (as Events);
     /// kept and delivered only when something changed.
     pub async fn update<S: Slot>(&self, change: impl FnOnce(&mut S) -> Vec<JournalEntry>) {
         let mut state = self.state.lock().await;
-        let before: S = state
-            .slots
-            .get(S::FILE)
-            .and_then(|e| serde_json::from_value(e.value.clone()).ok())
-            .unwrap_or_default();
+        let before: S = current(&state);
         let mut slot = before.clone();
         let notes = change(&mut slot);
         if slot == before && notes.is_empty() {

@@ -340,6 +340,8 @@ fn mount_point(mounts: &str, path: &str) -> Option<String> {
 }
 
 /// A mount point as `/proc/mounts` writes it, with `\040`-style octal escapes undone.
+/// (Not procfs's `MountEntry`, which the facts use: its unmangling leaves `\040`, a space, as
+/// it is, and a backup disk mounted at a path with a space must be found.)
 fn unescape_mount(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
