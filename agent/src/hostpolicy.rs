@@ -475,7 +475,7 @@ impl HostPolicy {
         pg: &unyo_crds::backup::PostgresSource,
         root: &Path,
     ) {
-        let user = crate::ops::postgres::os_user(pg);
+        let user = pg.os_user();
         if !self.backup.os_users.iter().any(|u| u == user) {
             j.refuse(
                 format!("spec.sources[{i}].postgresql.osUser"),

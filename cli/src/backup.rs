@@ -108,13 +108,8 @@ fn to_time_dry_run(
         )];
     };
     let (name, work) = (&s.name, format!("{target}.unyo-restore"));
-    let user = s
-        .postgresql
-        .as_ref()
-        .and_then(|p| p.os_user.clone())
-        .unwrap_or_else(|| "postgres".into());
-    let when = at.strftime("%Y-%m-%d %H:%M:%S%.6f+00");
-    vec![
+    let user = s.postgresql.as_ref().map_or("postgres", |p| p.os_user());
+    let mut steps = vec![
         format!("# 1. the newest base backup of source {name} taken before {at} (B), and the WAL shipped since it began (W…):"),
         format!("{base} snapshots --tag unyo-plan={plan_name},unyo-pg={name}"),
         format!("{base} snapshots --tag unyo-plan={plan_name},unyo-wal={name}"),
@@ -125,14 +120,14 @@ fn to_time_dry_run(
         "# 3. the journal, every WAL snapshot since the base backup began:".to_string(),
         format!("{base} restore W --target {work}/wal-N    # each, then its WAL files into {target}/unyo-wal/"),
         "# 4. no gap: every segment from backup_label's START WAL file to the newest is there (else the restore fails naming the missing segment)".to_string(),
-        format!("# 5. recovery settings, appended to {target}/postgresql.auto.conf:"),
-        format!("restore_command = 'cp \"{target}/unyo-wal/%f\" \"%p\"'"),
-        format!("recovery_target_time = '{when}'"),
-        "recovery_target_action = 'promote'".to_string(),
-        "archive_mode = 'off'    # the restored cluster never archives into the live spool".to_string(),
+        format!("# 5. recovery settings, appended to {target}/postgresql.auto.conf (archiving off: the restored cluster never archives into the live spool):"),
+    ];
+    steps.extend(unyo_crds::backup::recovery_settings(target, at));
+    steps.extend([
         format!("touch {target}/recovery.signal; chmod 700 {target}; chown -R {user}: {target}; rm -rf {work}"),
         format!("# 6. start it: pg_ctl -D {target} start — PostgreSQL replays the journal to {at} and promotes"),
-    ]
+    ]);
+    steps
 }
 
 /// The restore of the newest verified generation, as the Server's status shows the

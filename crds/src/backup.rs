@@ -166,6 +166,27 @@ pub struct PostgresSource {
     pub ship_every: Option<String>,
 }
 
+impl PostgresSource {
+    /// The OS user `pg_basebackup` runs as and a restored data directory belongs to.
+    pub fn os_user(&self) -> &str {
+        self.os_user.as_deref().unwrap_or("postgres")
+    }
+}
+
+/// The lines a restore to `at` appends to the restored cluster's `postgresql.auto.conf`, its
+/// journal in `<data_dir>/unyo-wal`: recover to `at`, promote there, and never archive into the
+/// live cluster's spool. (The agent writes them; `unyo backup restore --dry-run` prints them.)
+pub fn recovery_settings(data_dir: &str, at: jiff::Timestamp) -> [String; 4] {
+    // PostgreSQL's own form of a time with its zone, in UTC.
+    let when = at.strftime("%Y-%m-%d %H:%M:%S%.6f+00");
+    [
+        format!("restore_command = 'cp \"{data_dir}/unyo-wal/%f\" \"%p\"'"),
+        format!("recovery_target_time = '{when}'"),
+        "recovery_target_action = 'promote'".to_string(),
+        "archive_mode = 'off'".to_string(),
+    ]
+}
+
 /// Primary and secondary repositories.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -15,11 +15,6 @@ use unyo_crds::backup::{BackupPlanSpec, BackupSource, PostgresSource};
 
 use super::backup::{Made, Restic, Snapshot, on_host};
 
-/// The OS user a source runs `pg_basebackup` as.
-pub fn os_user(pg: &PostgresSource) -> &str {
-    pg.os_user.as_deref().unwrap_or("postgres")
-}
-
 /// The PostgreSQL sources of a plan, with their settings.
 pub fn sources(spec: &BackupPlanSpec) -> impl Iterator<Item = (&BackupSource, &PostgresSource)> {
     spec.sources
@@ -73,7 +68,7 @@ pub fn base_backup(
     repo: &Restic,
     tags: &[String],
 ) -> Result<Made, String> {
-    let (uid, gid) = ids(os_user(pg))?;
+    let (uid, gid) = ids(pg.os_user())?;
     let started = Timestamp::now();
     let dir = std::env::temp_dir().join(format!(
         "unyo-pg-base-{}-{}",
@@ -417,12 +412,10 @@ fn collect_wal(dir: &Path, archive: &Path) -> Result<(), String> {
 /// archive into the live cluster's spool, and belong to the source's OS user.
 fn configure(target: &Path, pg: &PostgresSource, at: Timestamp) -> Result<(), String> {
     use std::io::Write;
-    let archive = target.join("unyo-wal");
-    // PostgreSQL's own form of a time with its zone, in UTC.
-    let when = at.strftime("%Y-%m-%d %H:%M:%S%.6f+00");
+    let lines = unyo_crds::backup::recovery_settings(&target.display().to_string(), at);
     let settings = format!(
-        "\n# unyo backup restore --to-time {at}\nrestore_command = 'cp \"{}/%f\" \"%p\"'\nrecovery_target_time = '{when}'\nrecovery_target_action = 'promote'\narchive_mode = 'off'\n",
-        archive.display()
+        "\n# unyo backup restore --to-time {at}\n{}\n",
+        lines.join("\n")
     );
     let conf = target.join("postgresql.auto.conf");
     let mut f = std::fs::OpenOptions::new()
@@ -439,7 +432,7 @@ fn configure(target: &Path, pg: &PostgresSource, at: Timestamp) -> Result<(), St
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| e.to_string())?;
-    let (uid, gid) = ids(os_user(pg))?;
+    let (uid, gid) = ids(pg.os_user())?;
     chown_tree(target, uid, gid)
 }
 
