@@ -189,8 +189,7 @@ fn offsite_too_old(plan: &BackupPlan, h: &HostBackup, now: Timestamp) -> Option<
     let allowed = repos
         .offsite_max_age
         .as_deref()
-        .and_then(|a| unyo_crds::common::parse_duration(a).ok())
-        .and_then(|d| SignedDuration::try_from(d).ok())
+        .and_then(unyo_crds::common::signed_duration)
         .unwrap_or(OFFSITE_MAX_AGE);
     let Some(at) = &h.offsite_copy_at else {
         return Some("no backup has been copied off site yet".into());

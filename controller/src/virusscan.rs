@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use unyo_crds::backup::RunResult;
-use unyo_crds::common::parse_duration;
+use unyo_crds::common::signed_duration;
 use unyo_crds::selection::{selects, virus_scan_schedules_for};
 use unyo_crds::virusscan::{VirusScanSchedule, VirusScanScheduleStatus};
 use unyo_crds::workcalendar::schedule_on;
@@ -68,10 +68,8 @@ pub fn health(
         .as_ref()
         .and_then(|st| st.operations.as_ref())
         .and_then(|o| o.antivirus.as_ref());
-    let max_age = parse_duration(&s.spec.signatures.max_age)
-        .ok()
-        .and_then(|d| SignedDuration::try_from(d).ok())
-        .unwrap_or(SignedDuration::from_hours(24));
+    let max_age =
+        signed_duration(&s.spec.signatures.max_age).unwrap_or(SignedDuration::from_hours(24));
     let stale = av
         .and_then(|a| a.signature_time.as_ref())
         .is_none_or(|t| now.duration_since(t.0) > max_age);

@@ -157,6 +157,14 @@ pub fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars:
     schema
 }
 
+/// A duration of the form of [`DURATION_PATTERN`] for time arithmetic, when it reads as one
+/// and fits (`None` otherwise: the caller's default applies).
+pub fn signed_duration(text: &str) -> Option<jiff::SignedDuration> {
+    parse_duration(text)
+        .ok()
+        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+}
+
 /// Reads a duration of the form of [`DURATION_PATTERN`] (`90s`, `1h30m`, `7d`, `500ms`).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("{text:?} is not a duration such as 90s, 1h30m or 7d");

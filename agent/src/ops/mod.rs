@@ -144,8 +144,7 @@ fn journal_job(
     let every = pg
         .ship_every
         .as_deref()
-        .and_then(|e| unyo_crds::common::parse_duration(e).ok())
-        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+        .and_then(unyo_crds::common::signed_duration)
         .filter(|d| d.is_positive())
         .unwrap_or(jiff::SignedDuration::from_mins(1));
     let (j, h, r, name) = (
@@ -488,8 +487,7 @@ async fn protect_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
             .spec
             .protected_snapshot
             .as_ref()
-            .and_then(|p| unyo_crds::common::parse_duration(&p.keep_for).ok())
-            .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+            .and_then(|p| unyo_crds::common::signed_duration(&p.keep_for))
             .unwrap_or(jiff::SignedDuration::from_hours(24 * 30));
         let expired = backup::expire_protected(&job.name, &job.spec, &root, keep, Timestamp::now());
         (job.name, taken, expired)
