@@ -17,13 +17,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scale=${1:-20}
 segments=${2:-32}
-work=$(mktemp -d)
-chmod 755 "$work"
 . hack/pg-cluster.sh
 [ -n "$pg_bin" ] && command -v restic >/dev/null || {
   echo "hack/bench-pg.sh needs Debian's postgresql and restic (hack/test.sh installs both)" >&2
   exit 1
 }
+work=$(mktemp -d)
+chmod 755 "$work"
 pg=$pg_bin
 now() { date +%s.%N; }
 mbs() { python3 -c "import sys; b,s=float(sys.argv[1]),float(sys.argv[2]); print(f'{s:.2f} s  {b/1e6/s:.1f} MB/s')" "$1" "$2"; }
