@@ -23,9 +23,18 @@ for pair in openssl:openssl pg_basebackup:postgresql curl:curl python3:python3 p
 done
 # The controller's notification test runs Debian's SMTP server (python3-aiosmtpd).
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
+# The report tests read the PDF back (poppler-utils: pdftotext, pdftoppm) and the workbooks
+# (python3-openpyxl); the PDF is set in Noto Sans CJK (fonts-noto-cjk).
+for pair in pdftotext:poppler-utils pdftoppm:poppler-utils; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+/usr/bin/python3 -c 'import openpyxl' 2>/dev/null || missing+=(python3-openpyxl)
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian"
   apt-get update -qq
+  # shellcheck disable=SC2207
+  missing=($(printf '%s\n' "${missing[@]}" | sort -u))
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 command -v go >/dev/null || { echo "go is required to build the control plane" >&2; exit 1; }
@@ -36,6 +45,11 @@ fi
 step "control plane binaries"
 bin=$(hack/envtest/build.sh)
 echo "using $bin"
+
+step "Prometheus and promtool"
+prom=$(hack/prometheus/build.sh)
+echo "using $prom"
+export UNYO_PROMETHEUS_BIN="$prom"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -6,3 +6,4 @@ pub mod bootstrap;
 pub mod calendar;
 pub mod check;
 pub mod patch;
+pub mod report;

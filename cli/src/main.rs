@@ -1,6 +1,6 @@
 //! `unyo`: the operator's command line (also installable as `kubectl-unyo`).
 
-use unyo_cli::{backup, bootstrap, calendar, check, patch};
+use unyo_cli::{backup, bootstrap, calendar, check, patch, report};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,6 +46,78 @@ enum Command {
     /// Patches of PatchBaselines.
     #[command(subcommand)]
     Patch(PatchCommand),
+    /// The documents the union receives: the monthly report, incident reports and analyses
+    /// (Japanese by default, --lang en for English).
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// The configuration ledger (構成管理台帳).
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportCommand {
+    /// ⑦ 運用・保守管理業務報告書(月次): summary, monitoring, incidents, problems, changes, patches,
+    /// backups, antivirus, operating statistics and maintenance of one month.
+    Monthly {
+        /// Namespace.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        /// The month, e.g. 2026-11 (default: the month before this one, in the calendar's zone).
+        #[arg(long)]
+        month: Option<String>,
+        /// The OperationCalendar for business days, business hours and the due date (default:
+        /// the namespace's only one, or the first by name).
+        #[arg(long)]
+        calendar: Option<String>,
+        /// Prometheus to read the operating statistics from (e.g. http://prometheus:9090);
+        /// without it the statistics section says it has no source.
+        #[arg(long, env = "UNYO_PROMETHEUS_URL")]
+        prometheus: Option<String>,
+        /// Record in the namespace that this month's report was written (a ConfigMap the
+        /// controller's metrics read).
+        #[arg(long)]
+        record: bool,
+        #[command(flatten)]
+        output: report::Output,
+    },
+    /// ⑤ インシデント報告書: one incident with its timeline.
+    Incident {
+        /// The Incident.
+        name: String,
+        /// Namespace.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        #[command(flatten)]
+        output: report::Output,
+    },
+    /// ⑥ インシデント内容・集計分析書: incidents of a period by type, severity, server, cause, month.
+    Incidents {
+        /// Namespace.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        /// First day (e.g. 2026-04-01).
+        #[arg(long)]
+        from: String,
+        /// Day after the last (e.g. 2027-04-01).
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        output: report::Output,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Every Server's ledger: servers (R1 columns), software, patches, disks, NICs and devices,
+    /// each row with the server's current drift there.
+    Export {
+        /// Namespace.
+        #[arg(long, short = 'n')]
+        namespace: String,
+        #[command(flatten)]
+        output: report::Output,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,6 +279,52 @@ fn main() -> ExitCode {
             } else {
                 patch::markdown(&r)
             })
+        }),
+        Command::Report(cmd) => run_report(cmd),
+        Command::Ledger(LedgerCommand::Export { namespace, output }) => {
+            block_on("unyo ledger export", async {
+                let client = unyo_crds::client::connect(output.kubeconfig.as_deref()).await?;
+                report::ledger(client, &namespace, &output).await
+            })
+        }
+    }
+}
+
+fn run_report(cmd: ReportCommand) -> ExitCode {
+    match cmd {
+        ReportCommand::Monthly {
+            namespace,
+            month,
+            calendar,
+            prometheus,
+            record,
+            output,
+        } => block_on("unyo report monthly", async {
+            let client = unyo_crds::client::connect(output.kubeconfig.as_deref()).await?;
+            let args = report::MonthlyArgs {
+                month: month.as_deref(),
+                calendar: calendar.as_deref(),
+                prometheus: prometheus.as_deref(),
+                record,
+            };
+            report::monthly(client, &namespace, &args, &output).await
+        }),
+        ReportCommand::Incident {
+            name,
+            namespace,
+            output,
+        } => block_on("unyo report incident", async {
+            let client = unyo_crds::client::connect(output.kubeconfig.as_deref()).await?;
+            report::incident(client, &namespace, &name, &output).await
+        }),
+        ReportCommand::Incidents {
+            namespace,
+            from,
+            to,
+            output,
+        } => block_on("unyo report incidents", async {
+            let client = unyo_crds::client::connect(output.kubeconfig.as_deref()).await?;
+            report::incidents(client, &namespace, &from, &to, &output).await
         }),
     }
 }

@@ -26,6 +26,12 @@ pub mod labels {
     pub const POLICY_ANNOTATION: &str = "unyo.dev/policy";
     /// Annotation: the check of an Incident's problem, uncut.
     pub const CHECK_ANNOTATION: &str = "unyo.dev/check-name";
+    /// The kind of report a ConfigMap records the writing of (`monthly`).
+    pub const REPORT: &str = "unyo.dev/report";
+    /// Its value for the monthly report.
+    pub const REPORT_MONTHLY: &str = "monthly";
+    /// The month (`YYYY-MM`) a report covers.
+    pub const MONTH: &str = "unyo.dev/month";
 }
 
 /// Annotations people (or the CLI) put on a Server to ask its agent for something now; a new
@@ -114,6 +120,18 @@ pub mod reasons {
     /// Server's `status.operations.refusals` names each field and rule).
     pub const REFUSED_BY_HOST_POLICY: &str = "RefusedByHostPolicy";
 }
+
+/// The ConfigMap that records that the monthly report of `month` (`YYYY-MM`) was written.
+pub fn monthly_report_record_name(month: &str) -> String {
+    format!("unyo-report-monthly-{month}")
+}
+
+/// The key of the record ConfigMap that holds when the report was written.
+pub const REPORT_WRITTEN_AT_KEY: &str = "writtenAt";
+/// The key of the record ConfigMap that holds the SHA-256 of the report's file.
+pub const REPORT_SHA256_KEY: &str = "sha256";
+/// The field manager of the CLI's writes.
+pub const CLI_MANAGER: &str = "unyo-cli";
 
 /// Name of the Lease the agent of `server` renews (also its ServiceAccount, Role and
 /// RoleBinding).

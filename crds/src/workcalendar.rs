@@ -549,6 +549,36 @@ impl WorkCalendar {
         Ok(None)
     }
 
+    /// The `n`th business day after `date` (`n` = 1 is the next business day), e.g. the due
+    /// date of the monthly report: the 7th business day after the month's last day.
+    pub fn nth_business_day_after(
+        &self,
+        date: Date,
+        n: u32,
+    ) -> Result<Option<Date>, CalendarError> {
+        let mut d = date;
+        for _ in 0..n {
+            match self.next_business_day(d)? {
+                Some(next) => d = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(d))
+    }
+
+    /// The business hours of `date` as instants (start, end), or None on a day off.
+    pub fn business_hours_on(
+        &self,
+        date: Date,
+    ) -> Result<Option<(Timestamp, Timestamp)>, CalendarError> {
+        if !self.is_business_day(date)? || self.hours.0 >= self.hours.1 {
+            return Ok(None);
+        }
+        let start = self.zoned(at_minutes(date, self.hours.0)?)?.timestamp();
+        let end = self.zoned(at_minutes(date, self.hours.1)?)?.timestamp();
+        Ok(Some((start, end)))
+    }
+
     /// The calendar's state at `t`.
     pub fn state_at(&self, t: Timestamp) -> Result<CalendarState, CalendarError> {
         let local = t.to_zoned(self.tz.clone());
