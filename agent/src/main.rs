@@ -10,6 +10,7 @@ mod checks;
 mod facts;
 mod heartbeat;
 mod hostpolicy;
+mod hoststats;
 mod identity;
 mod metrics;
 mod ops;
@@ -63,6 +64,10 @@ struct Args {
     /// Serve Prometheus /metrics and /healthz on this address, e.g. `127.0.0.1:9464`.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// A web server's access log whose lines are counted as requests on /metrics
+    /// (`unyo_host_web_requests_total`); repeat for several.
+    #[arg(long)]
+    access_log: Vec<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -107,7 +112,16 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(server = %args.server, namespace = %args.namespace, root = %args.root.display(), "starting unyo-agent");
 
-    let metrics = Arc::new(metrics::Metrics::default());
+    let host = facts::Collector::new(&args.root);
+    let host_stats = hoststats::HostStats::new(
+        &args.namespace,
+        &args.server,
+        Box::new(hoststats::Procfs::new(host.clone())),
+        hoststats::WebLogs::new(&args.access_log),
+    );
+    let mut metrics = metrics::Metrics::default();
+    metrics.register_host(host_stats.clone());
+    let metrics = Arc::new(metrics);
     let reporter = report::Reporter::open(
         args.state_dir.clone(),
         &args.server,
@@ -122,7 +136,6 @@ async fn main() -> anyhow::Result<()> {
     let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
     // Building the client reads the kubeconfig only; it needs no connection.
     let (client, identity) = identity::connect(args.kubeconfig.as_deref(), &args.state_dir).await?;
-    let host = facts::Collector::new(&args.root);
 
     let (assign_tx, assign_rx) =
         tokio::sync::watch::channel(assign::kept::checks(&args.state_dir).load());
@@ -203,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
             let h = host.clone();
             match tokio::task::spawn_blocking(move || h.collect()).await {
                 Ok(f) => {
+                    host_stats.set_services(&f.services);
                     let unknown = f.unknown.len();
                     if facts_reporter.facts(f).await {
                         tracing::info!(unknown, "facts changed");

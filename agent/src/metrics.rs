@@ -52,6 +52,7 @@ const STATES: [CheckState; 4] = [
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,
+    host: Registry,
     value: Family<CheckLabels, Gauge<f64, AtomicU64>>,
     state: Family<StateLabels, Gauge>,
     transitions: Family<CheckLabels, Counter>,
@@ -86,6 +87,7 @@ impl Default for Metrics {
             events_dropped: Family::default(),
             runs_skipped: Family::default(),
             registry: Registry::default(),
+            host: Registry::default(),
         };
         registry.register(
             "check_value",
@@ -255,10 +257,20 @@ impl Metrics {
         self.heartbeats.get_or_create(&result(ok)).inc();
     }
 
+    /// Adds the host's operating statistics (read on each scrape).
+    /// They have a registry of their own, without the `unyo_agent` prefix: `unyo_host_…`.
+    pub fn register_host(&mut self, stats: Arc<crate::hoststats::HostStats>) {
+        self.host.register_collector(Box::new(stats));
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        use prometheus_client::encoding::text;
+        let written = text::encode_registry(&mut out, &self.registry)
+            .and_then(|_| text::encode_registry(&mut out, &self.host))
+            .and_then(|_| text::encode_eof(&mut out));
+        if written.is_err() {
             out.clear();
         }
         out

@@ -182,11 +182,15 @@ pub async fn statistics(
     let period = to.as_second().saturating_sub(from.as_second());
     let step = stats::step_for(period);
     let endpoint = format!("{}/api/v1/query_range", url.trim_end_matches('/'));
+    // The points end at `to` (the newest data is always read); the first is the earliest step
+    // from there that is not before `from`.
+    let step_i = i64::try_from(step).unwrap_or(3600).max(1);
+    let start = to.as_second().saturating_sub(period / step_i * step_i);
     let mut answers = Vec::new();
     for q in stats::MEASUREMENTS {
         let params = [
             ("query", q.render(ns, step)),
-            ("start", from.as_second().to_string()),
+            ("start", start.to_string()),
             ("end", to.as_second().to_string()),
             ("step", step.to_string()),
         ];

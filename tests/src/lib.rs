@@ -8,6 +8,7 @@
 pub mod apf;
 pub mod aptlab;
 pub mod postgres;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -5,7 +5,7 @@
 //! reported. Lists are sorted by name so that the content hash only changes with the content.
 
 mod hardware;
-pub use hardware::steady_usage;
+pub use hardware::{filesystems, steady_usage};
 mod network;
 mod os;
 mod packages;
