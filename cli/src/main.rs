@@ -78,6 +78,14 @@ enum ReportCommand {
         /// controller's metrics read).
         #[arg(long)]
         record: bool,
+        /// Write only when today (in the calendar's zone) is the first business day after the
+        /// month; otherwise say so and exit 0 (for a CronJob that runs every morning).
+        #[arg(long)]
+        if_first_business_day: bool,
+        /// Make the report as if it were this instant (RFC 3339 with offset), e.g. to make a
+        /// past month's report again exactly as it was.
+        #[arg(long)]
+        now: Option<jiff::Timestamp>,
         #[command(flatten)]
         output: report::Output,
     },
@@ -298,6 +306,8 @@ fn run_report(cmd: ReportCommand) -> ExitCode {
             calendar,
             prometheus,
             record,
+            if_first_business_day,
+            now,
             output,
         } => block_on("unyo report monthly", async {
             let client = unyo_crds::client::connect(output.kubeconfig.as_deref()).await?;
@@ -306,6 +316,8 @@ fn run_report(cmd: ReportCommand) -> ExitCode {
                 calendar: calendar.as_deref(),
                 prometheus: prometheus.as_deref(),
                 record,
+                if_first_business_day,
+                now,
             };
             report::monthly(client, &namespace, &args, &output).await
         }),

@@ -29,7 +29,8 @@ pub struct Output {
     /// ja (default) or en.
     #[arg(long, default_value = "ja", value_parser = ["ja", "en"])]
     pub lang: String,
-    /// Write to this file (and print its path); without it the document goes to standard output.
+    /// Write to this file, or into this directory as <kind>-<namespace>-<month>.<format> (and
+    /// print the path); without it the document goes to standard output.
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
     /// Font files for a PDF (default: Noto Sans CJK from Debian's fonts-noto-cjk).
@@ -60,10 +61,31 @@ impl Output {
         }
     }
 
-    /// Writes the typed report as JSON, or its document in the chosen format.
+    /// `out` itself, or `<name>.<format>` in it when it is a directory.
+    fn file_in(&self, out: &Path, name: &str) -> PathBuf {
+        if out.is_dir() {
+            let ext = if self.format == "markdown" {
+                "md"
+            } else {
+                self.format.as_str()
+            };
+            out.join(format!("{name}.{ext}"))
+        } else {
+            out.to_path_buf()
+        }
+    }
+
+    /// The file the document is written to (None: standard output).
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        self.out.as_deref().map(|p| self.file_in(p, name))
+    }
+
+    /// Writes the typed report as JSON, or its document in the chosen format; `typed_name`
+    /// names the file when `--out` is a directory.
     fn write<T: serde::Serialize>(
         &self,
         typed: &T,
+        typed_name: &str,
         doc: impl FnOnce(Lang) -> Document,
         allowed: &[&str],
     ) -> Result<String> {
@@ -71,8 +93,9 @@ impl Output {
             None => serde_json::to_vec_pretty(typed)?,
             Some(f) => render::render(&doc(self.lang()), f, &self.font)?,
         };
-        match &self.out {
+        match self.out.as_deref().map(|p| self.file_in(p, typed_name)) {
             Some(path) => {
+                let path = &path;
                 std::fs::write(path, &bytes)
                     .with_context(|| format!("--out {}", path.display()))?;
                 Ok(path.display().to_string())
@@ -220,6 +243,35 @@ pub struct MonthlyArgs<'a> {
     pub prometheus: Option<&'a str>,
     /// Record the writing in a ConfigMap (for the controller's metrics).
     pub record: bool,
+    /// Write only on the first business day after the month (for a CronJob that runs daily).
+    pub if_first_business_day: bool,
+    /// The instant the report is made at (default: now).
+    pub now: Option<Timestamp>,
+}
+
+/// Why today (in the calendar's zone) is not the first business day after `month`, or None when
+/// it is.
+fn not_first_business_day(
+    inputs: &Inputs,
+    period: &Period,
+    month: &str,
+    now: Timestamp,
+) -> Result<Option<String>> {
+    let cal = inputs
+        .calendar
+        .as_ref()
+        .context("--if-first-business-day needs an OperationCalendar in the namespace")?;
+    let work = WorkCalendar::from_spec(&cal.spec)?;
+    let last = period.end.to_zoned(period.tz.clone()).date().yesterday()?;
+    let first = work.next_business_day(last)?;
+    let today = work.local_date(now);
+    if first == Some(today) {
+        return Ok(None);
+    }
+    let first = first.map_or_else(|| "none within two years".into(), |d| d.to_string());
+    Ok(Some(format!(
+        "today ({today}) is not the first business day after {month} ({first}); nothing written"
+    )))
 }
 
 /// `unyo report monthly`.
@@ -229,7 +281,7 @@ pub async fn monthly(
     a: &MonthlyArgs<'_>,
     out: &Output,
 ) -> Result<String> {
-    let now = Timestamp::now();
+    let now = a.now.unwrap_or_else(Timestamp::now);
     let mut inputs = gather(&client, ns, a.calendar).await?;
     let tz = zone(inputs.calendar.as_ref())?;
     let month = a
@@ -237,6 +289,11 @@ pub async fn monthly(
         .map(str::to_string)
         .unwrap_or_else(|| last_month(now, &tz));
     let period = Period::parse(&month, tz)?;
+    if a.if_first_business_day
+        && let Some(not_today) = not_first_business_day(&inputs, &period, &month, now)?
+    {
+        return Ok(not_today);
+    }
     if let Some(url) = a.prometheus {
         let days = usize::try_from(
             period
@@ -250,17 +307,18 @@ pub async fn monthly(
         inputs.statistics = statistics(url, ns, period.start, period.end.min(now), days).await?;
     }
     let report = monthly::build(&inputs, &month, now)?;
+    let name = format!("monthly-{ns}-{month}");
     let written = out.write(
         &report,
+        &name,
         |lang| monthly::document(&report, lang),
         &["pdf", "xlsx", "html", "markdown"],
     )?;
     if a.record {
         let path = out
-            .out
-            .as_deref()
+            .path(&name)
             .context("--record needs --out (the file whose digest is recorded)")?;
-        record(&client, ns, &month, path, now).await?;
+        record(&client, ns, &month, &path, Timestamp::now()).await?;
     }
     Ok(written)
 }
@@ -305,6 +363,7 @@ pub async fn incident(client: Client, ns: &str, name: &str, out: &Output) -> Res
     let r = unyo_report::incident::report(&inc, &events, &tz, Timestamp::now());
     out.write(
         &r,
+        &format!("incident-{name}"),
         |lang| unyo_report::incident::document(&r, lang),
         &["pdf", "docx", "markdown", "html"],
     )
@@ -334,6 +393,7 @@ pub async fn incidents(
     let r = unyo_report::incident::analysis(&all, a, b, &tz);
     out.write(
         &r,
+        &format!("incidents-{ns}-{from}-{to}"),
         |lang| unyo_report::incident::analysis_document(&r, lang),
         &["pdf", "xlsx", "docx", "markdown", "html"],
     )
@@ -347,6 +407,7 @@ pub async fn ledger(client: Client, ns: &str, out: &Output) -> Result<String> {
     let rows: Vec<_> = doc.sections.iter().flat_map(|s| &s.tables).collect();
     out.write(
         &rows,
+        &format!("ledger-{ns}"),
         |_| doc.clone(),
         &["xlsx", "csv", "markdown", "html", "pdf"],
     )

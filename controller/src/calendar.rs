@@ -1,5 +1,6 @@
 //! The OperationCalendar reconcile loop: keeps each calendar's status (state now, next
-//! transition, next business day, upcoming days off, Ready) current.
+//! transition, next business day, upcoming days off, the monthly report due this month and
+//! whether it was recorded as written, Ready) current.
 //!
 //! It is driven by the watch of OperationCalendars and by a requeue at the next instant the
 //! status can change (the next state transition or the next local midnight, whichever comes
@@ -8,11 +9,14 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
-use unyo_crds::calendar::{ExtraHoliday, OperationCalendar, OperationCalendarStatus};
-use unyo_crds::names::{conditions as cond, reasons};
+use unyo_crds::calendar::{
+    ExtraHoliday, MonthlyReportState, OperationCalendar, OperationCalendarStatus,
+};
+use unyo_crds::names::{self, conditions as cond, reasons};
 use unyo_crds::workcalendar::WorkCalendar;
 
 use crate::conditions::condition;
@@ -20,9 +24,34 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::stores::Kinds;
 
+/// The monthly report due in the month of `now`, and its record among `reports` (the report
+/// records of the calendar's namespace).
+fn monthly_report(
+    work: &WorkCalendar,
+    reports: &[Arc<ConfigMap>],
+    now: Timestamp,
+) -> MonthlyReportState {
+    let month = work.report_month_at(now);
+    let due = month
+        .split_once('-')
+        .and_then(|(y, m)| Some((y.parse().ok()?, m.parse().ok()?)))
+        .and_then(|(y, m)| work.monthly_report_due(y, m).ok().flatten());
+    let record = names::monthly_report_record_name(&month);
+    let written_at = reports
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(record.as_str()))
+        .and_then(|c| c.data.as_ref()?.get(names::REPORT_WRITTEN_AT_KEY).cloned());
+    MonthlyReportState {
+        month,
+        due_date: due.map(|d| d.to_string()),
+        written_at,
+    }
+}
+
 /// The status a calendar should have at `now`, and when to look again.
 pub fn desired_status(
     cal: &OperationCalendar,
+    reports: &[Arc<ConfigMap>],
     now: Timestamp,
 ) -> (OperationCalendarStatus, Option<Timestamp>) {
     let generation = cal.meta().generation;
@@ -60,6 +89,7 @@ pub fn desired_status(
                         name,
                     })
                     .collect(),
+                monthly_report: Some(monthly_report(&work, reports, now)),
                 observed_generation: generation,
                 conditions: vec![condition(
                     previous,
@@ -96,7 +126,9 @@ pub fn desired_status(
 #[tracing::instrument(skip_all, fields(namespace = cal.namespace().unwrap_or_default(), calendar = cal.name_any()))]
 async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Action, Error> {
     let now = ctx.clock.now();
-    let (mut status, wake) = desired_status(&cal, now);
+    let ns = cal.namespace().unwrap_or_default();
+    let reports = crate::stores::shared_in(&ctx.stores.reports, &ns);
+    let (mut status, wake) = desired_status(&cal, &reports, now);
     unyo_crds::limits::Bounded::bound(&mut status);
     if cal.status.as_ref() != Some(&status) {
         ctx.apply_status(cal.as_ref(), &status).await?;
@@ -112,9 +144,13 @@ async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Act
 
 /// Runs the OperationCalendar loop until shutdown.
 pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
-    let controller =
-        Controller::for_shared_stream(kinds.calendars.subscribe(), ctx.stores.calendars.clone())
-            .with_config(crate::context::config());
+    let store = ctx.stores.calendars.clone();
+    let controller = Controller::for_shared_stream(kinds.calendars.subscribe(), store.clone())
+        .with_config(crate::context::config())
+        .watches_shared_stream(
+            kinds.reports.subscribe(),
+            crate::stores::namespace_trigger(&store),
+        );
     crate::context::run_loop(controller, ctx, "OperationCalendar", reconcile)
 }
 
@@ -155,7 +191,7 @@ mod tests {
     #[test]
     fn status_of_a_valid_calendar_wakes_at_the_next_change() {
         let now: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap(); // Tue 18:00 JST
-        let (status, wake) = desired_status(&calendar("Asia/Tokyo"), now);
+        let (status, wake) = desired_status(&calendar("Asia/Tokyo"), &[], now);
         assert_eq!(
             status.state,
             Some(unyo_crds::calendar::CalendarState::BusinessHours)
@@ -174,17 +210,60 @@ mod tests {
         let mut cal = calendar("Asia/Tokyo");
         cal.status = Some(status.clone());
         let later: Timestamp = "2026-11-24T09:30:00Z".parse().unwrap();
-        assert_eq!(desired_status(&cal, later).0, status);
+        assert_eq!(desired_status(&cal, &[], later).0, status);
     }
 
     #[test]
     fn invalid_calendar_is_not_ready_and_does_not_requeue() {
-        let (status, wake) = desired_status(&calendar("Mars/Olympus"), Timestamp::UNIX_EPOCH);
+        let (status, wake) = desired_status(&calendar("Mars/Olympus"), &[], Timestamp::UNIX_EPOCH);
         assert_eq!(wake, None);
         assert_eq!(status.state, None);
         let ready = &status.conditions[0];
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason, "UnknownTimeZone");
         assert!(ready.message.contains("spec.timeZone"), "{}", ready.message);
+    }
+
+    #[test]
+    fn the_report_due_this_month_and_its_record() {
+        // 2026-01-05 (Mon) in Tokyo: the report of December 2025 is due on the 7th business day
+        // after 31 December. With Monday–Tuesday business days only: Jan 5, 6, 13, 19, 20, 26,
+        // 27 (Monday 12 January is Coming of Age Day).
+        let now: Timestamp = "2026-01-05T01:00:00Z".parse().unwrap();
+        let (status, _) = desired_status(&calendar("Asia/Tokyo"), &[], now);
+        let r = status.monthly_report.unwrap();
+        assert_eq!(
+            (
+                r.month.as_str(),
+                r.due_date.as_deref(),
+                r.written_at.as_deref()
+            ),
+            ("2025-12", Some("2026-01-27"), None)
+        );
+        let mut record = ConfigMap::default();
+        record.metadata.name = Some(names::monthly_report_record_name("2025-12"));
+        record.data = Some(
+            [(
+                names::REPORT_WRITTEN_AT_KEY.to_string(),
+                "2026-01-06T00:00:00Z".to_string(),
+            )]
+            .into(),
+        );
+        let other = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(names::monthly_report_record_name("2025-11")),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (status, _) = desired_status(
+            &calendar("Asia/Tokyo"),
+            &[Arc::new(other), Arc::new(record)],
+            now,
+        );
+        assert_eq!(
+            status.monthly_report.unwrap().written_at.as_deref(),
+            Some("2026-01-06T00:00:00Z")
+        );
     }
 }

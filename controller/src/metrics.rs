@@ -39,6 +39,13 @@ struct SeverityLabels {
     severity: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReportLabels {
+    namespace: String,
+    calendar: String,
+    month: String,
+}
+
 /// The controller's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +57,8 @@ pub struct Metrics {
     incidents: Family<SeverityLabels, Gauge>,
     drift: Gauge,
     open_changes: Gauge,
+    report_due: Family<ReportLabels, Gauge>,
+    report_written: Family<ReportLabels, Gauge>,
     /// The shared stores the gauges are computed from, set when the loops start.
     pub stores: OnceLock<Stores>,
     /// Whether this replica leads (reconciles).
@@ -69,6 +78,18 @@ impl Default for Metrics {
         let incidents = Family::<SeverityLabels, Gauge>::default();
         let drift = Gauge::default();
         let open_changes = Gauge::default();
+        let report_due = Family::<ReportLabels, Gauge>::default();
+        let report_written = Family::<ReportLabels, Gauge>::default();
+        registry.register(
+            "monthly_report_due_timestamp_seconds",
+            "End of the due day of the monthly report due this month (7th business day after the month it covers), per OperationCalendar",
+            report_due.clone(),
+        );
+        registry.register(
+            "monthly_report_written",
+            "1 when the monthly report due this month has been recorded as written (unyo report monthly --record)",
+            report_written.clone(),
+        );
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -115,6 +136,8 @@ impl Default for Metrics {
             incidents,
             drift,
             open_changes,
+            report_due,
+            report_written,
             stores: OnceLock::new(),
             leading: AtomicBool::new(false),
         }
@@ -175,6 +198,7 @@ impl Metrics {
         let Some(stores) = self.stores.get() else {
             return;
         };
+        self.refresh_reports(stores);
         {
             let store = &stores.servers;
             let mut drift = 0i64;
@@ -211,6 +235,41 @@ impl Metrics {
                 .filter(|c| crate::change::is_open(c))
                 .count();
             self.open_changes.set(open as i64);
+        }
+    }
+
+    /// The monthly report gauges, from the calendars' status.
+    fn refresh_reports(&self, stores: &Stores) {
+        self.report_due.clear();
+        self.report_written.clear();
+        for cal in stores.calendars.state() {
+            let Some(r) = cal.status.as_ref().and_then(|s| s.monthly_report.as_ref()) else {
+                continue;
+            };
+            let labels = ReportLabels {
+                namespace: cal.metadata.namespace.clone().unwrap_or_default(),
+                calendar: cal.metadata.name.clone().unwrap_or_default(),
+                month: r.month.clone(),
+            };
+            self.report_written
+                .get_or_create(&labels)
+                .set(i64::from(r.written_at.is_some()));
+            let due_end = unyo_crds::workcalendar::WorkCalendar::from_spec(&cal.spec)
+                .ok()
+                .and_then(|w| {
+                    let day: jiff::civil::Date = r.due_date.as_deref()?.parse().ok()?;
+                    Some(
+                        day.tomorrow()
+                            .ok()?
+                            .to_zoned(w.time_zone().clone())
+                            .ok()?
+                            .timestamp()
+                            .as_second(),
+                    )
+                });
+            if let Some(t) = due_end {
+                self.report_due.get_or_create(&labels).set(t);
+            }
         }
     }
 

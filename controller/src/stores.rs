@@ -11,6 +11,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -128,6 +129,9 @@ pub struct Kinds {
     pub calendars: Shared<OperationCalendar>,
     /// PatchBaselines.
     pub baselines: Shared<PatchBaseline>,
+    /// The records of written monthly reports (ConfigMaps labelled `unyo.dev/report=monthly`),
+    /// not other ConfigMaps.
+    pub reports: Shared<ConfigMap>,
 }
 
 impl Kinds {
@@ -145,6 +149,7 @@ impl Kinds {
             plans: Shared::new(client, namespace, all()),
             calendars: Shared::new(client, namespace, all()),
             baselines: Shared::new(client, namespace, all()),
+            reports: Shared::new(client, namespace, all().labels(&report_selector())),
         }
     }
 
@@ -160,6 +165,7 @@ impl Kinds {
             plans: self.plans.store(),
             calendars: self.calendars.store(),
             baselines: self.baselines.store(),
+            reports: self.reports.store(),
         }
     }
 
@@ -177,6 +183,7 @@ impl Kinds {
             self.plans.run().boxed(),
             self.calendars.run().boxed(),
             self.baselines.run().boxed(),
+            self.reports.run().boxed(),
         ];
         for run in runs {
             tokio::spawn(run.for_each(|()| async {}));
@@ -184,6 +191,11 @@ impl Kinds {
         stores.wait_until_ready().await;
         stores
     }
+}
+
+/// The label selector of the monthly report records.
+fn report_selector() -> String {
+    format!("{}={}", labels::REPORT, labels::REPORT_MONTHLY)
 }
 
 /// Drops the facts no loop reads from a cached Server (services, filesystems, time sync, the
@@ -221,6 +233,8 @@ pub struct Stores {
     pub calendars: Store<OperationCalendar>,
     /// PatchBaselines.
     pub baselines: Store<PatchBaseline>,
+    /// Records of written monthly reports.
+    pub reports: Store<ConfigMap>,
 }
 
 impl Stores {
@@ -235,6 +249,7 @@ impl Stores {
             self.plans.wait_until_ready().await,
             self.calendars.wait_until_ready().await,
             self.baselines.wait_until_ready().await,
+            self.reports.wait_until_ready().await,
         ];
         if ready.iter().any(Result::is_err) {
             tracing::warn!("a store stopped before its initial list");

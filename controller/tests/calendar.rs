@@ -315,3 +315,110 @@ spec:
         .unwrap();
     assert_eq!(status.next_transition.unwrap().0, midnight.timestamp());
 }
+
+mod common;
+
+/// The monthly report due this month: its due date in the calendar's status and the metrics,
+/// and, once `unyo report monthly --record` has written it, the record (read by the controller
+/// with the shipped RBAC).
+#[tokio::test]
+async fn the_monthly_report_due_and_its_record() {
+    let cp = control_plane().unwrap();
+    let ns = cp.namespace("report-due").await.unwrap();
+    let api: Api<OperationCalendar> = Api::namespaced(cp.client().await.unwrap(), &ns);
+    cp.kubectl_ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&sample_calendar(&ns, "union")),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    // 2026-12-01 in Tokyo: November's report is due on the 7th business day after 30 November.
+    let running = common::controller(
+        cp,
+        &ns,
+        "report-due",
+        &[
+            "--now",
+            "2026-12-01T09:00:00+09:00",
+            "--metrics-addr",
+            &addr,
+        ],
+    )
+    .await;
+    let t = Duration::from_secs(60);
+    let cal = wait_for(&api, "union", "the report due", t, &running, |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.monthly_report.as_ref())
+            .is_some()
+    })
+    .await;
+    let due = cal.status.unwrap().monthly_report.unwrap();
+    assert_eq!(
+        (due.month.as_str(), due.due_date.as_deref(), due.written_at),
+        ("2026-11", Some("2026-12-09"), None)
+    );
+    let metrics = || {
+        let out = Command::new("curl")
+            .args(["-fsS", &format!("http://{addr}/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let labels = format!("{{namespace=\"{ns}\",calendar=\"union\",month=\"2026-11\"}}");
+    // The end of 9 December in Tokyo.
+    let due_end: Timestamp = "2026-12-09T15:00:00Z".parse().unwrap();
+    let text = metrics();
+    assert!(
+        text.contains(&format!(
+            "unyo_controller_monthly_report_due_timestamp_seconds{labels} {}",
+            due_end.as_second()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("unyo_controller_monthly_report_written{labels} 0")),
+        "{text}"
+    );
+
+    let out = std::env::temp_dir().join(format!("unyo-report-due-{}.json", std::process::id()));
+    let unyo = unyo_tests::workspace_binary("unyo-cli", "unyo").unwrap();
+    let st = Command::new(unyo)
+        .args([
+            "report", "monthly", "-n", &ns, "--month", "2026-11", "--format", "json", "--record",
+            "--out",
+        ])
+        .arg(&out)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cal = wait_for(&api, "union", "the record", t, &running, |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.monthly_report.as_ref())
+            .is_some_and(|r| r.written_at.is_some())
+    })
+    .await;
+    let written: Timestamp = cal
+        .status
+        .unwrap()
+        .monthly_report
+        .unwrap()
+        .written_at
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((Timestamp::now() - written).get_seconds().abs() < 120);
+    let text = metrics();
+    assert!(
+        text.contains(&format!("unyo_controller_monthly_report_written{labels} 1")),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(out);
+}

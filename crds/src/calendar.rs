@@ -221,6 +221,10 @@ pub struct OperationCalendarStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::limits::UPCOMING_HOLIDAYS))]
     pub upcoming_holidays: Vec<ExtraHoliday>,
+    /// The monthly report due in this month (it covers the month before): its due date and
+    /// whether `unyo report monthly --record` has recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_report: Option<MonthlyReportState>,
     /// The metadata.generation the controller last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -228,6 +232,20 @@ pub struct OperationCalendarStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// The monthly operations report (⑦) due in the current month.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonthlyReportState {
+    /// The month the report covers, `YYYY-MM`.
+    pub month: String,
+    /// Its due date, `YYYY-MM-DD`: the 7th business day after that month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<String>,
+    /// When it was recorded as written (the record ConfigMap's `writtenAt`); absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<String>,
 }
 
 /// State of a calendar at an instant.

@@ -26,6 +26,8 @@ const SEARCH_DAYS: i32 = 2 * 366;
 const MAX_IDLE_DAYS: u32 = 8 * 366;
 /// Minutes in a day: the value of the end time `24:00`.
 const END_OF_DAY: u16 = 24 * 60;
+/// The monthly report is due on this business day after the month (spec 2.8 ⑦).
+pub const REPORT_DUE_BUSINESS_DAYS: u32 = 7;
 
 /// An OperationCalendar (or a schedule against it) cannot be used.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -564,6 +566,25 @@ impl WorkCalendar {
             }
         }
         Ok(Some(d))
+    }
+
+    /// The month (`YYYY-MM`) whose monthly report falls due in the month of `t`: the one before.
+    pub fn report_month_at(&self, t: Timestamp) -> String {
+        let d = self.local_date(t);
+        let (y, m) = if d.month() == 1 {
+            (d.year() - 1, 12)
+        } else {
+            (d.year(), d.month() - 1)
+        };
+        format!("{y:04}-{m:02}")
+    }
+
+    /// The due date of the monthly report of `year`-`month`: the [`REPORT_DUE_BUSINESS_DAYS`]th
+    /// business day after the month's last day (spec 2.8 ⑦).
+    pub fn monthly_report_due(&self, year: i16, month: i8) -> Result<Option<Date>, CalendarError> {
+        let first = Date::new(year, month, 1)?;
+        let last = first.last_of_month();
+        self.nth_business_day_after(last, REPORT_DUE_BUSINESS_DAYS)
     }
 
     /// The business hours of `date` as instants (start, end), or None on a day off.

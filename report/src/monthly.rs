@@ -32,8 +32,6 @@ use crate::stats::Statistics;
 
 /// The zone reports use when the namespace has no OperationCalendar.
 pub const DEFAULT_TIME_ZONE: &str = "Asia/Tokyo";
-/// The report is due on this business day after the month's end (spec 2.8 ⑦).
-pub const DUE_BUSINESS_DAYS: u32 = 7;
 
 /// Everything a month's report is computed from (read once from the API server).
 #[derive(Default)]
@@ -208,9 +206,8 @@ fn summary(inputs: &Inputs, p: &Period, cal: Option<&WorkCalendar>) -> Result<Su
     }
     let (business_days, due_date) = match cal {
         Some(cal) => {
-            let (days, last) = business_days(cal, p)?;
-            let due = cal.nth_business_day_after(last, DUE_BUSINESS_DAYS)?;
-            (Some(days), due.map(|d| d.to_string()))
+            let due = cal.monthly_report_due(p.year, p.month)?;
+            (Some(business_days(cal, p)?), due.map(|d| d.to_string()))
         }
         None => (None, None),
     };
@@ -230,24 +227,13 @@ fn summary(inputs: &Inputs, p: &Period, cal: Option<&WorkCalendar>) -> Result<Su
     })
 }
 
-/// The number of business days in the month and the month's last day.
-fn business_days(cal: &WorkCalendar, p: &Period) -> Result<(u32, Date), Error> {
+/// The number of business days in the month.
+fn business_days(cal: &WorkCalendar, p: &Period) -> Result<u32, Error> {
     let mut d = p.first_day();
     let mut n = 0;
-    let mut last = d;
     while d.month() == p.month {
-        if cal.is_business_day(d)? {
-            n += 1;
-        }
-        last = d;
+        n += u32::from(cal.is_business_day(d)?);
         d = d.tomorrow().map_err(|e| Error::Period(e.to_string()))?;
     }
-    Ok((n, last))
-}
-
-/// The due date of `month`'s report on `cal` (for the controller's metric and the CronJob).
-pub fn due_date(cal: &WorkCalendar, month: &str) -> Result<Option<Date>, Error> {
-    let p = Period::parse(month, cal.time_zone().clone())?;
-    let (_, last) = business_days(cal, &p)?;
-    Ok(cal.nth_business_day_after(last, DUE_BUSINESS_DAYS)?)
+    Ok(n)
 }

@@ -147,6 +147,7 @@ async fn shipped_roles_write_what_they_say() {
         ("unyo-operator", "op"),
         ("unyo-approver", "ap"),
         ("unyo-viewer", "vi"),
+        ("unyo-reporter", "re"),
     ] {
         cp.kubectl_ok(
             &[
@@ -170,7 +171,11 @@ async fn shipped_roles_write_what_they_say() {
     assert!(!can(cp, "ap", "create", "backupplans.unyo.dev", &ns));
     assert!(can(cp, "vi", "list", "incidents.unyo.dev", &ns));
     assert!(!can(cp, "vi", "patch", "incidents.unyo.dev", &ns));
-    for user in ["op", "ap", "vi"] {
+    assert!(can(cp, "re", "list", "incidents.unyo.dev", &ns));
+    assert!(can(cp, "re", "patch", "configmaps", &ns));
+    assert!(!can(cp, "re", "patch", "servers.unyo.dev", &ns));
+    assert!(!can(cp, "re", "delete", "configmaps", &ns));
+    for user in ["op", "ap", "vi", "re"] {
         assert!(
             !can(cp, user, "get", "secrets", &ns),
             "{user} reads Secrets"

@@ -282,6 +282,54 @@ async fn the_union_receives_the_month_as_json_pdf_and_excel() {
         .unwrap();
     assert!(cm.starts_with("2025-12 ") && cm.len() == 8 + 64, "{cm}");
 
+    // The CronJob's way: only on the first business day after the month (Monday 5 January
+    // 2026, after the year-end closure), into a directory.
+    let dir = tmp.join("reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = |now: &str| -> Vec<String> {
+        [
+            "report",
+            "monthly",
+            "-n",
+            &ns,
+            "--if-first-business-day",
+            "--format",
+            "pdf",
+            "--out",
+            dir.to_str().unwrap(),
+            "--now",
+            now,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let said = unyo(
+        &args("2026-01-06T07:00:00+09:00")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        said.contains("not the first business day after 2025-12 (2026-01-05); nothing written"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let said = unyo(
+        &args("2026-01-05T07:00:00+09:00")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let file = dir.join(format!("monthly-{ns}-2025-12.pdf"));
+    assert_eq!(said.trim(), file.display().to_string());
+    assert!(pdftotext(&file).contains("2026-01-14"));
+    // The CronJob of the docs is accepted by the API server as it stands (server-side dry run).
+    let cronjob = std::fs::read_to_string(repo_root().join("manifests/report/cronjob.yaml"))
+        .unwrap()
+        .replace("namespace: mie", &format!("namespace: {ns}"));
+    cp.kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&cronjob))
+        .unwrap();
+
     // English from the same code.
     let en = unyo(&[
         "report", "monthly", "-n", &ns, "--month", "2025-12", "--format", "markdown", "--lang",
