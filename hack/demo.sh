@@ -14,11 +14,14 @@ demo_dir="${UNYO_DEMO_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/unyo/demo}"
 # The simulated hosts' roots and the demo's PostgreSQL, where the postgres user can reach them.
 hosts_dir="${UNYO_DEMO_HOSTS:-/var/tmp/unyo-demo}"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
 
 # Stops the controller and agent this demo started (their pids are recorded in the demo
 # directory).
 stop_controller() {
-  for pidfile in "$demo_dir/controller.pid" "$demo_dir"/agent*.pid; do
+  for pidfile in "$demo_dir/controller.pid" "$demo_dir"/agent*.pid "$demo_dir/prometheus.pid"; do
     if [ -e "$pidfile" ]; then
       kill "$(cat "$pidfile")" 2>/dev/null || true
       rm -f "$pidfile"
@@ -42,6 +45,7 @@ fi
 
 step "building the control plane (first run only) and the unyo binaries"
 bin=$(hack/envtest/build.sh)
+prom_bin=$(hack/prometheus/build.sh)
 cargo build -q --bin unyo --bin unyo-controller --bin unyo-agent --bin patch-lab
 unyo=target/debug/unyo
 kubectl() { "$bin/kubectl" "$@"; }
@@ -104,8 +108,13 @@ POLICY
 )
 echo "host policy of ops01 ($demo_dir/ops01-agent.yaml):"
 sed 's/^/  /' "$demo_dir/ops01-agent.yaml"
+# This machine's operating statistics go to /metrics; the requests of a web server are counted
+# from its access log (here one the demo writes).
+: >"$demo_dir/access.log"
+metrics_ports=("$(free_port)")
 target/debug/unyo-agent --server ops01 -n mie --kubeconfig "$demo_dir/ops01.kubeconfig" \
   --host-policy "$demo_dir/ops01-agent.yaml" \
+  --metrics-addr "127.0.0.1:${metrics_ports[0]}" --access-log "$demo_dir/access.log" \
   --state-dir "$demo_dir/agent-state" --heartbeat 10s >"$demo_dir/agent.log" 2>&1 &
 echo $! >"$demo_dir/agent.pid"
 for _ in $(seq 60); do
@@ -223,9 +232,12 @@ POLICY
 )
 for h in stg-db01 db01; do
   "$unyo" agent bootstrap "$h" -n mie --out "$demo_dir/$h.kubeconfig" --token-ttl 24h >/dev/null
+  port=$(free_port)
+  metrics_ports+=("$port")
   target/debug/unyo-agent --server "$h" -n mie --kubeconfig "$demo_dir/$h.kubeconfig" \
     --host-policy "$demo_dir/agent-$h.yaml" \
     --root "$patch_dir/$h-root" --state-dir "$demo_dir/agent-state-$h" --heartbeat 10s \
+    --metrics-addr "127.0.0.1:$port" \
     >"$demo_dir/agent-$h.log" 2>&1 &
   echo $! >"$demo_dir/agent-$h.pid"
 done
@@ -236,6 +248,39 @@ done
 kubectl get pb -n mie
 kubectl get server stg-db01 -n mie -o jsonpath='stg-db01 scan: {range .status.operations.patchScan.available[*]}{.package} {.installedVersion} -> {.version} ({.classification}, {.archive}); {end}{"\n"}'
 "$unyo" patch report -n mie
+
+step "a real Prometheus scrapes the agents' operating statistics (spec 4.1(4)) every 5 s"
+prom_port=$(free_port)
+prom_url="http://127.0.0.1:$prom_port"
+mkdir -p "$demo_dir/prometheus"
+{
+  printf 'global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: unyo-agent\n    static_configs:\n      - targets: ['
+  printf "'127.0.0.1:%s'," "${metrics_ports[@]}" | sed 's/,$//'
+  printf ']\n'
+} >"$demo_dir/prometheus/prometheus.yml"
+"$prom_bin/prometheus" --config.file="$demo_dir/prometheus/prometheus.yml" \
+  --storage.tsdb.path="$demo_dir/prometheus/data" --web.listen-address="127.0.0.1:$prom_port" \
+  --log.level=warn >"$demo_dir/prometheus.log" 2>&1 &
+echo $! >"$demo_dir/prometheus.pid"
+for _ in $(seq 100); do
+  curl -fsS -o /dev/null "$prom_url/-/ready" 2>/dev/null && break
+  sleep 0.2
+done
+echo "Prometheus at $prom_url scrapes ${#metrics_ports[@]} agents (the simulated hosts have no kernel"
+echo "counters beneath their roots, only filesystems); for example the memory they report:"
+for _ in $(seq 30); do
+  curl -fsS "$prom_url/api/v1/query" --data-urlencode 'query=unyo_host_memory_available_bytes' >"$demo_dir/prom-query.json"
+  grep -q '"server"' "$demo_dir/prom-query.json" && break
+  sleep 1
+done
+python3 - "$demo_dir/prom-query.json" <<'PY'
+import json, sys
+for s in json.load(open(sys.argv[1]))["data"]["result"]:
+    print("  %s: %d MiB available" % (s["metric"]["server"], int(float(s["value"][1])) // 2**20))
+PY
+# The web server's requests, while the demo goes on.
+( for i in $(seq 3000); do echo "10.0.0.$((i % 250)) - - \"GET /kyufu/$i HTTP/1.1\" 200 512" >>"$demo_dir/access.log"; sleep 0.1; done ) &
+echo $! >"$demo_dir/agent-weblog.pid"
 
 step "the sample DB plan backs up a real PostgreSQL on db01, and restores it to just before a DROP"
 # A real PostgreSQL (Debian's, as the postgres user) standing in for db01's database, archiving
@@ -314,6 +359,15 @@ spec:
   media: {informationClass: ClassI}
 YAML
 
+step "the monthly report the union receives (⑦, in Japanese) and the configuration ledger"
+month=$(TZ=Asia/Tokyo date +%Y-%m)
+mkdir -p "$demo_dir/reports"
+for f in pdf xlsx; do
+  "$unyo" report monthly -n mie --month "$month" --prometheus "$prom_url" --format "$f" --out "$demo_dir/reports"
+done
+"$unyo" ledger export -n mie --format xlsx --out "$demo_dir/reports"
+pdftotext -layout -l 1 "$demo_dir/reports/monthly-mie-$month.pdf" - 2>/dev/null | grep -m 8 -E '提出期限|管理対象|営業日数|発生件数|稼働率' | sed 's/^/  /' || true
+
 cat <<MSG
 
 The demo control plane is running. To explore it:
@@ -324,5 +378,8 @@ The demo control plane is running. To explore it:
 The controller (pid $(cat "$demo_dir/controller.pid")) logs to $demo_dir/controller.log,
 the agent (pid $(cat "$demo_dir/agent.pid")) to $demo_dir/agent.log, the agents of the simulated
 hosts stg-db01 and db01 to $demo_dir/agent-stg-db01.log and agent-db01.log.
+Prometheus ($prom_url, pid $(cat "$demo_dir/prometheus.pid")) scrapes the agents.
+The monthly report of $month: $demo_dir/reports/monthly-mie-$month.pdf and .xlsx,
+the configuration ledger: $demo_dir/reports/ledger-mie.xlsx
 Stop everything with: hack/demo.sh down
 MSG

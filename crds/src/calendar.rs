@@ -44,6 +44,20 @@ use crate::common::*;
         description = "The next business day"
     ),
     printcolumn(
+        name = "Report Due",
+        type_ = "string",
+        json_path = ".status.monthlyReport.dueDate",
+        priority = "1",
+        description = "Due date of the monthly report due this month"
+    ),
+    printcolumn(
+        name = "Report Written",
+        type_ = "string",
+        json_path = ".status.monthlyReport.writtenAt",
+        priority = "1",
+        description = "When the monthly report due this month was recorded as written"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"

@@ -29,20 +29,24 @@ pub fn sparkline(values: &[Option<f64>], ceiling: f64) -> String {
     if !current.is_empty() {
         paths.push(current);
     }
-    let lines: String = paths
-        .iter()
-        .map(|d| {
-            format!(
-                r##"<path d="{}" fill="none" stroke="#1f6fb4" stroke-width="1.5"/>"##,
-                d.trim_end()
-            )
-        })
-        .collect();
+    let lines: String = paths.iter().map(|d| segment(d.trim_end())).collect();
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}"><path d="M{pad},{pad} V{b} H{r}" fill="none" stroke="#888" stroke-width="0.8"/>{lines}</svg>"##,
         b = h - pad,
         r = w - pad,
     )
+}
+
+/// A run of points as a line, or as a dot when it is a single point (a day with data between
+/// days without).
+fn segment(d: &str) -> String {
+    match d.strip_prefix('M').filter(|rest| !rest.contains(' ')) {
+        Some(point) => {
+            let (x, y) = point.split_once(',').unwrap_or((point, "0"));
+            format!(r##"<circle cx="{x}" cy="{y}" r="2" fill="#1f6fb4"/>"##)
+        }
+        None => format!(r##"<path d="{d}" fill="none" stroke="#1f6fb4" stroke-width="1.5"/>"##),
+    }
 }
 
 #[cfg(test)]
@@ -56,5 +60,7 @@ mod tests {
         assert_eq!(svg.matches("stroke=\"#1f6fb4\"").count(), 2, "{svg}");
         assert!(svg.contains("M4.0,56.0 L62.0,4.0"), "{svg}");
         assert!(!svg.contains("NaN"));
+        let dot = super::sparkline(&[None, Some(50.0), None], 100.0);
+        assert!(dot.contains(r#"<circle cx="120.0" cy="30.0""#), "{dot}");
     }
 }
