@@ -128,28 +128,24 @@ async fn prometheus_scrapes_a_real_agent_and_the_report_reads_the_window() {
         .to_zoned(jiff::tz::TimeZone::get("Asia/Tokyo").unwrap())
         .strftime("%Y-%m")
         .to_string();
-    let out = std::process::Command::new(unyo_tests::workspace_binary("unyo-cli", "unyo").unwrap())
-        .args([
-            "report",
-            "monthly",
-            "-n",
-            &h.ns,
-            "--month",
-            &month,
-            "--format",
-            "json",
-            "--prometheus",
-            &prom.url,
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = unyo_tests::stdout_of(
+        std::process::Command::new(unyo_tests::workspace_binary("unyo-cli", "unyo").unwrap())
+            .args([
+                "report",
+                "monthly",
+                "-n",
+                &h.ns,
+                "--month",
+                &month,
+                "--format",
+                "json",
+                "--prometheus",
+                &prom.url,
+            ])
+            .env("KUBECONFIG", &cp.kubeconfig),
+    )
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let servers = report["statistics"]["servers"].as_array().unwrap();
     assert!(
         servers.iter().any(|s| s["server"] == "db01"

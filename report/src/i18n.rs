@@ -36,6 +36,15 @@ impl Lang {
         }
     }
 
+    /// An enum value (or any key) in this language; a value the table lacks (a name, a
+    /// check's title) is shown as it is.
+    pub fn value(self, value: &str) -> String {
+        match self.t(value) {
+            "?" => value.to_string(),
+            s => s.to_string(),
+        }
+    }
+
     /// "Yes"/"No" in this language.
     pub fn yes_no(self, b: bool) -> &'static str {
         self.t(if b { "yes" } else { "no" })

@@ -105,21 +105,14 @@ pub fn report(i: &Incident, events: &[Event], tz: &TimeZone, now: Timestamp) -> 
     }
 }
 
-fn v(lang: Lang, value: &str) -> String {
-    match lang.t(value) {
-        "?" => value.to_string(),
-        s => s.to_string(),
-    }
-}
-
 /// The incident report as a document.
 pub fn document(r: &IncidentReport, t: Lang) -> Document {
     let mut head = Section::new(t.t("incident"));
     head.figure(t.t("id"), &r.name)
         .figure(t.t("title"), &r.title)
-        .figure(t.t("type"), v(t, &r.incident_type))
-        .figure(t.t("severity"), v(t, &r.severity))
-        .figure(t.t("state"), v(t, &r.state))
+        .figure(t.t("type"), t.value(&r.incident_type))
+        .figure(t.t("severity"), t.value(&r.severity))
+        .figure(t.t("state"), t.value(&r.state))
         .figure(t.t("owner"), &r.owner)
         .figure(t.t("occurred_at"), &r.occurred_at)
         .figure(t.t("recovered_at"), &r.recovered_at)
@@ -254,7 +247,7 @@ pub fn analysis_document(a: &Analysis, t: Lang) -> Document {
         let mut s = Section::new(t.t(key));
         let rows = m
             .iter()
-            .map(|(k, n)| vec![v(t, k).into(), (*n).into()])
+            .map(|(k, n)| vec![t.value(k).into(), (*n).into()])
             .collect();
         s.table(t.t(key), &[t.t(col), t.t("count")], rows);
         sections.push(s);

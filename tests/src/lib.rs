@@ -463,6 +463,18 @@ impl Drop for Running {
     }
 }
 
+/// Runs `cmd` to its end; its standard output, or an error with its standard error when it
+/// fails.
+pub fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 /// Whether every field of `expected` is present in `actual` with an equal value (objects are
 /// compared key by key, recursively; arrays and scalars must be equal element by element).
 /// Returns the path of the first difference.

@@ -15,7 +15,7 @@ use kube::discovery::ApiResource;
 use serde_json::Value;
 use unyo_crds::{ChangeRecord, Incident, OperationCalendar, Server};
 use unyo_report::monthly::{self, Inputs};
-use unyo_tests::{control_plane, repo_root, subset_mismatch, workspace_binary};
+use unyo_tests::{control_plane, repo_root, stdout_of, subset_mismatch, workspace_binary};
 
 fn fixture_docs() -> Vec<Value> {
     let text =
@@ -129,48 +129,28 @@ async fn create_fixture(ns: &str) {
 fn unyo(args: &[&str]) -> String {
     let bin = workspace_binary("unyo-cli", "unyo").unwrap();
     let cp = control_plane().unwrap();
-    let out = Command::new(bin)
-        .args(args)
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "unyo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout_of(
+        Command::new(bin)
+            .args(args)
+            .env("KUBECONFIG", &cp.kubeconfig),
+    )
+    .unwrap()
 }
 
 fn pdftotext(pdf: &Path) -> String {
-    let out = Command::new("pdftotext")
-        .args(["-layout"])
-        .arg(pdf)
-        .arg("-")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pdftotext: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout_of(Command::new("pdftotext").arg("-layout").arg(pdf).arg("-")).unwrap()
 }
 
 /// Runs Debian's python3 with openpyxl on a workbook: the script prints JSON.
 fn openpyxl(script: &str, file: &Path) -> Value {
-    let out = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openpyxl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let out = stdout_of(
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .arg(file),
+    )
+    .unwrap();
+    serde_json::from_str(&out).unwrap()
 }
 
 const SHEETS_AS_JSON: &str = r#"
@@ -178,6 +158,15 @@ import json, sys, openpyxl
 wb = openpyxl.load_workbook(sys.argv[1])
 print(json.dumps({ws.title: [[c for c in row] for row in ws.iter_rows(values_only=True)] for ws in wb.worksheets}, default=str))
 "#;
+
+/// A namespace holding the fixture month, and a temporary directory for the files.
+async fn fixture_namespace(prefix: &str) -> (&'static unyo_tests::ControlPlane, String, PathBuf) {
+    let cp = control_plane().unwrap();
+    cp.install_crds().unwrap();
+    let ns = cp.namespace(prefix).await.unwrap();
+    create_fixture(&ns).await;
+    (cp, ns, tempdir())
+}
 
 fn artifacts() -> PathBuf {
     let dir = repo_root().join("target/test-artifacts");
@@ -187,14 +176,19 @@ fn artifacts() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_union_receives_the_month_as_json_pdf_and_excel() {
-    let cp = control_plane().unwrap();
-    cp.install_crds().unwrap();
-    let ns = cp.namespace("report").await.unwrap();
-    create_fixture(&ns).await;
-    let tmp = tempdir();
+    let (cp, ns, tmp) = fixture_namespace("report").await;
 
     let json: Value = serde_json::from_str(&unyo(&[
-        "report", "monthly", "-n", &ns, "--month", "2025-12", "--format", "json",
+        "report",
+        "monthly",
+        "-n",
+        &ns,
+        "--month",
+        "2025-12",
+        "--format",
+        "json",
+        "--now",
+        "2026-01-05T09:00:00+09:00",
     ]))
     .unwrap();
     if let Some(diff) = subset_mismatch(&expected(), &json, "") {
@@ -375,11 +369,7 @@ async fn the_union_receives_the_month_as_json_pdf_and_excel() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn incident_reports_and_the_ledger_export() {
-    let cp = control_plane().unwrap();
-    cp.install_crds().unwrap();
-    let ns = cp.namespace("ledger").await.unwrap();
-    create_fixture(&ns).await;
-    let tmp = tempdir();
+    let (_, ns, tmp) = fixture_namespace("ledger").await;
 
     let md = unyo(&[
         "report",
@@ -504,18 +494,13 @@ async fn incident_reports_and_the_ledger_export() {
 fn unzip(file: &Path, member: &str) -> String {
     let script =
         "import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]).decode())";
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(file)
-        .arg(member)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout_of(
+        Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(file)
+            .arg(member),
+    )
+    .unwrap()
 }
 
 fn tempdir() -> PathBuf {

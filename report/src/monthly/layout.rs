@@ -33,17 +33,9 @@ pub fn document(r: &MonthlyReport, lang: Lang) -> Document {
     }
 }
 
-/// An enum value (or any key) in `lang`; values the table lacks are shown as they are.
-fn v(lang: Lang, value: &str) -> String {
-    match lang.t(value) {
-        "?" => value.to_string(),
-        s => s.to_string(),
-    }
-}
-
 fn counts(lang: Lang, m: &std::collections::BTreeMap<String, u32>) -> Vec<Vec<Cell>> {
     m.iter()
-        .map(|(k, n)| vec![v(lang, k).into(), (*n).into()])
+        .map(|(k, n)| vec![lang.value(k).into(), (*n).into()])
         .collect()
 }
 
@@ -91,7 +83,7 @@ fn monitoring(r: &MonthlyReport, t: Lang) -> Section {
     let mut sec = Section::new(t.t("monitoring"));
     for (sev, secs) in &m.firing_seconds {
         sec.figure(
-            &format!("{} {}", t.t("firing_time"), v(t, sev)),
+            &format!("{} {}", t.t("firing_time"), t.value(sev)),
             number(minutes(*secs)),
         );
     }
@@ -132,7 +124,7 @@ fn monitoring(r: &MonthlyReport, t: Lang) -> Section {
                 c.server.clone().into(),
                 c.policy.clone().into(),
                 c.check.clone().into(),
-                v(t, &c.state).into(),
+                t.value(&c.state).into(),
                 c.since.clone().into(),
             ]
         })
@@ -217,13 +209,13 @@ fn incidents(r: &MonthlyReport, t: Lang) -> Section {
             vec![
                 x.name.clone().into(),
                 x.title.clone().into(),
-                v(t, &x.incident_type).into(),
-                v(t, &x.severity).into(),
+                t.value(&x.incident_type).into(),
+                t.value(&x.severity).into(),
                 x.servers.join(", ").into(),
                 x.occurred_at.clone().into(),
                 x.recovered_at.clone().into(),
                 minutes(x.downtime_seconds).into(),
-                v(t, &x.state).into(),
+                t.value(&x.state).into(),
                 x.cause.clone().into(),
                 x.actions.join(" / ").into(),
                 x.prevention.clone().into(),
@@ -259,7 +251,7 @@ fn problems(r: &MonthlyReport, t: Lang) -> Section {
         .map(|p| {
             vec![
                 p.id.clone().into(),
-                v(t, &p.category).into(),
+                t.value(&p.category).into(),
                 t.yes_no(p.known_error).into(),
                 p.incidents.join(", ").into(),
                 p.workaround.clone().into(),
@@ -301,11 +293,11 @@ fn changes(r: &MonthlyReport, t: Lang) -> Section {
             vec![
                 p.name.clone().into(),
                 p.title.clone().into(),
-                v(t, &p.category).into(),
-                v(t, &p.classification).into(),
+                t.value(&p.category).into(),
+                t.value(&p.classification).into(),
                 p.servers.join(", ").into(),
                 format!("{} – {}", p.window_start, p.window_end).into(),
-                v(t, &p.phase).into(),
+                t.value(&p.phase).into(),
                 p.reviews.join(", ").into(),
                 t.yes_no(p.lead_time_violated).into(),
             ]
@@ -366,7 +358,7 @@ fn patches(r: &MonthlyReport, t: Lang) -> Section {
                 j.baseline.clone().into(),
                 j.package.clone().into(),
                 j.version.clone().into(),
-                v(t, &j.judgement).into(),
+                t.value(&j.judgement).into(),
                 j.reason.clone().into(),
                 j.servers.into(),
             ]
@@ -454,10 +446,10 @@ fn backups(r: &MonthlyReport, t: Lang) -> Section {
                 x.server.clone().into(),
                 x.plan.clone().into(),
                 x.last_full_at.clone().into(),
-                v(t, &x.last_full_result).into(),
+                t.value(&x.last_full_result).into(),
                 x.generations.into(),
                 x.last_verification_at.clone().into(),
-                v(t, &x.last_verification_result).into(),
+                t.value(&x.last_verification_result).into(),
                 x.offsite_copy_age_hours.into(),
             ]
         })
@@ -512,7 +504,7 @@ fn virus(r: &MonthlyReport, t: Lang) -> Section {
             vec![
                 h.server.clone().into(),
                 h.last_scan_at.clone().into(),
-                v(t, &h.last_scan_result).into(),
+                t.value(&h.last_scan_result).into(),
                 (h.files_scanned as f64).into(),
                 h.signature_version.clone().into(),
                 h.signature_age_hours.into(),
@@ -614,7 +606,7 @@ fn maintenance(r: &MonthlyReport, t: Lang) -> Section {
             vec![
                 c.name.clone().into(),
                 c.title.clone().into(),
-                v(t, &c.category).into(),
+                t.value(&c.category).into(),
                 c.at.clone().into(),
             ]
         })
