@@ -72,7 +72,7 @@ impl Prometheus {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ready = Command::new("curl")
-                .args(["-fsS", "-o", "/dev/null", "--max-time", "2"])
+                .args(["-fs", "-o", "/dev/null", "--max-time", "2"])
                 .arg(format!("{url}/-/ready"))
                 .status()?
                 .success();
