@@ -292,15 +292,15 @@ pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> anyhow:
     let app = axum::Router::new()
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Metrics>>| async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.encode().await,
-                )
-            }),
+            get(
+                |State(m): State<Arc<Metrics>>, headers: axum::http::HeaderMap| async move {
+                    let accept = headers
+                        .get(axum::http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok());
+                    let (kind, body) = unyo_crds::exposition::respond(accept, m.encode().await);
+                    ([(axum::http::header::CONTENT_TYPE, kind)], body)
+                },
+            ),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(

@@ -17,6 +17,7 @@ pub mod compact;
 pub mod crdgen;
 pub mod cron;
 pub mod drift;
+pub mod exposition;
 pub mod holidays;
 pub mod incident;
 pub mod limits;

@@ -37,6 +37,15 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus on a free port, scraping `targets` (host:port) every `interval`.
     pub fn start(targets: &[String], interval: Duration) -> Result<Prometheus> {
+        Prometheus::start_with_rules(targets, interval, None)
+    }
+
+    /// The same, evaluating the rule file `rules` as well.
+    pub fn start_with_rules(
+        targets: &[String],
+        interval: Duration,
+        rules: Option<&std::path::Path>,
+    ) -> Result<Prometheus> {
         let dir = std::env::temp_dir().join(format!(
             "unyo-prometheus-{}-{}",
             std::process::id(),
@@ -49,8 +58,12 @@ impl Prometheus {
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()
             .join(", ");
+        let rule_files = match rules {
+            Some(r) => format!("rule_files: ['{}']\n", r.display()),
+            None => String::new(),
+        };
         let config = format!(
-            "global:\n  scrape_interval: {secs}s\n  evaluation_interval: {secs}s\nscrape_configs:\n  - job_name: unyo-agent\n    static_configs:\n      - targets: [{list}]\n"
+            "global:\n  scrape_interval: {secs}s\n  evaluation_interval: {secs}s\n{rule_files}scrape_configs:\n  - job_name: unyo\n    static_configs:\n      - targets: [{list}]\n"
         );
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
