@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// unyo: check manifests offline, print the API's CRDs, query calendars, and (in later releases)
 /// diff drift, write reports and bootstrap agents.
@@ -240,8 +240,24 @@ enum AgentCommand {
     },
 }
 
+/// The name kubectl runs a plugin by: `kubectl unyo …` executes `kubectl-unyo` from the PATH.
+const PLUGIN_NAME: &str = "kubectl-unyo";
+
+/// The command line, named as it was invoked: as `kubectl unyo` when run as kubectl's plugin.
+fn parse() -> Cli {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let plugin = std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == PLUGIN_NAME);
+    let mut command = Cli::command();
+    if plugin {
+        command = command.bin_name("kubectl unyo");
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     match cli.command {
         Command::Check { paths, quiet } => check::run(&paths, quiet),
         Command::Crds => print_crds(),

@@ -512,3 +512,50 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `unyo` installed as `kubectl-unyo` is kubectl's plugin: kubectl lists it, and `kubectl unyo …`
+/// runs the same commands against the same API server.
+#[tokio::test(flavor = "multi_thread")]
+async fn unyo_is_a_kubectl_plugin() {
+    let (cp, ns, tmp) = fixture_namespace("plugin").await;
+    let bin = tmp.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(
+        workspace_binary("unyo-cli", "unyo").unwrap(),
+        bin.join("kubectl-unyo"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl = |args: &[&str]| {
+        stdout_of(
+            Command::new(&cp.kubectl)
+                .args(args)
+                .env("PATH", &path)
+                .env("KUBECONFIG", &cp.kubeconfig),
+        )
+        .unwrap()
+    };
+    let list = kubectl(&["plugin", "list"]);
+    assert!(list.contains("kubectl-unyo"), "{list}");
+    let help = kubectl(&["unyo", "report", "--help"]);
+    assert!(help.contains("Usage: kubectl unyo report"), "{help}");
+    let json: Value = serde_json::from_str(&kubectl(&[
+        "unyo",
+        "report",
+        "incidents",
+        "-n",
+        &ns,
+        "--from",
+        "2025-12-01",
+        "--to",
+        "2026-01-01",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json["total"], 5, "{json:#}");
+}
