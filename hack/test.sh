@@ -25,7 +25,8 @@ done
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 # The report tests read the PDF back (poppler-utils: pdftotext, pdftoppm) and the workbooks
 # (python3-openpyxl); the PDF is set in Noto Sans CJK (fonts-noto-cjk).
-for pair in pdftotext:poppler-utils pdftoppm:poppler-utils; do
+# The agent's package is checked with lintian and systemd-analyze.
+for pair in pdftotext:poppler-utils pdftoppm:poppler-utils lintian:lintian systemd-analyze:systemd; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 /usr/bin/python3 -c 'import openpyxl' 2>/dev/null || missing+=(python3-openpyxl)
