@@ -171,23 +171,18 @@ fn pick_calendar(
     }
 }
 
-/// The zone of the namespace's calendar (Asia/Tokyo without one).
-fn zone(cal: Option<&OperationCalendar>) -> Result<TimeZone> {
-    match cal {
-        Some(c) => Ok(WorkCalendar::from_spec(&c.spec)?.time_zone().clone()),
-        None => Ok(TimeZone::get(monthly::DEFAULT_TIME_ZONE)?),
-    }
+/// The zone of the namespace's calendar (the only one, or the first by name; Asia/Tokyo
+/// without one).
+async fn namespace_zone(client: &Client, ns: &str) -> Result<TimeZone> {
+    let calendars = list::<OperationCalendar>(client, ns).await?;
+    Ok(monthly::zone(pick_calendar(calendars, None)?.as_ref())?)
 }
 
 /// The month before the one `now` falls in, as `YYYY-MM`.
 pub fn last_month(now: Timestamp, tz: &TimeZone) -> String {
-    let d = now.to_zoned(tz.clone()).date();
-    let (y, m) = if d.month() == 1 {
-        (d.year() - 1, 12)
-    } else {
-        (d.year(), d.month() - 1)
-    };
-    format!("{y:04}-{m:02}")
+    use unyo_crds::workcalendar::{month_before, month_label};
+    let (y, m) = month_before(now.to_zoned(tz.clone()).date());
+    month_label(y, m)
 }
 
 /// Reads the operating statistics of `ns` over `period` from the Prometheus at `url`: one range
@@ -283,7 +278,7 @@ pub async fn monthly(
 ) -> Result<String> {
     let now = a.now.unwrap_or_else(Timestamp::now);
     let mut inputs = gather(&client, ns, a.calendar).await?;
-    let tz = zone(inputs.calendar.as_ref())?;
+    let tz = monthly::zone(inputs.calendar.as_ref())?;
     let month = a
         .month
         .map(str::to_string)
@@ -358,8 +353,7 @@ pub async fn incident(client: Client, ns: &str, name: &str, out: &Output) -> Res
         .list(&ListParams::default().fields(&selector))
         .await?
         .items;
-    let calendars = list::<OperationCalendar>(&client, ns).await?;
-    let tz = zone(pick_calendar(calendars, None)?.as_ref())?;
+    let tz = namespace_zone(&client, ns).await?;
     let r = unyo_report::incident::report(&inc, &events, &tz, Timestamp::now());
     out.write(
         &r,
@@ -377,8 +371,7 @@ pub async fn incidents(
     to: &str,
     out: &Output,
 ) -> Result<String> {
-    let calendars = list::<OperationCalendar>(&client, ns).await?;
-    let tz = zone(pick_calendar(calendars, None)?.as_ref())?;
+    let tz = namespace_zone(&client, ns).await?;
     let day = |flag: &str, s: &str| -> Result<Timestamp> {
         let d: jiff::civil::Date = s
             .parse()

@@ -31,11 +31,9 @@ fn monthly_report(
     reports: &[Arc<ConfigMap>],
     now: Timestamp,
 ) -> MonthlyReportState {
-    let month = work.report_month_at(now);
-    let due = month
-        .split_once('-')
-        .and_then(|(y, m)| Some((y.parse().ok()?, m.parse().ok()?)))
-        .and_then(|(y, m)| work.monthly_report_due(y, m).ok().flatten());
+    let (year, m) = unyo_crds::workcalendar::month_before(work.local_date(now));
+    let month = unyo_crds::workcalendar::month_label(year, m);
+    let due = work.monthly_report_due(year, m).ok().flatten();
     let record = names::monthly_report_record_name(&month);
     let written_at = reports
         .iter()

@@ -29,6 +29,21 @@ const END_OF_DAY: u16 = 24 * 60;
 /// The monthly report is due on this business day after the month (spec 2.8 ⑦).
 pub const REPORT_DUE_BUSINESS_DAYS: u32 = 7;
 
+/// The month before the one `date` falls in, as (year, month): the month whose report falls due
+/// in `date`'s month.
+pub fn month_before(date: Date) -> (i16, i8) {
+    if date.month() == 1 {
+        (date.year() - 1, 12)
+    } else {
+        (date.year(), date.month() - 1)
+    }
+}
+
+/// A month as `YYYY-MM`.
+pub fn month_label(year: i16, month: i8) -> String {
+    format!("{year:04}-{month:02}")
+}
+
 /// An OperationCalendar (or a schedule against it) cannot be used.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum CalendarError {
@@ -566,17 +581,6 @@ impl WorkCalendar {
             }
         }
         Ok(Some(d))
-    }
-
-    /// The month (`YYYY-MM`) whose monthly report falls due in the month of `t`: the one before.
-    pub fn report_month_at(&self, t: Timestamp) -> String {
-        let d = self.local_date(t);
-        let (y, m) = if d.month() == 1 {
-            (d.year() - 1, 12)
-        } else {
-            (d.year(), d.month() - 1)
-        };
-        format!("{y:04}-{m:02}")
     }
 
     /// The due date of the monthly report of `year`-`month`: the [`REPORT_DUE_BUSINESS_DAYS`]th

@@ -101,6 +101,17 @@ impl From<Option<f64>> for Cell {
     }
 }
 
+/// Rows of a count table: each key (in `lang`, see [`crate::Lang::value`]) and its count.
+pub fn count_rows(
+    lang: crate::Lang,
+    counts: &std::collections::BTreeMap<String, u32>,
+) -> Vec<Vec<Cell>> {
+    counts
+        .iter()
+        .map(|(k, n)| vec![lang.value(k).into(), (*n).into()])
+        .collect()
+}
+
 /// A chart as SVG (no text inside: the caption carries the words).
 #[derive(Clone, Debug, Serialize)]
 pub struct Chart {

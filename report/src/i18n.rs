@@ -27,35 +27,27 @@ impl Lang {
     /// The text of `key` in this language; the key itself when the table lacks it (a test checks
     /// that no Japanese document shows a bare key).
     pub fn t(self, key: &str) -> &'static str {
-        match TABLE.binary_search_by(|(k, _, _)| (*k).cmp(key)) {
-            Ok(i) => match self {
-                Lang::Ja => TABLE[i].1,
-                Lang::En => TABLE[i].2,
-            },
-            Err(_) => leak_key(key),
-        }
+        self.lookup(key).unwrap_or("?")
+    }
+
+    /// The text of `key` in this language, if the table has it.
+    fn lookup(self, key: &str) -> Option<&'static str> {
+        let i = TABLE.binary_search_by(|(k, _, _)| (*k).cmp(key)).ok()?;
+        Some(match self {
+            Lang::Ja => TABLE[i].1,
+            Lang::En => TABLE[i].2,
+        })
     }
 
     /// An enum value (or any key) in this language; a value the table lacks (a name, a
     /// check's title) is shown as it is.
     pub fn value(self, value: &str) -> String {
-        match self.t(value) {
-            "?" => value.to_string(),
-            s => s.to_string(),
-        }
+        self.lookup(value).unwrap_or(value).to_string()
     }
 
     /// "Yes"/"No" in this language.
     pub fn yes_no(self, b: bool) -> &'static str {
         self.t(if b { "yes" } else { "no" })
-    }
-}
-
-fn leak_key(key: &str) -> &'static str {
-    // Keys are program constants or enum names; an unknown one is shown as it is.
-    match TABLE.iter().find(|(k, _, _)| *k == key) {
-        Some((k, _, _)) => k,
-        None => "?",
     }
 }
 

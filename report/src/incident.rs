@@ -10,7 +10,7 @@ use serde::Serialize;
 use unyo_crds::incident::Incident;
 
 use crate::Lang;
-use crate::doc::{Cell, Document, Section};
+use crate::doc::{Cell, Document, Section, count_rows};
 use crate::monthly::incidents::{occurred, recovered};
 use crate::time::{local, minutes, number, ts};
 
@@ -245,10 +245,7 @@ pub fn analysis_document(a: &Analysis, t: Lang) -> Document {
         ("by_month", "month", &a.by_month),
     ] {
         let mut s = Section::new(t.t(key));
-        let rows = m
-            .iter()
-            .map(|(k, n)| vec![t.value(k).into(), (*n).into()])
-            .collect();
+        let rows = count_rows(t, m);
         s.table(t.t(key), &[t.t(col), t.t("count")], rows);
         sections.push(s);
     }

@@ -85,12 +85,14 @@ impl Period {
 
     /// `2026-11`.
     pub fn label(&self) -> String {
-        format!("{:04}-{:02}", self.year, self.month)
+        unyo_crds::workcalendar::month_label(self.year, self.month)
     }
 
-    /// The month's first day.
-    pub fn first_day(&self) -> Date {
+    /// Every day of the month, in order.
+    pub fn days(&self) -> impl Iterator<Item = Date> + '_ {
         self.first
+            .series(jiff::Span::new().days(1))
+            .take_while(|d| d.month() == self.month)
     }
 
     /// Seconds of [a, b) that fall in this month.
@@ -159,12 +161,10 @@ pub fn build(inputs: &Inputs, month: &str, now: Timestamp) -> Result<MonthlyRepo
         .as_ref()
         .map(|c| WorkCalendar::from_spec(&c.spec))
         .transpose()?;
-    let tz = match &cal {
-        Some(c) => c.time_zone().clone(),
-        None => TimeZone::get(DEFAULT_TIME_ZONE).map_err(|e| Error::Period(e.to_string()))?,
-    };
-    let period = Period::parse(month, tz)?;
+    let period = Period::parse(month, zone_of(cal.as_ref())?)?;
     let summary = summary(inputs, &period, cal.as_ref())?;
+    let patches = ops::patches(&inputs.baselines, &inputs.servers, &period);
+    let maintenance = ops::maintenance(&patches, &inputs.changes, &period);
     let incidents = incidents::incidents(
         &inputs.incidents,
         &inputs.servers,
@@ -187,12 +187,27 @@ pub fn build(inputs: &Inputs, month: &str, now: Timestamp) -> Result<MonthlyRepo
         incidents,
         problems: incidents::problems(&inputs.incidents),
         changes: changes::changes(&inputs.changes, &period),
-        patches: ops::patches(&inputs.baselines, &inputs.servers, &period),
+        patches,
         backups: ops::backups(&inputs.servers, &period, now),
         virus: ops::virus(&inputs.scans, &inputs.servers, &period, now),
         statistics: inputs.statistics.clone(),
-        maintenance: ops::maintenance(&inputs.servers, &inputs.changes, &period),
+        maintenance,
     })
+}
+
+/// The zone of a namespace's OperationCalendar, or [`DEFAULT_TIME_ZONE`] without one.
+pub fn zone(calendar: Option<&OperationCalendar>) -> Result<TimeZone, Error> {
+    let cal = calendar
+        .map(|c| WorkCalendar::from_spec(&c.spec))
+        .transpose()?;
+    zone_of(cal.as_ref())
+}
+
+fn zone_of(cal: Option<&WorkCalendar>) -> Result<TimeZone, Error> {
+    match cal {
+        Some(c) => Ok(c.time_zone().clone()),
+        None => TimeZone::get(DEFAULT_TIME_ZONE).map_err(|e| Error::Period(e.to_string())),
+    }
 }
 
 fn summary(inputs: &Inputs, p: &Period, cal: Option<&WorkCalendar>) -> Result<Summary, Error> {
@@ -229,11 +244,9 @@ fn summary(inputs: &Inputs, p: &Period, cal: Option<&WorkCalendar>) -> Result<Su
 
 /// The number of business days in the month.
 fn business_days(cal: &WorkCalendar, p: &Period) -> Result<u32, Error> {
-    let mut d = p.first_day();
     let mut n = 0;
-    while d.month() == p.month {
+    for d in p.days() {
         n += u32::from(cal.is_business_day(d)?);
-        d = d.tomorrow().map_err(|e| Error::Period(e.to_string()))?;
     }
     Ok(n)
 }

@@ -289,12 +289,10 @@ fn business_intervals(
 ) -> Result<Option<Vec<(Timestamp, Timestamp)>>, Error> {
     let Some(cal) = cal else { return Ok(None) };
     let mut out = Vec::new();
-    let mut d = p.first_day();
-    while d.month() == p.month {
+    for d in p.days() {
         if let Some(hours) = cal.business_hours_on(d)? {
             out.push(hours);
         }
-        d = d.tomorrow().map_err(|e| Error::Period(e.to_string()))?;
     }
     Ok(Some(out))
 }

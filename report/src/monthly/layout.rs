@@ -3,7 +3,7 @@
 use super::MonthlyReport;
 use crate::Lang;
 use crate::charts::sparkline;
-use crate::doc::{Cell, Chart, Document, Section};
+use crate::doc::{Chart, Document, Section, count_rows};
 use crate::time::{minutes, number, percent};
 
 /// The report as a document in `lang`.
@@ -31,12 +31,6 @@ pub fn document(r: &MonthlyReport, lang: Lang) -> Document {
             maintenance(r, lang),
         ],
     }
-}
-
-fn counts(lang: Lang, m: &std::collections::BTreeMap<String, u32>) -> Vec<Vec<Cell>> {
-    m.iter()
-        .map(|(k, n)| vec![lang.value(k).into(), (*n).into()])
-        .collect()
 }
 
 fn summary(r: &MonthlyReport, t: Lang) -> Section {
@@ -68,12 +62,12 @@ fn summary(r: &MonthlyReport, t: Lang) -> Section {
     sec.table(
         t.t("environment"),
         &[t.t("environment"), t.t("count")],
-        counts(t, &s.servers_by_environment),
+        count_rows(t, &s.servers_by_environment),
     );
     sec.table(
         t.t("role"),
         &[t.t("role"), t.t("count")],
-        counts(t, &s.servers_by_role),
+        count_rows(t, &s.servers_by_role),
     );
     sec
 }
@@ -114,7 +108,7 @@ fn monitoring(r: &MonthlyReport, t: Lang) -> Section {
     sec.table(
         t.t("check"),
         &[t.t("check"), t.t("count")],
-        counts(t, &m.firings_by_check),
+        count_rows(t, &m.firings_by_check),
     );
     let rows = m
         .checks_not_ok
@@ -168,17 +162,17 @@ fn incidents(r: &MonthlyReport, t: Lang) -> Section {
     sec.table(
         t.t("by_type"),
         &[t.t("type"), t.t("count")],
-        counts(t, &i.by_type),
+        count_rows(t, &i.by_type),
     );
     sec.table(
         t.t("by_severity"),
         &[t.t("severity"), t.t("count")],
-        counts(t, &i.by_severity),
+        count_rows(t, &i.by_severity),
     );
     sec.table(
         t.t("by_server"),
         &[t.t("server"), t.t("count")],
-        counts(t, &i.by_server),
+        count_rows(t, &i.by_server),
     );
     let rows = i
         .per_server
@@ -284,7 +278,7 @@ fn changes(r: &MonthlyReport, t: Lang) -> Section {
     sec.table(
         t.t("by_resolution"),
         &[t.t("result"), t.t("count")],
-        counts(t, &c.by_resolution),
+        count_rows(t, &c.by_resolution),
     );
     let rows = c
         .planned

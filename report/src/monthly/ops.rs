@@ -326,9 +326,9 @@ pub struct ImplementedChange {
     pub at: String,
 }
 
-pub(super) fn maintenance(servers: &[Server], changes: &[ChangeRecord], p: &Period) -> Maintenance {
-    let mut installed = Patches::default();
-    host_patch_events(servers, p, &mut installed);
+/// The maintenance of the month: the patches installed (as `patches` found them) and the
+/// planned changes implemented.
+pub(super) fn maintenance(patches: &Patches, changes: &[ChangeRecord], p: &Period) -> Maintenance {
     let mut done = Vec::new();
     for c in changes
         .iter()
@@ -351,7 +351,7 @@ pub(super) fn maintenance(servers: &[Server], changes: &[ChangeRecord], p: &Peri
     }
     done.sort_by(|a, b| a.at.cmp(&b.at));
     Maintenance {
-        patches_installed: count(installed.installed.len()),
+        patches_installed: count(patches.installed.len()),
         changes_implemented: done,
     }
 }

@@ -33,11 +33,6 @@ impl Format {
             _ => return None,
         })
     }
-
-    /// Whether the bytes are text fit for a terminal.
-    pub fn is_text(self) -> bool {
-        matches!(self, Format::Markdown | Format::Html | Format::Csv)
-    }
 }
 
 /// Writes `doc` in `format`; `fonts` are the font files for a PDF (empty: found on the machine).
