@@ -331,11 +331,7 @@ async fn the_monthly_report_due_and_its_record() {
         Some(&sample_calendar(&ns, "union")),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unyo_tests::free_port().unwrap();
     let addr = format!("127.0.0.1:{port}");
     // 2026-12-01 in Tokyo: November's report is due on the 7th business day after 30 November.
     let running = common::controller(

@@ -20,11 +20,7 @@ mod common;
 use common::server_yaml;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    unyo_tests::free_port().unwrap()
 }
 
 /// A proxy to the API server on a free port, logging writes to `log`, stalling Lease updates

@@ -507,11 +507,7 @@ async fn redirector() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    unyo_tests::free_port().unwrap()
 }
 
 #[tokio::test]

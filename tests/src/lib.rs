@@ -463,6 +463,64 @@ impl Drop for Running {
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The API resource of a unyo.dev kind, named as its CRD names it (for dynamic requests).
+pub fn unyo_resource(kind: &str) -> Result<kube::discovery::ApiResource> {
+    let crd = unyo_crds::crdgen::all_crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .with_context(|| format!("no unyo.dev kind {kind}"))?;
+    Ok(kube::discovery::ApiResource {
+        group: crd.spec.group.clone(),
+        version: unyo_crds::VERSION.into(),
+        api_version: format!("{}/{}", crd.spec.group, unyo_crds::VERSION),
+        kind: kind.into(),
+        plural: crd.spec.names.plural.clone(),
+    })
+}
+
+/// Creates a unyo.dev object in `namespace` from a whole document (`apiVersion`, `kind`,
+/// `metadata`, `spec` and, if any, `status`): the object first, then its status through the
+/// status subresource, both by server-side apply as `manager` (as the controller and the agents
+/// write status).
+pub async fn create_with_status(
+    client: &kube::Client,
+    namespace: &str,
+    manager: &str,
+    mut doc: serde_json::Value,
+) -> Result<()> {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    let kind = doc["kind"]
+        .as_str()
+        .context("a document without kind")?
+        .to_string();
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .context("a document without a name")?
+        .to_string();
+    let status = doc.as_object_mut().and_then(|o| o.remove("status"));
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &unyo_resource(&kind)?);
+    let pp = PatchParams::apply(manager).force();
+    api.patch(&name, &pp, &Patch::Apply(&doc))
+        .await
+        .with_context(|| format!("{kind}/{name}"))?;
+    if let Some(status) = status {
+        let body =
+            serde_json::json!({"apiVersion": doc["apiVersion"], "kind": kind, "status": status});
+        api.patch_status(&name, &pp, &Patch::Apply(&body))
+            .await
+            .with_context(|| format!("{kind}/{name} status"))?;
+    }
+    Ok(())
+}
+
 /// Runs `cmd` to its end; its standard output, or an error with its standard error when it
 /// fails.
 pub fn stdout_of(cmd: &mut Command) -> Result<String> {

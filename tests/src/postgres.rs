@@ -95,9 +95,7 @@ impl Cluster {
     /// its own; not started.
     pub fn at(data: PathBuf, socket: PathBuf) -> Result<Cluster> {
         postgres_dir(&socket)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::free_port()?;
         Ok(Cluster { data, socket, port })
     }
 

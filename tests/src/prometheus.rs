@@ -66,9 +66,7 @@ impl Prometheus {
             "global:\n  scrape_interval: {secs}s\n  evaluation_interval: {secs}s\n{rule_files}scrape_configs:\n  - job_name: unyo\n    static_configs:\n      - targets: [{list}]\n"
         );
         std::fs::write(dir.join("prometheus.yml"), config)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::free_port()?;
         let mut cmd = Command::new(bin_dir()?.join("prometheus"));
         cmd.arg(format!(
             "--config.file={}",

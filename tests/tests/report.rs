@@ -10,12 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::discovery::ApiResource;
 use serde_json::Value;
 use unyo_crds::{ChangeRecord, Incident, OperationCalendar, Server};
 use unyo_report::monthly::{self, Inputs};
-use unyo_tests::{control_plane, repo_root, stdout_of, subset_mismatch, workspace_binary};
+use unyo_tests::{
+    control_plane, create_with_status, repo_root, stdout_of, subset_mismatch, workspace_binary,
+};
 
 fn fixture_docs() -> Vec<Value> {
     let text =
@@ -89,40 +89,14 @@ fn the_fixture_month_gives_the_expected_figures() {
     }
 }
 
-/// Creates the fixture's objects in `ns`: specs with kubectl (server-side), then each status
-/// through the status subresource, as the controller and the agents write them.
+/// Creates the fixture's objects in `ns`, each status through the status subresource, as the
+/// controller and the agents write them.
 async fn create_fixture(ns: &str) {
-    let cp = control_plane().unwrap();
-    let client = cp.client().await.unwrap();
+    let client = control_plane().unwrap().client().await.unwrap();
     for doc in fixture_docs() {
-        let kind = doc["kind"].as_str().unwrap().to_string();
-        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
-        let mut spec = doc.clone();
-        let status = spec.as_object_mut().unwrap().remove("status");
-        cp.kubectl_ok(
-            &["apply", "--server-side", "-n", ns, "-f", "-"],
-            Some(&spec.to_string()),
-        )
-        .unwrap();
-        let Some(status) = status else { continue };
-        let plural = format!("{}s", kind.to_lowercase());
-        let ar = ApiResource {
-            group: "unyo.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "unyo.dev/v1alpha1".into(),
-            kind: kind.clone(),
-            plural,
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        let body =
-            serde_json::json!({"apiVersion": "unyo.dev/v1alpha1", "kind": kind, "status": status});
-        api.patch_status(
-            &name,
-            &PatchParams::apply("report-fixture").force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{kind}/{name} status: {e}"));
+        create_with_status(&client, ns, "report-fixture", doc)
+            .await
+            .unwrap();
     }
 }
 

@@ -39,15 +39,9 @@ const VIRTUAL_FS: &[&str] = &[
 /// Block devices that are not physical disks.
 const VIRTUAL_BLOCK: &[&str] = &["loop", "ram", "zram", "dm-", "sr", "nbd"];
 
-fn open(c: &Collector, path: &str) -> Result<std::io::BufReader<std::fs::File>, String> {
-    std::fs::File::open(c.path(path))
-        .map(std::io::BufReader::new)
-        .map_err(|e| format!("{path}: {e}"))
-}
-
 /// CPU model, sockets, cores and threads from `/proc/cpuinfo`.
 pub fn cpu(c: &Collector) -> Result<CpuLedger, String> {
-    let info = CpuInfo::from_buf_read(open(c, "/proc/cpuinfo")?)
+    let info = CpuInfo::from_buf_read(c.open("/proc/cpuinfo")?)
         .map_err(|e| format!("/proc/cpuinfo: {e}"))?;
     let threads = info.num_cores();
     if threads == 0 {
@@ -71,7 +65,7 @@ pub fn cpu(c: &Collector) -> Result<CpuLedger, String> {
 
 /// Total memory from `/proc/meminfo`, in bytes.
 pub fn memory_bytes(c: &Collector) -> Result<u64, String> {
-    let info = Meminfo::from_buf_read(open(c, "/proc/meminfo")?)
+    let info = Meminfo::from_buf_read(c.open("/proc/meminfo")?)
         .map_err(|e| format!("/proc/meminfo: {e}"))?;
     Ok(info.mem_total)
 }
@@ -108,7 +102,7 @@ pub fn disks(c: &Collector) -> Result<Vec<ObservedDisk>, String> {
 /// Mounted filesystems from `/proc/mounts`, with size and usage from statvfs(3) of the mount
 /// point beneath the root.
 pub fn filesystems(c: &Collector) -> Result<Vec<ObservedFilesystem>, String> {
-    let mounts = Vec::<procfs::MountEntry>::from_buf_read(open(c, "/proc/mounts")?)
+    let mounts = Vec::<procfs::MountEntry>::from_buf_read(c.open("/proc/mounts")?)
         .map_err(|e| format!("/proc/mounts: {e}"))?;
     let mut out: Vec<ObservedFilesystem> = Vec::new();
     for m in mounts {
@@ -168,7 +162,7 @@ pub fn steady_usage(before: &[ObservedFilesystem], now: &mut [ObservedFilesystem
 
 /// Boot time from `btime` in `/proc/stat`.
 pub fn boot_time(c: &Collector) -> Result<Time, String> {
-    let stats = KernelStats::from_buf_read(open(c, "/proc/stat")?, procfs::current_system_info())
+    let stats = KernelStats::from_buf_read(c.open("/proc/stat")?, procfs::current_system_info())
         .map_err(|e| format!("/proc/stat: {e}"))?;
     let secs = i64::try_from(stats.btime).map_err(|e| format!("/proc/stat btime: {e}"))?;
     jiff::Timestamp::from_second(secs)

@@ -42,6 +42,13 @@ impl Collector {
         self.root.join(path.trim_start_matches('/'))
     }
 
+    /// Opens a file of the host (beneath the root) for reading.
+    pub fn open(&self, path: &str) -> Result<std::io::BufReader<std::fs::File>, String> {
+        std::fs::File::open(self.path(path))
+            .map(std::io::BufReader::new)
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
     /// Reads a small text file of the host, trimmed.
     pub fn read(&self, path: &str) -> Result<String, String> {
         let full = self.path(path);

@@ -1,8 +1,6 @@
 //! Linux: /proc/stat, /proc/meminfo, /proc/diskstats, /proc/net/dev and /sys/class/hwmon of the
 //! host beneath the agent's root, and the filesystems the facts read.
 
-use std::io::BufReader;
-
 use procfs::{FromBufRead, FromBufReadSI, KernelStats, Meminfo};
 
 use super::{Readings, StatsSource};
@@ -20,10 +18,8 @@ impl Procfs {
         Procfs { host }
     }
 
-    fn open(&self, path: &str) -> Option<BufReader<std::fs::File>> {
-        std::fs::File::open(self.host.path(path))
-            .ok()
-            .map(BufReader::new)
+    fn open(&self, path: &str) -> Option<std::io::BufReader<std::fs::File>> {
+        self.host.open(path).ok()
     }
 
     fn cpu(&self) -> Vec<(String, &'static str, f64)> {

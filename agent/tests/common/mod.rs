@@ -85,11 +85,7 @@ pub fn fake_host(root: &Path, hostname: &str) {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    unyo_tests::free_port().unwrap()
 }
 
 /// A ClamAV signature database in `dir`: an MD5 signature of the file `sample`, named `name`

@@ -355,9 +355,7 @@ async fn run(a: &Args, row: &mut Row) -> Result<()> {
             .reflect(w)
             .for_each(|_| async {}),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = unyo_tests::free_port()?;
     let mut cmd = Command::new(&a.controller);
     cmd.arg("--kubeconfig")
         .arg(&controller_kubeconfig)

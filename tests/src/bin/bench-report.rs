@@ -10,8 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
 const NS: &str = "bench";
@@ -45,21 +44,14 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
-fn ar(kind: &str) -> ApiResource {
-    ApiResource {
-        group: "unyo.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "unyo.dev/v1alpha1".into(),
-        kind: kind.into(),
-        plural: match kind.to_lowercase().strip_suffix('y') {
-            Some(stem) => format!("{stem}ies"),
-            None => format!("{}s", kind.to_lowercase()),
-        },
-    }
+/// A whole document: `spec` with its `status`.
+fn whole(mut spec: Value, status: Value) -> Value {
+    spec["status"] = status;
+    spec
 }
 
 /// A Server with a ledger, 300 observed packages and the operations' status of a busy host.
-fn server(i: usize) -> (Value, Value) {
+fn server(i: usize) -> Value {
     let name = format!("srv{i:04}");
     let spec = json!({"apiVersion": "unyo.dev/v1alpha1", "kind": "Server", "metadata": {"name": name},
         "spec": {"hostname": name, "role": "AP", "environment": "Production", "os": {"name": "Debian GNU/Linux", "version": "12"},
@@ -82,10 +74,10 @@ fn server(i: usize) -> (Value, Value) {
                 "patches": [{"package": "openssl", "version": "3.0.17", "state": "Installed", "installedAt": "2025-12-12T01:00:00Z"}]}]
         }
     });
-    (spec, status)
+    whole(spec, status)
 }
 
-fn incident(i: usize) -> (Value, Value) {
+fn incident(i: usize) -> Value {
     let day = 1 + i % 28;
     let spec = json!({"apiVersion": "unyo.dev/v1alpha1", "kind": "Incident", "metadata": {"name": format!("inc{i:05}")},
         "spec": {"type": "Monitoring", "fingerprint": format!("fp{i}"), "title": format!("srv{:04} http check", i * 2),
@@ -94,38 +86,22 @@ fn incident(i: usize) -> (Value, Value) {
                  "actions": ["再起動した"], "prevention": "監視を追加する"}});
     let status =
         json!({"phase": "Recovered", "recoveredAt": format!("2025-12-{day:02}T02:30:00Z")});
-    (spec, status)
+    whole(spec, status)
 }
 
-fn change(i: usize) -> (Value, Value) {
+fn change(i: usize) -> Value {
     let day = 1 + i % 28;
     let spec = json!({"apiVersion": "unyo.dev/v1alpha1", "kind": "ChangeRecord", "metadata": {"name": format!("chg{i:05}")},
         "spec": {"origin": "Drift", "category": "Software", "classification": "Minor", "server": format!("srv{i:04}"),
                  "paths": [{"path": "software[name=pkg1].version"}], "recordedAt": format!("2025-12-{day:02}T00:00:00Z")}});
     let status = json!({"phase": "Resolved", "resolution": "LedgerUpdated", "resolvedAt": format!("2025-12-{day:02}T06:00:00Z")});
-    (spec, status)
+    whole(spec, status)
 }
 
-async fn create(client: &kube::Client, kind: &str, objects: Vec<(Value, Value)>) -> Result<()> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar(kind));
+/// Creates the objects (whole documents, status included), 16 at a time.
+async fn create(client: &kube::Client, objects: Vec<Value>) -> Result<()> {
     futures::stream::iter(objects)
-        .map(|(spec, status)| {
-            let api = api.clone();
-            async move {
-                let obj: DynamicObject = serde_json::from_value(spec)?;
-                let name = obj.metadata.name.clone().unwrap_or_default();
-                api.create(&PostParams::default(), &obj).await?;
-                let body =
-                    json!({"apiVersion": "unyo.dev/v1alpha1", "kind": kind, "status": status});
-                api.patch_status(
-                    &name,
-                    &PatchParams::apply("bench").force(),
-                    &Patch::Apply(&body),
-                )
-                .await?;
-                anyhow::Ok(())
-            }
-        })
+        .map(|doc| unyo_tests::create_with_status(client, NS, "bench", doc))
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await?;
@@ -274,24 +250,11 @@ async fn main() -> Result<()> {
         &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
     )
     .await?;
-    let cals: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), NS, &ar("OperationCalendar"));
-    cals.create(&PostParams::default(), &serde_json::from_value(first)?)
-        .await?;
+    unyo_tests::create_with_status(&client, NS, "bench", first).await?;
     let t = Instant::now();
-    create(&client, "Server", (0..a.servers).map(server).collect()).await?;
-    create(
-        &client,
-        "Incident",
-        (0..a.servers / 2).map(incident).collect(),
-    )
-    .await?;
-    create(
-        &client,
-        "ChangeRecord",
-        (0..a.servers).map(change).collect(),
-    )
-    .await?;
+    create(&client, (0..a.servers).map(server).collect()).await?;
+    create(&client, (0..a.servers / 2).map(incident).collect()).await?;
+    create(&client, (0..a.servers).map(change).collect()).await?;
     let setup = t.elapsed().as_secs_f64();
     eprintln!(
         "bench-report: {} Servers, {} Incidents, {} ChangeRecords in {setup:.1}s",
