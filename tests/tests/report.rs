@@ -111,6 +111,11 @@ fn unyo(args: &[&str]) -> String {
     .unwrap()
 }
 
+/// `unyo report monthly -n NS` with `args`.
+fn monthly(ns: &str, args: &[&str]) -> String {
+    unyo(&[&["report", "monthly", "-n", ns], args].concat())
+}
+
 fn pdftotext(pdf: &Path) -> String {
     stdout_of(Command::new("pdftotext").arg("-layout").arg(pdf).arg("-")).unwrap()
 }
@@ -152,37 +157,35 @@ fn artifacts() -> PathBuf {
 async fn the_union_receives_the_month_as_json_pdf_and_excel() {
     let (cp, ns, tmp) = fixture_namespace("report").await;
 
-    let json: Value = serde_json::from_str(&unyo(&[
-        "report",
-        "monthly",
-        "-n",
+    let json: Value = serde_json::from_str(&monthly(
         &ns,
-        "--month",
-        "2025-12",
-        "--format",
-        "json",
-        "--now",
-        "2026-01-05T09:00:00+09:00",
-    ]))
+        &[
+            "--month",
+            "2025-12",
+            "--format",
+            "json",
+            "--now",
+            "2026-01-05T09:00:00+09:00",
+        ],
+    ))
     .unwrap();
     if let Some(diff) = subset_mismatch(&expected(), &json, "") {
         panic!("{diff}\n{json:#}");
     }
 
     let pdf = tmp.join("monthly.pdf");
-    let printed = unyo(&[
-        "report",
-        "monthly",
-        "-n",
+    let printed = monthly(
         &ns,
-        "--month",
-        "2025-12",
-        "--format",
-        "pdf",
-        "--out",
-        pdf.to_str().unwrap(),
-        "--record",
-    ]);
+        &[
+            "--month",
+            "2025-12",
+            "--format",
+            "pdf",
+            "--out",
+            pdf.to_str().unwrap(),
+            "--record",
+        ],
+    );
     assert_eq!(printed.trim(), pdf.display().to_string());
     let text = pdftotext(&pdf);
     for heading in [
@@ -254,40 +257,28 @@ async fn the_union_receives_the_month_as_json_pdf_and_excel() {
     // 2026, after the year-end closure), into a directory.
     let dir = tmp.join("reports");
     std::fs::create_dir_all(&dir).unwrap();
-    let args = |now: &str| -> Vec<String> {
-        [
-            "report",
-            "monthly",
-            "-n",
+    let on = |now: &str| {
+        let out = dir.to_str().unwrap();
+        monthly(
             &ns,
-            "--if-first-business-day",
-            "--format",
-            "pdf",
-            "--out",
-            dir.to_str().unwrap(),
-            "--now",
-            now,
-        ]
-        .map(String::from)
-        .to_vec()
+            &[
+                "--if-first-business-day",
+                "--format",
+                "pdf",
+                "--out",
+                out,
+                "--now",
+                now,
+            ],
+        )
     };
-    let said = unyo(
-        &args("2026-01-06T07:00:00+09:00")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let said = on("2026-01-06T07:00:00+09:00");
     assert!(
         said.contains("not the first business day after 2025-12 (2026-01-05); nothing written"),
         "{said}"
     );
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
-    let said = unyo(
-        &args("2026-01-05T07:00:00+09:00")
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let said = on("2026-01-05T07:00:00+09:00");
     let file = dir.join(format!("monthly-{ns}-2025-12.pdf"));
     assert_eq!(said.trim(), file.display().to_string());
     assert!(pdftotext(&file).contains("2026-01-14"));
@@ -299,10 +290,10 @@ async fn the_union_receives_the_month_as_json_pdf_and_excel() {
         .unwrap();
 
     // English from the same code.
-    let en = unyo(&[
-        "report", "monthly", "-n", &ns, "--month", "2025-12", "--format", "markdown", "--lang",
-        "en",
-    ]);
+    let en = monthly(
+        &ns,
+        &["--month", "2025-12", "--format", "markdown", "--lang", "en"],
+    );
     assert!(
         en.contains("## 3. Incident management")
             && en.contains("**Due date (7th business day after month end)**: 2026-01-14"),
@@ -310,18 +301,17 @@ async fn the_union_receives_the_month_as_json_pdf_and_excel() {
     );
 
     let xlsx = tmp.join("monthly.xlsx");
-    unyo(&[
-        "report",
-        "monthly",
-        "-n",
+    monthly(
         &ns,
-        "--month",
-        "2025-12",
-        "--format",
-        "xlsx",
-        "--out",
-        xlsx.to_str().unwrap(),
-    ]);
+        &[
+            "--month",
+            "2025-12",
+            "--format",
+            "xlsx",
+            "--out",
+            xlsx.to_str().unwrap(),
+        ],
+    );
     let sheets = openpyxl(SHEETS_AS_JSON, &xlsx);
     let summary = sheets["概要"].as_array().unwrap();
     let figure = |label: &str| {
