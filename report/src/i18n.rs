@@ -145,6 +145,7 @@ pub const TABLE: &[(&str, &str, &str)] = &[
     ("compliant", "準拠", "Compliant"),
     ("count", "件数", "Count"),
     ("cpu", "CPU", "CPU"),
+    ("cpu_cores", "CPUコア数", "CPU cores"),
     ("cpu_usage", "CPU使用率(%)", "CPU usage (%)"),
     ("detections", "検知", "Detections"),
     ("device", "機器", "Device"),

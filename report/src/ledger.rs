@@ -108,7 +108,7 @@ fn server_sheet(servers: &[&Server], t: Lang) -> Section {
         t.t("address"),
         t.t("mac"),
         t.t("cpu"),
-        "CPU cores",
+        t.t("cpu_cores"),
         t.t("memory"),
         t.t("vendor"),
         t.t("model"),
