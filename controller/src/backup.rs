@@ -16,11 +16,11 @@ use unyo_crds::selection::{backup_plans_for, selects};
 use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
-use crate::conditions::condition;
+use crate::conditions::ready;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
 use crate::stores::{Kinds, in_namespace, shared_in};
-use unyo_crds::names::conditions as cond;
+
 use unyo_crds::names::reasons;
 
 /// A scheduled run counts as missed when no run of its type started within this time after it.
@@ -274,10 +274,10 @@ pub fn decide(
             .any(|c| c.name_any() == r.schedule.calendar)
     });
     let (ok, reason, message) = match (&selector_error, missing_calendar) {
-        (Some(e), _) => (false, "InvalidSelector", e.clone()),
+        (Some(e), _) => (false, reasons::INVALID_SELECTOR, e.clone()),
         (None, Some(r)) => (
             false,
-            "CalendarNotFound",
+            reasons::CALENDAR_NOT_FOUND,
             format!(
                 "spec.rules[{}].schedule.calendar: OperationCalendar {} does not exist",
                 r.name, r.schedule.calendar
@@ -285,19 +285,18 @@ pub fn decide(
         ),
         (None, None) => (
             true,
-            "Evaluated",
+            reasons::EVALUATED,
             format!("{healthy} of {} server(s) healthy", status.servers.len()),
         ),
     };
-    status.conditions = vec![condition(
+    status.conditions = ready(
         &prev.conditions,
-        cond::READY,
         ok,
         reason,
         message,
         p.meta().generation,
         now,
-    )];
+    );
     unyo_crds::limits::Bounded::bound(&mut status);
     ((prev != status).then_some(status), next_wake)
 }

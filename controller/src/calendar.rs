@@ -16,10 +16,10 @@ use kube::{Resource, ResourceExt};
 use unyo_crds::calendar::{
     ExtraHoliday, MonthlyReportState, OperationCalendar, OperationCalendarStatus,
 };
-use unyo_crds::names::{self, conditions as cond, reasons};
+use unyo_crds::names::{self, reasons};
 use unyo_crds::workcalendar::WorkCalendar;
 
-use crate::conditions::condition;
+use crate::conditions::ready;
 use crate::context::Context;
 use crate::error::Error;
 use crate::stores::Kinds;
@@ -89,30 +89,14 @@ pub fn desired_status(
                     .collect(),
                 monthly_report: Some(monthly_report(&work, reports, now)),
                 observed_generation: generation,
-                conditions: vec![condition(
-                    previous,
-                    cond::READY,
-                    true,
-                    reasons::EVALUATED,
-                    message,
-                    generation,
-                    now,
-                )],
+                conditions: ready(previous, true, reasons::EVALUATED, message, generation, now),
             };
             (status, Some(wake))
         }
         Err(e) => {
             let status = OperationCalendarStatus {
                 observed_generation: generation,
-                conditions: vec![condition(
-                    previous,
-                    cond::READY,
-                    false,
-                    e.reason(),
-                    e.to_string(),
-                    generation,
-                    now,
-                )],
+                conditions: ready(previous, false, e.reason(), e.to_string(), generation, now),
                 ..Default::default()
             };
             // Nothing changes until the spec does (or, for a date past 2099, ever).

@@ -48,6 +48,42 @@ pub fn judged(
     }
 }
 
+/// Ready, followed by Stalled=True with the same reason and message when that reason is one only
+/// a change of the spec can mend ([`unyo_crds::names::reasons::SPEC_ERRORS`]): kstatus (Flux,
+/// Argo CD) then reads the object as Failed instead of waiting for it (InProgress).
+pub fn ready(
+    previous: &[Condition],
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    use unyo_crds::names::{conditions, reasons};
+    let ready = condition(
+        previous,
+        conditions::READY,
+        ok,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    let stalled = (!ok && reasons::SPEC_ERRORS.contains(&reason)).then(|| {
+        let message = ready.message.clone();
+        condition(
+            previous,
+            conditions::STALLED,
+            true,
+            reason,
+            message,
+            generation,
+            now,
+        )
+    });
+    std::iter::once(ready).chain(stalled).collect()
+}
+
 /// metav1.Time keeps whole seconds; a value with a fraction would differ after a round trip.
 pub fn truncate_to_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
@@ -78,5 +114,31 @@ mod tests {
         assert_eq!(flipped.status, "False");
         assert_eq!(flipped.last_transition_time.0, truncate_to_seconds(t1));
         assert_eq!(flipped.last_transition_time.0.subsec_nanosecond(), 0);
+    }
+
+    #[test]
+    fn a_spec_error_stalls_and_a_missing_dependency_waits() {
+        let now: Timestamp = "2026-11-24T00:00:00Z".parse().unwrap();
+        let bad = ready(
+            &[],
+            false,
+            "InvalidSelector",
+            "spec.selector: x",
+            Some(2),
+            now,
+        );
+        assert_eq!(bad.len(), 2);
+        assert_eq!(
+            (bad[1].type_.as_str(), bad[1].status.as_str()),
+            ("Stalled", "True")
+        );
+        assert_eq!(bad[1].reason, "InvalidSelector");
+        assert_eq!(bad[1].message, "spec.selector: x");
+        assert_eq!(bad[1].observed_generation, Some(2));
+        let waiting = ready(&[], false, "CalendarNotFound", "no calendar", Some(2), now);
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].status, "False");
+        let fine = ready(&bad, true, "Evaluated", "ok", Some(3), now);
+        assert_eq!(fine.len(), 1, "Stalled goes once the spec is mended");
     }
 }

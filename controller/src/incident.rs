@@ -731,9 +731,78 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
     crate::context::run_loop(controller, ctx, "Incident", reconcile)
 }
 
+/// The status of an Incident people registered (no fingerprint label: not opened by the loop
+/// above): the generation seen and Ready=True (Recorded), so that it reads as reconciled like
+/// every other object. The state and actions stay people's, in the spec. None when unchanged.
+pub fn decide_registered(i: &Incident, now: Timestamp) -> Option<IncidentStatus> {
+    if i.labels().contains_key(labels::FINGERPRINT) {
+        return None;
+    }
+    let generation = i.meta().generation;
+    let prev = i.status.clone().unwrap_or_default();
+    let state = format!("{:?}", i.spec.state);
+    let ready = condition(
+        &prev.conditions,
+        cond::READY,
+        true,
+        reasons::RECORDED,
+        format!("registered by people; state {state}"),
+        generation,
+        now,
+    );
+    let unchanged =
+        prev.observed_generation == generation && prev.conditions.iter().any(|c| c == &ready);
+    (!unchanged).then(|| IncidentStatus {
+        observed_generation: generation,
+        conditions: vec![ready],
+        ..Default::default()
+    })
+}
+
+#[tracing::instrument(skip_all, fields(namespace = i.namespace().unwrap_or_default(), incident = i.name_any()))]
+async fn reconcile_registered(i: Arc<Incident>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(status) = decide_registered(&i, ctx.clock.now()) {
+        ctx.apply_status(i.as_ref(), &status).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Runs the loop over Incidents people registered until shutdown.
+pub fn run_registered(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<> {
+    let store = ctx.stores.incidents.clone();
+    let controller = Controller::for_shared_stream(kinds.incidents.subscribe(), store)
+        .with_config(crate::context::config());
+    crate::context::run_loop(controller, ctx, "RegisteredIncident", reconcile_registered)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registered_incident_reads_reconciled_and_is_written_once() {
+        let now = Timestamp::from_second(1_764_000_000).unwrap();
+        let mut i: Incident = serde_json::from_value(serde_json::json!({
+            "apiVersion": "unyo.dev/v1alpha1", "kind": "Incident",
+            "metadata": {"name": "inquiry-1", "namespace": "mie", "generation": 3},
+            "spec": {"type": "Inquiry", "title": "t", "severity": "Warning", "state": "InProgress"},
+        }))
+        .unwrap();
+        let status = decide_registered(&i, now).expect("a first status");
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.conditions[0].reason, "Recorded");
+        assert!(status.conditions[0].message.contains("InProgress"));
+        i.status = Some(status);
+        assert!(decide_registered(&i, now).is_none(), "written once");
+        i.metadata.generation = Some(4);
+        assert!(decide_registered(&i, now).is_some(), "a new generation");
+        i.labels_mut()
+            .insert(labels::FINGERPRINT.into(), "ab".into());
+        assert!(
+            decide_registered(&i, now).is_none(),
+            "the loop above owns it"
+        );
+    }
 
     #[test]
     fn fingerprints_and_names() {

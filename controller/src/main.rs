@@ -124,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
             server::run(ctx.clone(), &kinds),
             change::run(ctx.clone(), &kinds),
             incident::run(ctx.clone(), &kinds),
+            incident::run_registered(ctx.clone(), &kinds),
             notifier::run(ctx.clone(), &kinds),
             policy::run(ctx.clone(), &kinds),
             calendar::run(ctx.clone(), &kinds),
@@ -133,7 +134,8 @@ async fn main() -> anyhow::Result<()> {
         );
         kinds.start().await;
         tokio::join!(
-            loops.0, loops.1, loops.2, loops.3, loops.4, loops.5, loops.6, loops.7, loops.8
+            loops.0, loops.1, loops.2, loops.3, loops.4, loops.5, loops.6, loops.7, loops.8,
+            loops.9
         );
     };
     tracing::info!(?clock, "all unyo.dev kinds are served");

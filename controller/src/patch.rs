@@ -28,11 +28,11 @@ use unyo_crds::patching::{
 use unyo_crds::selection::{patch_baselines_for, selects};
 use unyo_crds::{Incident, OperationCalendar, Server};
 
-use crate::conditions::condition;
+use crate::conditions::ready;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
 use crate::stores::{Kinds, in_namespace, namespace_trigger, shared_in};
-use unyo_crds::names::{conditions as cond, reasons};
+use unyo_crds::names::reasons;
 
 fn operations(server: &Server) -> Option<&unyo_crds::server::OperationResults> {
     server.status.as_ref()?.operations.as_ref()
@@ -263,7 +263,7 @@ fn window_problem(i: &Inputs) -> Option<(&'static str, String)> {
         if cal.is_none() {
             reasons::CALENDAR_NOT_FOUND
         } else {
-            "InvalidWindow"
+            reasons::INVALID_WINDOW
         },
         e,
     ))
@@ -277,7 +277,7 @@ fn staging<'a>(i: &Inputs<'a>) -> Result<Option<Staging<'a>>, (&'static str, Str
     };
     if p.staging_baseline == i.baseline.name_any() {
         return Err((
-            "InvalidStagingBaseline",
+            reasons::INVALID_STAGING_BASELINE,
             "spec.promotion.stagingBaseline: a baseline cannot be its own staging baseline".into(),
         ));
     }
@@ -444,15 +444,7 @@ pub fn decide(i: &Inputs, now: Timestamp) -> Decision {
             ),
         ),
     };
-    status.conditions = vec![condition(
-        &prev.conditions,
-        cond::READY,
-        ok,
-        reason,
-        message,
-        generation,
-        now,
-    )];
+    status.conditions = ready(&prev.conditions, ok, reason, message, generation, now);
     unyo_crds::limits::Bounded::bound(&mut status);
     let approved = status
         .candidates

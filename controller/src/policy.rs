@@ -11,10 +11,11 @@ use unyo_crds::monitoring::{FiringCounts, MonitoringPolicy, MonitoringPolicyStat
 use unyo_crds::selection::selects;
 use unyo_crds::server::{CheckState, Server};
 
-use crate::conditions::condition;
+use crate::conditions::ready;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
 use crate::stores::{Kinds, shared_in};
+use unyo_crds::names::reasons;
 
 /// At most this many server names are listed in status.
 const MAX_LISTED: usize = 100;
@@ -98,16 +99,15 @@ pub fn desired_status(
     status.servers = names.into_iter().take(MAX_LISTED).collect();
     status.firing = Some(firing);
     let ok = issues.is_empty();
-    status.conditions = vec![condition(
+    status.conditions = ready(
         &prev.conditions,
-        "Ready",
         ok,
         if ok {
-            "Evaluated"
+            reasons::EVALUATED
         } else if issues[0].starts_with("spec.selector") {
-            "InvalidSelector"
+            reasons::INVALID_SELECTOR
         } else {
-            "InvalidSettings"
+            reasons::INVALID_SETTINGS
         },
         if ok {
             format!("selects {} server(s)", status.matched_servers.unwrap_or(0))
@@ -116,7 +116,7 @@ pub fn desired_status(
         },
         generation,
         now,
-    )];
+    );
     unyo_crds::limits::Bounded::bound(&mut status);
     status
 }

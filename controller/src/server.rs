@@ -387,6 +387,9 @@ fn agent_condition(
     )
 }
 
+/// Ready: the controller reconciled this generation — whatever it found. What the host is
+/// (InSync) and whether its agent reports (AgentConnected) are findings about the host, not a
+/// failure to reconcile the object; they stay in their own conditions and in this message.
 fn ready_condition(
     prev: &ServerStatus,
     sync: &Condition,
@@ -394,23 +397,15 @@ fn ready_condition(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Condition {
-    let connected = agent.status == "True";
-    let (ready, reason) = match (connected, sync.status.as_str()) {
-        (false, _) => (false, reasons::AGENT_DISCONNECTED),
-        (true, "True") => (true, reasons::READY),
-        (true, "False") => (false, reasons::DRIFTED),
-        (true, _) => (false, reasons::NO_FACTS),
-    };
-    let message = if ready {
-        "in sync with its ledger and its agent is connected".to_string()
-    } else {
-        format!("{}; {}", sync.message, agent.message)
-    };
+    let message = format!(
+        "reconciled: {}={} ({}), {}={} ({})",
+        sync.type_, sync.status, sync.reason, agent.type_, agent.status, agent.reason
+    );
     condition(
         &prev.conditions,
         cond::READY,
-        ready,
-        reason,
+        true,
+        reasons::RECONCILED,
         message,
         generation,
         now,

@@ -15,11 +15,11 @@ use unyo_crds::virusscan::{VirusScanSchedule, VirusScanScheduleStatus};
 use unyo_crds::workcalendar::schedule_on;
 use unyo_crds::{OperationCalendar, Server};
 
-use crate::conditions::condition;
+use crate::conditions::ready;
 use crate::context::{Context, namespace_summary};
 use crate::error::Error;
 use crate::stores::{Kinds, in_namespace, shared_in};
-use unyo_crds::names::conditions as cond;
+use unyo_crds::names::reasons;
 
 /// A scheduled scan counts as missed when no scan started within this time after it.
 pub const MISSED_GRACE: SignedDuration = SignedDuration::from_mins(15);
@@ -233,10 +233,10 @@ pub fn decide(
         .iter()
         .any(|c| c.name_any() == s.spec.schedule.calendar);
     let (ok, reason, message) = match (&selector_error, calendar_missing) {
-        (Some(e), _) => (false, "InvalidSelector", e.clone()),
+        (Some(e), _) => (false, reasons::INVALID_SELECTOR, e.clone()),
         (None, true) => (
             false,
-            "CalendarNotFound",
+            reasons::CALENDAR_NOT_FOUND,
             format!(
                 "spec.schedule.calendar: OperationCalendar {} does not exist",
                 s.spec.schedule.calendar
@@ -244,7 +244,7 @@ pub fn decide(
         ),
         (None, false) => (
             true,
-            "Evaluated",
+            reasons::EVALUATED,
             format!(
                 "{} stale, {} missed, {} detection(s)",
                 status.stale_hosts.len(),
@@ -253,15 +253,14 @@ pub fn decide(
             ),
         ),
     };
-    status.conditions = vec![condition(
+    status.conditions = ready(
         &prev.conditions,
-        cond::READY,
         ok,
         reason,
         message,
         s.meta().generation,
         now,
-    )];
+    );
     unyo_crds::limits::Bounded::bound(&mut status);
     let next_due = schedule_on(calendars, Some(&ns), &s.spec.schedule, "spec.schedule")
         .and_then(|(w, sched)| w.next_fire_time(&sched, now.checked_sub(MISSED_GRACE).ok()?))

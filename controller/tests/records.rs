@@ -117,10 +117,11 @@ async fn drift_becomes_change_records_that_resolve_themselves() {
     renew_lease(&leases, "db01", 600).await;
     let mut ctl = controller(cp, &ns, "controller", &["--agent-grace", "2s"]).await;
 
-    let s = wait(&servers, "db01", "InSync and Ready", 60, &ctl, |s| {
-        condition(s, "Ready").is_some_and(|c| c.status == "True")
+    let s = wait(&servers, "db01", "InSync and connected", 60, &ctl, |s| {
+        unyo_tests::in_sync_and_connected(s)
     })
     .await;
+    assert_eq!(condition(&s, "Ready").unwrap().reason, "Reconciled");
     assert_eq!(condition(&s, "InSync").unwrap().reason, "InSync");
     assert_eq!(
         condition(&s, "AgentConnected").unwrap().reason,
@@ -153,7 +154,14 @@ async fn drift_becomes_change_records_that_resolve_themselves() {
         ("os.version", Some("12"), Some("13"))
     );
     assert_eq!(condition(&s, "InSync").unwrap().reason, "Drifted");
-    assert_eq!(condition(&s, "Ready").unwrap().status, "False");
+    // A finding about the host, not a failure to reconcile: Ready stays True (kstatus Current).
+    assert_eq!(condition(&s, "Ready").unwrap().status, "True");
+    assert!(
+        condition(&s, "Ready")
+            .unwrap()
+            .message
+            .contains("InSync=False (Drifted)")
+    );
     let record_name = st.change_record.unwrap();
     assert!(record_name.starts_with("db01-drift-"), "{record_name}");
     let r = wait(&records, &record_name, "record Open", 60, &ctl, |r| {

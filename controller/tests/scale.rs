@@ -20,7 +20,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use unyo_crds::{ChangeRecord, Server};
-use unyo_tests::{apf, control_plane, renew_agent_lease};
+use unyo_tests::{apf, control_plane, in_sync_and_connected, renew_agent_lease};
 
 use common::controller;
 
@@ -83,14 +83,6 @@ async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-fn ready(s: &Server) -> bool {
-    s.status.as_ref().is_some_and(|st| {
-        st.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
-
 #[tokio::test]
 async fn heartbeats_write_nothing_and_reconciles_list_nothing() {
     let cp = control_plane().unwrap();
@@ -119,14 +111,14 @@ async fn heartbeats_write_nothing_and_reconciles_list_nothing() {
     .await;
     let ctl = controller(cp, &ns, "controller", &[]).await;
     let lp = ListParams::default();
-    until("all Servers Ready", 120, async || {
+    until("all Servers in sync and connected", 120, async || {
         servers
             .list(&lp)
             .await
             .unwrap()
             .items
             .iter()
-            .filter(|s| ready(s))
+            .filter(|s| in_sync_and_connected(s))
             .count()
             == N
     })

@@ -50,8 +50,15 @@ pub mod annotations {
 
 /// Condition types.
 pub mod conditions {
-    /// Every kind: the object was reconciled.
+    /// Every kind: the controller reconciled the object's spec (observedGeneration). What it
+    /// found on the hosts is in the other conditions (a drifted Server is Ready=True,
+    /// InSync=False), so kstatus — Flux's and Argo CD's health — reads a reconciled object as
+    /// Current.
     pub const READY: &str = "Ready";
+    /// Every kind with a spec that can be wrong: True when the spec can never become ready
+    /// until it is changed (the reason is one of [`super::reasons::SPEC_ERRORS`]); kstatus reads
+    /// Failed. Absent otherwise.
+    pub const STALLED: &str = "Stalled";
     /// Server: the host matches its ledger.
     pub const IN_SYNC: &str = "InSync";
     /// Server: the agent renews its Lease.
@@ -90,10 +97,11 @@ pub mod reasons {
     pub const DRIFTED: &str = "Drifted";
     /// InSync / Ready: no facts reported yet.
     pub const NO_FACTS: &str = "NoFacts";
-    /// Ready (Server): the agent is disconnected.
+    /// AgentConnected: the agent's Lease expired.
     pub const AGENT_DISCONNECTED: &str = "AgentDisconnected";
-    /// Ready (Server): in sync and connected.
-    pub const READY: &str = "Ready";
+    /// Ready (Server): the controller compared the ledger with the facts and the Lease; the
+    /// message sums up InSync and AgentConnected.
+    pub const RECONCILED: &str = "Reconciled";
     /// Ready (policies, calendars, baselines): evaluated.
     pub const EVALUATED: &str = "Evaluated";
     /// Ready (ChangeRecord): recorded.
@@ -114,6 +122,28 @@ pub mod reasons {
     pub const INVALID_SETTINGS: &str = "InvalidSettings";
     /// A named OperationCalendar does not exist.
     pub const CALENDAR_NOT_FOUND: &str = "CalendarNotFound";
+    /// A maintenance window does not fit its calendar.
+    pub const INVALID_WINDOW: &str = "InvalidWindow";
+    /// A baseline names itself as its staging baseline.
+    pub const INVALID_STAGING_BASELINE: &str = "InvalidStagingBaseline";
+    /// A calendar's field is wrong (OperationCalendar).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A calendar's time zone is not in the time-zone database.
+    pub const UNKNOWN_TIME_ZONE: &str = "UnknownTimeZone";
+    /// A calendar's dates reach beyond what can be computed.
+    pub const OUT_OF_RANGE: &str = "OutOfRange";
+    /// Reasons of Ready=False that only a change of the spec can mend: with one of them the
+    /// object is also Stalled=True. (A missing calendar or staging baseline is not one: it may
+    /// still be created, so the object waits, Ready=False, kstatus InProgress.)
+    pub const SPEC_ERRORS: [&str; 7] = [
+        INVALID_SELECTOR,
+        INVALID_SETTINGS,
+        INVALID_WINDOW,
+        INVALID_STAGING_BASELINE,
+        INVALID_SPEC,
+        UNKNOWN_TIME_ZONE,
+        OUT_OF_RANGE,
+    ];
     /// The host policy allows everything asked of the host (HostPolicyAllowed=True).
     pub const ALLOWED: &str = "Allowed";
     /// The host policy refused something asked of the host (HostPolicyAllowed=False; the

@@ -75,9 +75,11 @@ impl CalendarError {
     /// A CamelCase reason for a condition.
     pub fn reason(&self) -> &'static str {
         match self {
-            CalendarError::UnknownTimeZone { .. } => "UnknownTimeZone",
-            CalendarError::InvalidField { .. } => "InvalidSpec",
-            CalendarError::OutOfRange(_) | CalendarError::DateRange(_) => "OutOfRange",
+            CalendarError::UnknownTimeZone { .. } => crate::names::reasons::UNKNOWN_TIME_ZONE,
+            CalendarError::InvalidField { .. } => crate::names::reasons::INVALID_SPEC,
+            CalendarError::OutOfRange(_) | CalendarError::DateRange(_) => {
+                crate::names::reasons::OUT_OF_RANGE
+            }
         }
     }
 

@@ -416,6 +416,22 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     Ok(target.join("debug").join(bin))
 }
 
+/// A Go command built from one of the wrapper modules under hack/ (helm, kstatus, oci) by
+/// `hack/go-tool.sh MODULE PACKAGE [NAME]`, which caches it; the path of the binary.
+pub fn go_tool(module: &str, package: &str, name: Option<&str>) -> Result<PathBuf> {
+    let mut cmd = Command::new(repo_root().join("hack/go-tool.sh"));
+    cmd.args([module, package]).args(name);
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running hack/go-tool.sh {module}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "hack/go-tool.sh {module} {package} failed"
+    );
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 /// A process a test started; it is killed (and reaped) when this is dropped, also when the test
 /// fails. Its standard output and error go to a log file.
 #[derive(Debug)]
@@ -461,6 +477,20 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a Server's host matches its ledger and its agent reports: InSync and AgentConnected
+/// both True. (Ready says only that the controller reconciled the Server.)
+pub fn in_sync_and_connected(s: &unyo_crds::server::Server) -> bool {
+    let is_true = |t: &str| {
+        s.status.as_ref().is_some_and(|st| {
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        })
+    };
+    is_true(unyo_crds::names::conditions::IN_SYNC)
+        && is_true(unyo_crds::names::conditions::AGENT_CONNECTED)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice).

@@ -71,7 +71,13 @@ fn no_facts_is_unknown_and_no_lease_is_disconnected() {
     assert_eq!(cond(&d, "InSync").status, "Unknown");
     assert_eq!(cond(&d, "InSync").reason, "NoFacts");
     assert_eq!(cond(&d, "AgentConnected").reason, "NoLease");
-    assert_eq!(cond(&d, "Ready").reason, "AgentDisconnected");
+    // Reconciled, whatever the host: kstatus reads the Server as Current.
+    assert_eq!(cond(&d, "Ready").status, "True");
+    assert_eq!(cond(&d, "Ready").reason, "Reconciled");
+    assert_eq!(
+        cond(&d, "Ready").message,
+        "reconciled: InSync=Unknown (NoFacts), AgentConnected=False (NoLease)"
+    );
     assert!(d.record.is_none());
     assert_eq!(d.wake, None);
     // Nothing was connected before, so no AgentDisconnected Event.
@@ -143,6 +149,9 @@ fn uncovered_drift_opens_one_deterministic_record() {
     assert_eq!(record.labels()[labels::SERVER], "db01");
     assert_eq!(cond(&d, "InSync").reason, "Drifted");
     assert!(cond(&d, "InSync").message.contains(&name));
+    // Drift is a finding about the host: the Server itself is reconciled.
+    assert_eq!(cond(&d, "Ready").status, "True");
+    assert!(cond(&d, "Ready").message.contains("InSync=False (Drifted)"));
     let status = d.status.as_ref().unwrap();
     assert_eq!(status.change_record.as_deref(), Some(name.as_str()));
     assert_eq!(status.drift_count, Some(1));

@@ -3,7 +3,7 @@
 //!
 //! 1. N Servers in one namespace, each with the facts its ledger expects and a Lease that a
 //!    simulated agent renews every 60 s; the release controller, with the RBAC it ships with,
-//!    reconciles them until every Server is Ready.
+//!    reconciles them until every Server is in sync and connected.
 //! 2. Steady state: the controller's requests by verb (from the API server's API Priority and
 //!    Fairness counts of FlowSchemas that match only the controller), Server writes, the
 //!    controller's CPU.
@@ -28,7 +28,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use unyo_crds::{ChangeRecord, Server};
-use unyo_tests::{ControlPlane, Running, apf, renew_agent_lease, repo_root};
+use unyo_tests::{ControlPlane, Running, apf, in_sync_and_connected, renew_agent_lease, repo_root};
 
 /// Requests the driver keeps in flight (writes, creates).
 const CONCURRENCY: usize = 32;
@@ -259,14 +259,6 @@ where
     }
 }
 
-fn ready(s: &Server) -> bool {
-    s.status.as_ref().is_some_and(|st| {
-        st.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -370,13 +362,13 @@ async fn run(a: &Args, row: &mut Row) -> Result<()> {
         &server_store,
         n,
         Duration::from_secs(1800),
-        "Servers Ready",
-        ready,
+        "Servers in sync and connected",
+        in_sync_and_connected,
     )
     .await?
     .as_secs_f64();
     eprintln!(
-        "bench: all {n} Servers Ready after {:.1}s",
+        "bench: all {n} Servers in sync and connected after {:.1}s",
         row.initial_reconcile_secs
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
