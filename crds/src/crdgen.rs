@@ -105,6 +105,10 @@ pub fn render(crd: &CustomResourceDefinition) -> Result<String, CrdGenError> {
     Ok(format!("{HEADER}{body}"))
 }
 
+/// Where the generated CRDs are committed, relative to the repository: the kustomize base and
+/// the Helm chart (a test checks both against the types).
+pub const COMMITTED_DIRS: [&str; 2] = ["manifests/crds", "charts/unyo/crds"];
+
 /// Every generated file as (file name, contents).
 pub fn rendered() -> Result<Vec<(String, String)>, CrdGenError> {
     all_crds()

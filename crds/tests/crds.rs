@@ -4,7 +4,14 @@ use serde_json::Value;
 
 #[test]
 fn committed_crds_match_the_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+    for dir in unyo_crds::crdgen::COMMITTED_DIRS {
+        committed_crds_in(dir);
+    }
+}
+
+fn committed_crds_in(dir: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join(dir);
     let rendered = unyo_crds::crdgen::rendered().unwrap_or_else(|e| panic!("{e}"));
     let mut stale = Vec::new();
     for (name, yaml) in &rendered {
@@ -26,7 +33,8 @@ fn committed_crds_match_the_types() {
     }
     assert!(
         stale.is_empty(),
-        "manifests/crds is stale; run `cargo run -p unyo-crds --bin crdgen`: {stale:?}"
+        "{} is stale; run `cargo run -p unyo-crds --bin crdgen`: {stale:?}",
+        dir.display()
     );
 }
 

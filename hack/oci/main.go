@@ -41,6 +41,7 @@ func main() {
 	created := flag.Int64("created", 0, "the creation time and every file's time, Unix seconds")
 	ref := flag.String("ref", "", "the image's name and tag, written as org.opencontainers.image.ref.name")
 	out := flag.String("out", "", "the OCI layout tar archive to write")
+	dir := flag.String("dir", "", "also keep the OCI layout as this directory (replaced)")
 	flag.Parse()
 	if *out == "" || len(layers) == 0 || len(entrypoint) == 0 {
 		fmt.Fprintln(os.Stderr, "oci: -out, -layer and -entrypoint are required")
@@ -56,13 +57,13 @@ func main() {
 		}
 		cfg.Labels[k] = v
 	}
-	if err := build(layers, cfg, when, *ref, *out); err != nil {
+	if err := build(layers, cfg, when, *ref, *out, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "oci:", err)
 		os.Exit(1)
 	}
 }
 
-func build(dirs []string, cfg v1.Config, when time.Time, ref, out string) error {
+func build(dirs []string, cfg v1.Config, when time.Time, ref, out, keep string) error {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	for _, d := range dirs {
@@ -99,11 +100,15 @@ func build(dirs []string, cfg v1.Config, when time.Time, ref, out string) error 
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "oci-layout-")
-	if err != nil {
+	dir := keep
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "oci-layout-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return err

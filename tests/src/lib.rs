@@ -432,6 +432,23 @@ pub fn go_tool(module: &str, package: &str, name: Option<&str>) -> Result<PathBu
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// The shell commands of the README's block marked `<!-- test: NAME -->` (the next ```sh fence
+/// after the marker), so that tests run exactly what the README tells users to run.
+pub fn readme_block(name: &str) -> Result<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
+    let marker = format!("<!-- test: {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .with_context(|| format!("README.md has no {marker}"))?
+        .1;
+    let body = after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .with_context(|| format!("no ```sh block after {marker}"))?
+        .0;
+    Ok(body.to_string())
+}
+
 /// A process a test started; it is killed (and reaped) when this is dropped, also when the test
 /// fails. Its standard output and error go to a log file.
 #[derive(Debug)]
