@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The agent for Linux hosts as a Debian package, built with dpkg-deb (no debhelper needed):
 #   hack/package-deb.sh [--binary PATH] [--version V] [--out DIR]
-# Without --binary it builds the release agent. Prints the path of
+# Without --binary it takes $UNYO_BINARIES/unyo-agent when UNYO_BINARIES names a directory (the
+# tests use their debug build), else it builds the release agent. Prints the path of
 # unyo-agent_<version>_amd64.deb. Contents: /usr/bin/unyo-agent, the systemd unit, /etc/default/unyo-agent,
 # /etc/unyo/agent.yaml (a host policy allowing nothing beyond facts and checks), /var/lib/unyo-agent.
 set -euo pipefail
@@ -16,6 +17,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$version" ] || version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
+if [ -z "$binary" ] && [ -n "${UNYO_BINARIES:-}" ]; then
+  binary="$UNYO_BINARIES/unyo-agent"
+fi
 if [ -z "$binary" ]; then
   cargo build -q --release --locked -p unyo-agent --bin unyo-agent
   binary="${CARGO_TARGET_DIR:-target}/release/unyo-agent"

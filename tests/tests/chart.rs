@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kube::Api;
@@ -25,7 +24,7 @@ use unyo_tests::{
 };
 
 /// Tests that write to the API server's cluster-wide objects take turns.
-static CLUSTER: Mutex<()> = Mutex::new(());
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn helm() -> PathBuf {
     go_tool("helm", "helm.sh/helm/v3/cmd/helm", None).unwrap()
@@ -188,7 +187,7 @@ fn ensure_namespace(cp: &ControlPlane, ns: &str) {
 #[test]
 fn default_and_custom_values_pass_a_server_side_dry_run() {
     let cp = control_plane().unwrap();
-    let _turn = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = CLUSTER.blocking_lock();
     ensure_namespace(cp, "unyo-system");
     ensure_namespace(cp, "mie");
     dry_run(cp, &render(&["--include-crds"]));
@@ -418,7 +417,7 @@ async fn run_as_deployed(cp: &ControlPlane, rootfs: &Path, deployment: &Value) -
 #[tokio::test]
 async fn install_on_a_cluster_as_the_readme_says() {
     let cp = control_plane().unwrap();
-    let _turn = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = CLUSTER.lock().await;
     let controller = workspace_binary("unyo-controller", "unyo-controller").unwrap();
     workspace_binary("unyo-cli", "unyo").unwrap();
     let port = free_port().unwrap();
