@@ -121,7 +121,7 @@ async fn install_on_a_host_as_the_readme_says() {
         .unwrap();
     }
     let agent = workspace_binary("unyo-agent", "unyo-agent").unwrap();
-    let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
+    workspace_binary("unyo-cli", "unyo").unwrap();
     let controller = workspace_binary("unyo-controller", "unyo-controller").unwrap();
     let bin = agent.parent().unwrap();
     let env = |cmd: &mut Command| {
