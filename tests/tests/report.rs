@@ -14,7 +14,8 @@ use serde_json::Value;
 use unyo_crds::{ChangeRecord, Incident, OperationCalendar, Server};
 use unyo_report::monthly::{self, Inputs};
 use unyo_tests::{
-    control_plane, create_with_status, repo_root, stdout_of, subset_mismatch, workspace_binary,
+    control_plane, create_with_status, go_tool, repo_root, stdout_of, subset_mismatch,
+    workspace_binary,
 };
 
 fn fixture_docs() -> Vec<Value> {
@@ -477,18 +478,53 @@ fn tempdir() -> PathBuf {
     dir
 }
 
-/// `unyo` installed as `kubectl-unyo` is kubectl's plugin: kubectl lists it, and `kubectl unyo …`
-/// runs the same commands against the same API server.
+/// Installs `kubectl unyo` as users do: the archive and manifest of hack/krew.sh, checked by
+/// krew's validate-krew-manifest and installed by the real krew (built from its Go module) into
+/// a KREW_ROOT of the test's own; the directory of the installed plugin.
+fn krew_install(tmp: &Path) -> PathBuf {
+    let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
+    let out = tmp.join("krew-out");
+    let manifest = stdout_of(
+        Command::new(repo_root().join("hack/krew.sh"))
+            .arg("--out")
+            .arg(&out)
+            .env("UNYO_BINARIES", unyo.parent().unwrap()),
+    )
+    .unwrap();
+    let manifest = manifest.trim();
+    let validate = go_tool(
+        "krew",
+        "sigs.k8s.io/krew/cmd/validate-krew-manifest",
+        Some("validate-krew-manifest"),
+    )
+    .unwrap();
+    stdout_of(Command::new(validate).args(["-skip-install", "-manifest", manifest])).unwrap();
+    let krew = go_tool("krew", "sigs.k8s.io/krew/cmd/krew", Some("kubectl-krew")).unwrap();
+    let archive = out.join("kubectl-unyo_v0.1.0_linux_amd64.tar.gz");
+    let root = tmp.join("krew-root");
+    stdout_of(
+        Command::new(krew)
+            .arg("install")
+            .arg(format!("--manifest={manifest}"))
+            .arg(format!("--archive={}", archive.display()))
+            .env("KREW_ROOT", &root),
+    )
+    .unwrap();
+    assert!(
+        root.join("bin/kubectl-unyo").exists(),
+        "krew linked the plugin"
+    );
+    let license = std::fs::read_dir(root.join("store/unyo/v0.1.0")).unwrap();
+    assert!(license.flatten().any(|e| e.file_name() == "LICENSE"));
+    root.join("bin")
+}
+
+/// `unyo` installed by krew as `kubectl-unyo` is kubectl's plugin: kubectl lists it, and
+/// `kubectl unyo …` runs the same commands against the same API server.
 #[tokio::test(flavor = "multi_thread")]
 async fn unyo_is_a_kubectl_plugin() {
     let (cp, ns, tmp) = fixture_namespace("plugin").await;
-    let bin = tmp.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(
-        workspace_binary("unyo-cli", "unyo").unwrap(),
-        bin.join("kubectl-unyo"),
-    )
-    .unwrap();
+    let bin = krew_install(&tmp);
     let path = format!(
         "{}:{}",
         bin.display(),

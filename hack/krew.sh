@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The kubectl plugin archive and its krew manifest:
+#   hack/krew.sh [--version V] [--out DIR] [--uri-base URL]
+# Writes DIR/kubectl-unyo_v<V>_linux_amd64.tar.gz (the `unyo` binary as kubectl-unyo, and a
+# LICENSE note) and DIR/unyo.yaml (packaging/krew/unyo.yaml with the version, the archive's
+# address under URL and its sha256), and prints the manifest's path. Install from them with
+#   kubectl krew install --manifest=DIR/unyo.yaml --archive=DIR/kubectl-unyo_v<V>_linux_amd64.tar.gz
+# Takes $UNYO_BINARIES/unyo when UNYO_BINARIES is set (the tests), else builds the release binary.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+version="" out="${CARGO_TARGET_DIR:-target}/krew" base="https://unyo.dev/releases"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --version) version=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --uri-base) base=$2; shift 2 ;;
+    *) echo "krew: unknown flag $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$version" ] || version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
+bins=${UNYO_BINARIES:-}
+if [ -z "$bins" ]; then
+  cargo build -q --release --locked -p unyo-cli --bin unyo
+  bins="${CARGO_TARGET_DIR:-target}/release"
+fi
+stage=$(mktemp -d "${TMPDIR:-/tmp}/unyo-krew.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+install -m 0755 "$bins/unyo" "$stage/kubectl-unyo"
+strip --strip-unneeded "$stage/kubectl-unyo"
+printf 'unyo is licensed under the Apache License, Version 2.0\n(https://www.apache.org/licenses/LICENSE-2.0).\n' >"$stage/LICENSE"
+archive="kubectl-unyo_v${version}_linux_amd64.tar.gz"
+mkdir -p "$out"
+created=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$created" -C "$stage" \
+  -cf - kubectl-unyo LICENSE | gzip -9n >"$out/$archive"
+sha=$(sha256sum "$out/$archive" | cut -d' ' -f1)
+sed -e "s|@VERSION@|$version|" -e "s|@URI@|$base/v$version/$archive|" -e "s|@SHA256@|$sha|" \
+  packaging/krew/unyo.yaml >"$out/unyo.yaml"
+echo "$out/unyo.yaml"
