@@ -23,7 +23,7 @@ if [ ! -x "$bin" ]; then
   start=$(date +%s)
   echo "$name: building $2 (first run only)" >&2
   ldflags=$(cat "$module/ldflags" 2>/dev/null || true)  # e.g. a version stamp
-  (cd "$module" && go build -trimpath -ldflags "$ldflags" -o "$bin.tmp" "$2") && mv "$bin.tmp" "$bin"
+  (cd "$module" && go build -trimpath -ldflags "$ldflags" -o "$bin.tmp.$$" "$2") && mv "$bin.tmp.$$" "$bin"
   echo "$name: built in $(( $(date +%s) - start ))s" >&2
 fi
 echo "$bin"

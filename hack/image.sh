@@ -40,6 +40,10 @@ revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 unpack() {
   local pkg=$1 dir=$2 ver file
   ver=$(apt-cache policy "$pkg" | awk '/Candidate:/ { print $2 }')
+  if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
+    apt-get update -qq >&2  # no package lists yet on this machine
+    ver=$(apt-cache policy "$pkg" | awk '/Candidate:/ { print $2 }')
+  fi
   file=$(find "$debs" -name "${pkg}_${ver//:/%3a}_*.deb" | head -1)
   if [ -z "$file" ]; then
     (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >&2)

@@ -25,8 +25,9 @@ done
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 # The report tests read the PDF back (poppler-utils: pdftotext, pdftoppm) and the workbooks
 # (python3-openpyxl); the PDF is set in Noto Sans CJK (fonts-noto-cjk).
-# The agent's package is checked with lintian and systemd-analyze.
-for pair in pdftotext:poppler-utils pdftoppm:poppler-utils lintian:lintian systemd-analyze:systemd; do
+# The agent's package is checked with lintian and systemd-analyze; the README's host install runs
+# in an overlay of this machine's root (unshare, mount, chroot: util-linux, mount, coreutils).
+for pair in pdftotext:poppler-utils pdftoppm:poppler-utils lintian:lintian systemd-analyze:systemd unshare:util-linux mount:mount strip:binutils; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 /usr/bin/python3 -c 'import openpyxl' 2>/dev/null || missing+=(python3-openpyxl)
@@ -51,6 +52,16 @@ step "Prometheus and promtool"
 prom=$(hack/prometheus/build.sh)
 echo "using $prom"
 export UNYO_PROMETHEUS_BIN="$prom"
+
+step "Go tools: Helm, crane, krew, the kstatus reader, the OCI image writer"
+# Built from the wrapper modules under hack/ and cached by content (hack/go-tool.sh); built here
+# once so that test binaries running in parallel find them.
+hack/go-tool.sh helm helm.sh/helm/v3/cmd/helm
+hack/go-tool.sh kstatus .
+hack/go-tool.sh oci .
+hack/go-tool.sh oci github.com/google/go-containerregistry/cmd/crane crane
+hack/go-tool.sh krew sigs.k8s.io/krew/cmd/krew kubectl-krew
+hack/go-tool.sh krew sigs.k8s.io/krew/cmd/validate-krew-manifest validate-krew-manifest
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
