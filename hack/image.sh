@@ -14,20 +14,9 @@
 # Debian packages are fetched with apt-get download and kept in ~/.cache/unyo/debs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-version="" out="${CARGO_TARGET_DIR:-target}/images"
-while [ $# -gt 0 ]; do
-  case $1 in
-    --version) version=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    *) echo "image: unknown flag $1" >&2; exit 2 ;;
-  esac
-done
-[ -n "$version" ] || version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
-bins=${UNYO_BINARIES:-}
-if [ -z "$bins" ]; then
-  cargo build -q --release --locked -p unyo-controller -p unyo-cli
-  bins="${CARGO_TARGET_DIR:-target}/release"
-fi
+. hack/release-lib.sh
+release_args image "${CARGO_TARGET_DIR:-target}/images" "" "$@"
+bins=$(release_binaries -p unyo-controller -p unyo-cli)
 oci=$(hack/go-tool.sh oci .)
 debs="${XDG_CACHE_HOME:-$HOME/.cache}/unyo/debs"
 stage=$(mktemp -d "${TMPDIR:-/tmp}/unyo-image.XXXXXX")

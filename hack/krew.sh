@@ -8,21 +8,10 @@
 # Takes $UNYO_BINARIES/unyo when UNYO_BINARIES is set (the tests), else builds the release binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-version="" out="${CARGO_TARGET_DIR:-target}/krew" base="https://unyo.dev/releases"
-while [ $# -gt 0 ]; do
-  case $1 in
-    --version) version=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    --uri-base) base=$2; shift 2 ;;
-    *) echo "krew: unknown flag $1" >&2; exit 2 ;;
-  esac
-done
-[ -n "$version" ] || version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
-bins=${UNYO_BINARIES:-}
-if [ -z "$bins" ]; then
-  cargo build -q --release --locked -p unyo-cli --bin unyo
-  bins="${CARGO_TARGET_DIR:-target}/release"
-fi
+. hack/release-lib.sh
+release_args krew "${CARGO_TARGET_DIR:-target}/krew" "--uri-base" "$@"
+base=${flag[--uri-base]:-https://unyo.dev/releases}
+bins=$(release_binaries -p unyo-cli --bin unyo)
 stage=$(mktemp -d "${TMPDIR:-/tmp}/unyo-krew.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 install -m 0755 "$bins/unyo" "$stage/kubectl-unyo"

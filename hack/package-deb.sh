@@ -7,23 +7,10 @@
 # /etc/unyo/agent.yaml (a host policy allowing nothing beyond facts and checks), /var/lib/unyo-agent.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-binary="" version="" out="${CARGO_TARGET_DIR:-target}/deb"
-while [ $# -gt 0 ]; do
-  case $1 in
-    --binary) binary=$2; shift 2 ;;
-    --version) version=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    *) echo "package-deb: unknown flag $1" >&2; exit 2 ;;
-  esac
-done
-[ -n "$version" ] || version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
-if [ -z "$binary" ] && [ -n "${UNYO_BINARIES:-}" ]; then
-  binary="$UNYO_BINARIES/unyo-agent"
-fi
-if [ -z "$binary" ]; then
-  cargo build -q --release --locked -p unyo-agent --bin unyo-agent
-  binary="${CARGO_TARGET_DIR:-target}/release/unyo-agent"
-fi
+. hack/release-lib.sh
+release_args package-deb "${CARGO_TARGET_DIR:-target}/deb" "--binary" "$@"
+binary=${flag[--binary]:-}
+[ -n "$binary" ] || binary="$(release_binaries -p unyo-agent --bin unyo-agent)/unyo-agent"
 src=packaging/deb
 stage=$(mktemp -d "${TMPDIR:-/tmp}/unyo-deb.XXXXXX")
 trap 'rm -rf "$stage"' EXIT

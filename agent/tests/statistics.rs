@@ -192,22 +192,12 @@ fn families(scrape: &str) -> std::collections::BTreeSet<String> {
 }
 
 fn promtool(args: &[&str], stdin: Option<&str>) -> String {
-    use std::process::Stdio;
     let bin = unyo_tests::prometheus::bin_dir().unwrap().join("promtool");
-    let mut child = std::process::Command::new(bin)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = unyo_tests::output_with_stdin(
+        std::process::Command::new(bin).args(args),
+        stdin.unwrap_or("").as_bytes(),
+    )
+    .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

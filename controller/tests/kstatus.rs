@@ -11,15 +11,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use unyo_crds::server::Server;
-use unyo_tests::{ControlPlane, control_plane, go_tool, repo_root};
+use unyo_tests::{ControlPlane, control_plane, go_tool, output_with_stdin, repo_root};
 
 const KINDS: &str = "servers,monitoringpolicies,patchbaselines,backupplans,virusscanschedules,operationcalendars,changerecords,incidents";
 
@@ -30,21 +29,13 @@ fn health(cp: &ControlPlane, ns: &str) -> BTreeMap<String, (String, String, Stri
         .unwrap();
     let tool = go_tool("kstatus", ".", None).unwrap();
     let argo = repo_root().join("manifests/gitops/argocd-health.yaml");
-    let mut child = Command::new(tool)
-        .arg("-argocd")
-        .arg(argo)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(list.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "hack/kstatus failed");
+    let out =
+        output_with_stdin(Command::new(tool).arg("-argocd").arg(argo), list.as_bytes()).unwrap();
+    assert!(
+        out.status.success(),
+        "hack/kstatus failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -580,6 +580,23 @@ pub fn stdout_of(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// Runs `cmd` with `input` on its standard input; its output, whatever its exit status.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    child
+        .stdin
+        .take()
+        .context("no standard input")?
+        .write_all(input)?;
+    Ok(child.wait_with_output()?)
+}
+
 /// Whether every field of `expected` is present in `actual` with an equal value (objects are
 /// compared key by key, recursively; arrays and scalars must be equal element by element).
 /// Returns the path of the first difference.

@@ -124,23 +124,20 @@ async fn install_on_a_host_as_the_readme_says() {
     workspace_binary("unyo-cli", "unyo").unwrap();
     let controller = workspace_binary("unyo-controller", "unyo-controller").unwrap();
     let bin = agent.parent().unwrap();
-    let env = |cmd: &mut Command| {
-        cmd.current_dir(repo_root())
-            .env("PATH", path_with(&[bin, cp.kubectl.parent().unwrap()]))
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .env("UNYO_BINARIES", bin);
+    // A README block run on the operator's machine (this one).
+    let operator = |block: &str| {
+        stdout_of(
+            Command::new("bash")
+                .args(["-euo", "pipefail", "-c", &readme_block(block).unwrap()])
+                .current_dir(repo_root())
+                .env("PATH", path_with(&[bin, cp.kubectl.parent().unwrap()]))
+                .env("KUBECONFIG", &cp.kubeconfig)
+                .env("UNYO_BINARIES", bin),
+        )
     };
 
     // On the operator's machine.
-    let mut operator = Command::new("bash");
-    operator.args([
-        "-euo",
-        "pipefail",
-        "-c",
-        &readme_block("install-host-operator").unwrap(),
-    ]);
-    env(&mut operator);
-    let printed = stdout_of(&mut operator).unwrap();
+    let printed = operator("install-host-operator").unwrap();
     let deb = PathBuf::from(printed.lines().next().unwrap().trim());
     assert!(deb.ends_with("unyo-agent_0.1.0_amd64.deb"), "{printed}");
     let kubeconfig = repo_root().join("db01.kubeconfig");
@@ -186,15 +183,7 @@ async fn install_on_a_host_as_the_readme_says() {
     );
 
     // Back on the operator's machine: the first facts.
-    let mut check = Command::new("bash");
-    check.args([
-        "-euo",
-        "pipefail",
-        "-c",
-        &readme_block("install-host-check").unwrap(),
-    ]);
-    env(&mut check);
-    let shown = stdout_of(&mut check);
+    let shown = operator("install-host-check");
     let log =
         std::fs::read_to_string(host.written("/var/log/unyo-agent.test.log")).unwrap_or_default();
     let shown = shown.unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{log}"));
