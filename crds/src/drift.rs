@@ -7,6 +7,8 @@
 //! the agent could not read. Sizes are compared with a tolerance, since the OS reports less
 //! memory than is installed and vendors round disk sizes.
 
+mod attached;
+
 use std::collections::BTreeMap;
 
 use crate::change::ChangeClass;
@@ -208,6 +210,9 @@ pub fn compare(spec: &ServerSpec, observed: &ObservedFacts) -> Vec<Drift> {
     if c.known("packages") && observed.has_packages() {
         software(&mut c, spec, observed);
     }
+    attached::identity(&mut c, spec, observed);
+    attached::patches(&mut c, spec, observed);
+    attached::devices(&mut c, spec, observed);
     let mut out = c.out;
     out.sort();
     out.dedup();
@@ -389,6 +394,9 @@ pub fn observed_at(path: &str, o: &ObservedFacts) -> Option<String> {
         "hardware.cpu.cores" => n(cpu?.cores),
         "hardware.cpu.threads" => n(cpu?.threads),
         "hardware.memory" => o.memory_bytes.map(|b| human_bytes(b as f64)),
+        "hardware.vendor" => o.hardware.as_ref()?.vendor.clone(),
+        "hardware.model" => o.hardware.as_ref()?.model.clone(),
+        "hardware.serialNumber" => o.hardware.as_ref()?.serial_number.clone(),
         _ => {
             if let Some((name, field)) = path.strip_prefix("hardware.disks").and_then(named) {
                 let d = o.disks.iter().find(|d| d.name == name)?;
@@ -406,6 +414,17 @@ pub fn observed_at(path: &str, o: &ObservedFacts) -> Option<String> {
                     "addresses" => Some(nic.addresses.join(",")),
                     _ => None,
                 }
+            } else if let Some(id) = path
+                .strip_prefix("patches[id=")
+                .and_then(|r| r.strip_suffix(']'))
+            {
+                attached::observed_patch(id, o)
+            } else if let Some((name, _)) = path.strip_prefix("devices").and_then(named) {
+                o.devices
+                    .as_deref()?
+                    .iter()
+                    .find(|d| d.name == name)
+                    .map(|d| attached::label(d.vendor.as_deref(), d.model.as_deref()))
             } else if let Some((name, _)) = path.strip_prefix("software").and_then(named) {
                 o.installed()
                     .iter()

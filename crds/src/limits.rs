@@ -24,6 +24,8 @@ pub const PACKAGES: usize = 6_000;
 pub const SERVICES: usize = 2_000;
 /// Disks, filesystems or network interfaces listed on a Server (each).
 pub const DEVICES: usize = 256;
+/// Installed hotfixes a Server's facts list (a Windows Server host has a few hundred).
+pub const PATCHES: usize = 4_096;
 /// Addresses of one network interface.
 pub const ADDRESSES: usize = 64;
 /// Facts that could not be read.
@@ -146,6 +148,14 @@ impl Bounded for ObservedFacts {
             cut(&mut self.services, SERVICES),
         );
         note("disks", self.disks.len(), cut(&mut self.disks, DEVICES));
+        note(
+            "patches",
+            self.patches.len(),
+            cut(&mut self.patches, PATCHES),
+        );
+        if let Some(devices) = &mut self.devices {
+            note("devices", devices.len(), cut(devices, DEVICES));
+        }
         note(
             "filesystems",
             self.filesystems.len(),

@@ -431,6 +431,9 @@ pub struct ObservedFacts {
     /// Total memory in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// Maker, model and serial number of the machine (Linux: DMI in /sys/class/dmi/id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<ObservedHardware>,
     /// Physical disks and their sizes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::limits::DEVICES))]
@@ -452,6 +455,16 @@ pub struct ObservedFacts {
     #[serde(skip)]
     #[schemars(skip)]
     pub package_set: Option<crate::compact::PackageSet>,
+    /// Installed hotfixes by id (e.g. `KB5044277`), where the platform lists them (Windows).
+    /// Patches of the form `package=version` are checked against `packages` instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::PATCHES))]
+    pub patches: Vec<ObservedPatch>,
+    /// Devices attached to the host (Linux: USB devices but hubs), when the agent can list
+    /// them: absent when it cannot, empty when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::DEVICES))]
+    pub devices: Option<Vec<ObservedDevice>>,
     /// Service units and their states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::limits::SERVICES))]
@@ -479,6 +492,11 @@ impl ObservedFacts {
             self.package_set = Some(set);
             self.packages = Vec::new();
         }
+    }
+
+    /// The installed hotfix `id` (letter case aside).
+    pub fn patch(&self, id: &str) -> Option<&ObservedPatch> {
+        self.patches.iter().find(|p| p.id.eq_ignore_ascii_case(id))
     }
 
     /// Whether any installed package is known.
@@ -517,6 +535,54 @@ pub struct ObservedOs {
     /// CPU architecture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
+}
+
+/// The machine's identity as observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedHardware {
+    /// Maker of the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub vendor: Option<String>,
+    /// Model of the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub model: Option<String>,
+    /// Serial number of the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub serial_number: Option<String>,
+}
+
+/// An installed hotfix as observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedPatch {
+    /// Hotfix id, e.g. `KB5044277`.
+    #[schemars(length(max = 256))]
+    pub id: String,
+    /// Date it was installed, `YYYY-MM-DD`, where the host says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10))]
+    pub installed_on: Option<String>,
+}
+
+/// A device attached to the host as observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedDevice {
+    /// Where the host lists it, e.g. `usb:1-1.2`.
+    #[schemars(length(max = 256))]
+    pub name: String,
+    /// Maker of the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub vendor: Option<String>,
+    /// Model (product) of the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub model: Option<String>,
 }
 
 /// A disk as observed.

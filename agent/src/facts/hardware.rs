@@ -84,7 +84,7 @@ pub fn disks(c: &Collector) -> Result<Vec<ObservedDisk>, String> {
             .read(&format!("/sys/block/{name}/size"))
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
-            .map(|sectors| sectors * 512);
+            .map(|sectors| sectors.saturating_mul(512));
         let model = c
             .read(&format!("/sys/block/{name}/device/model"))
             .ok()

@@ -4,6 +4,7 @@
 //! Each fact that cannot be read is reported in `unknown` with the reason; the others are still
 //! reported. Lists are sorted by name so that the content hash only changes with the content.
 
+mod attached;
 mod hardware;
 pub use hardware::{filesystems, steady_usage};
 mod network;
@@ -82,6 +83,10 @@ impl Collector {
             "memoryBytes",
             hardware::memory_bytes(self).map(|m| facts.memory_bytes = Some(m)),
         );
+        note(
+            "hardware",
+            attached::identity(self).map(|h| facts.hardware = Some(h)),
+        );
         note("disks", hardware::disks(self).map(|d| facts.disks = d));
         note(
             "filesystems",
@@ -91,6 +96,10 @@ impl Collector {
         note(
             "packages",
             packages::packages(self).map(|p| facts.packages = p),
+        );
+        note(
+            "devices",
+            attached::devices(self).map(|d| facts.devices = Some(d)),
         );
         note(
             "services",
