@@ -48,9 +48,11 @@ pub fn judged(
     }
 }
 
-/// Ready, followed by Stalled=True with the same reason and message when that reason is one only
-/// a change of the spec can mend ([`unyo_crds::names::reasons::SPEC_ERRORS`]): kstatus (Flux,
-/// Argo CD) then reads the object as Failed instead of waiting for it (InProgress).
+/// Ready, followed — when it is False — by Stalled=True with the same reason and message if that
+/// reason is one only a change of the spec can mend
+/// ([`unyo_crds::names::reasons::SPEC_ERRORS`]; kstatus, for Flux and Argo CD, reads Failed), or
+/// else by Reconciling=True (waiting for something that may still come; kstatus reads
+/// InProgress).
 pub fn ready(
     previous: &[Condition],
     ok: bool,
@@ -69,19 +71,16 @@ pub fn ready(
         generation,
         now,
     );
-    let stalled = (!ok && reasons::SPEC_ERRORS.contains(&reason)).then(|| {
+    let follow = (!ok).then(|| {
+        let type_ = if reasons::SPEC_ERRORS.contains(&reason) {
+            conditions::STALLED
+        } else {
+            conditions::RECONCILING
+        };
         let message = ready.message.clone();
-        condition(
-            previous,
-            conditions::STALLED,
-            true,
-            reason,
-            message,
-            generation,
-            now,
-        )
+        condition(previous, type_, true, reason, message, generation, now)
     });
-    std::iter::once(ready).chain(stalled).collect()
+    std::iter::once(ready).chain(follow).collect()
 }
 
 /// metav1.Time keeps whole seconds; a value with a fraction would differ after a round trip.
@@ -136,8 +135,12 @@ mod tests {
         assert_eq!(bad[1].message, "spec.selector: x");
         assert_eq!(bad[1].observed_generation, Some(2));
         let waiting = ready(&[], false, "CalendarNotFound", "no calendar", Some(2), now);
-        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting.len(), 2);
         assert_eq!(waiting[0].status, "False");
+        assert_eq!(
+            (waiting[1].type_.as_str(), waiting[1].status.as_str()),
+            ("Reconciling", "True")
+        );
         let fine = ready(&bad, true, "Evaluated", "ok", Some(3), now);
         assert_eq!(fine.len(), 1, "Stalled goes once the spec is mended");
     }

@@ -102,6 +102,13 @@ async fn flux_and_argo_read_every_kind_as_reconciled_pending_or_failed() {
         Some(&broken.to_string()),
     )
     .unwrap();
+    // A schedule on a calendar that does not exist yet: it waits (Reconciling).
+    let waiting = std::fs::read_to_string(samples.join("virusscan.yaml"))
+        .unwrap()
+        .replace("name: daily", "name: waiting")
+        .replace("calendar: mie-operations", "calendar: next-year");
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&waiting))
+        .unwrap();
     // db01's agent reports an OS that is not its ledger's: drift.
     let servers: Api<Server> = Api::namespaced(cp.client().await.unwrap(), ns);
     let facts = json!({"apiVersion": "unyo.dev/v1alpha1", "kind": "Server", "status": {"observed": {
@@ -132,10 +139,10 @@ async fn flux_and_argo_read_every_kind_as_reconciled_pending_or_failed() {
         .find(|c| c.type_ == "InSync");
     assert_eq!(in_sync.unwrap().status, "False", "db01 drifts");
     for (object, (kstatus, argo, message)) in &h {
-        let (want, want_argo) = if object == "MonitoringPolicy/broken" {
-            ("Failed", "Degraded")
-        } else {
-            ("Current", "Healthy")
+        let (want, want_argo) = match object.as_str() {
+            "MonitoringPolicy/broken" => ("Failed", "Degraded"),
+            "VirusScanSchedule/waiting" => ("InProgress", "Progressing"),
+            _ => ("Current", "Healthy"),
         };
         assert_eq!(
             (kstatus.as_str(), argo.as_str()),
@@ -173,11 +180,27 @@ async fn flux_and_argo_read_every_kind_as_reconciled_pending_or_failed() {
         .filter(|(_, v)| v.0 == "InProgress")
         .map(|(k, _)| k.clone())
         .collect();
-    assert_eq!(pending, ["MonitoringPolicy/database"], "{h:?}");
+    assert_eq!(
+        pending,
+        ["MonitoringPolicy/database", "VirusScanSchedule/waiting"],
+        "{h:?}"
+    );
     assert_eq!(h["MonitoringPolicy/database"].1, "Progressing");
 
     // The controller back: Current again.
     let ctl = common::controller(cp, ns, "kstatus-again", &[]).await;
     wait_reconciled(cp, ns, &ctl);
     assert_eq!(health(cp, ns)["MonitoringPolicy/database"].0, "Current");
+
+    // The calendar it waited for arrives: the schedule is Current.
+    let calendar = std::fs::read_to_string(samples.join("calendar.yaml"))
+        .unwrap()
+        .replace("name: mie-operations", "name: next-year");
+    cp.kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&calendar))
+        .unwrap();
+    let start = std::time::Instant::now();
+    while health(cp, ns)["VirusScanSchedule/waiting"].0 != "Current" {
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", ctl.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -59,6 +59,9 @@ pub mod conditions {
     /// until it is changed (the reason is one of [`super::reasons::SPEC_ERRORS`]); kstatus reads
     /// Failed. Absent otherwise.
     pub const STALLED: &str = "Stalled";
+    /// Every kind with a spec that names other objects: True while it waits for one that may
+    /// still be created (e.g. `CalendarNotFound`); kstatus reads InProgress. Absent otherwise.
+    pub const RECONCILING: &str = "Reconciling";
     /// Server: the host matches its ledger.
     pub const IN_SYNC: &str = "InSync";
     /// Server: the agent renews its Lease.
