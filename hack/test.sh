@@ -31,6 +31,9 @@ for pair in pdftotext:poppler-utils pdftoppm:poppler-utils lintian:lintian syste
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 /usr/bin/python3 -c 'import openpyxl' 2>/dev/null || missing+=(python3-openpyxl)
+# The Windows agent is cross-compiled with mingw-w64 and run under Debian's Wine 8.
+command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(mingw-w64)
+[ -x /usr/lib/wine/wine64 ] || missing+=(wine64 wine)
 [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian"
@@ -43,6 +46,7 @@ command -v go >/dev/null || { echo "go is required to build the control plane" >
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
+rustup target list --installed | grep -qx x86_64-pc-windows-gnu || rustup target add x86_64-pc-windows-gnu
 
 step "control plane binaries"
 bin=$(hack/envtest/build.sh)
@@ -68,6 +72,7 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p unyo-agent --target x86_64-pc-windows-gnu --locked -- -D warnings
 
 step "unit and integration tests"
 cargo test --workspace --locked

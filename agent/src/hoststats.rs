@@ -7,6 +7,7 @@
 //! Where the numbers come from is behind [`StatsSource`] (one per platform); this module only
 //! encodes them.
 
+#[cfg(unix)]
 mod linux;
 mod weblog;
 
@@ -18,6 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+#[cfg(unix)]
 pub use linux::Procfs;
 pub use weblog::WebLogs;
 

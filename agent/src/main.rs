@@ -5,16 +5,27 @@
 //! (what to check), one task per check, and the writer that delivers the journal of results to
 //! the API server with backoff.
 
+// The Windows agent reports facts only so far: the types that checks and the journal share are
+// compiled there but not all used.
+#![cfg_attr(windows, allow(dead_code))]
+
+// What runs on every platform: facts (one source per platform), the Lease, the reporter and its
+// journal, the identity, metrics. Checks, operations and the host policy that bounds them run on
+// Linux hosts; the Windows agent reports facts (docs/agent.md, "Windows").
+#[cfg(unix)]
 mod assign;
 mod checks;
 mod facts;
 mod heartbeat;
+#[cfg(unix)]
 mod hostpolicy;
 mod hoststats;
 mod identity;
 mod metrics;
+#[cfg(unix)]
 mod ops;
 mod report;
+#[cfg(unix)]
 mod schedule;
 mod state;
 
@@ -44,12 +55,12 @@ struct Args {
     #[arg(long, default_value = "/")]
     root: PathBuf,
     /// Directory for the journal of results not yet reported, and the last assignment.
-    #[arg(long, default_value = "/var/lib/unyo-agent")]
+    #[arg(long, default_value = STATE_DIR)]
     state_dir: PathBuf,
     /// The host policy: what custom resources may make this agent do on this host (root-owned,
     /// not writable by others; read at start and on SIGHUP). Without the file nothing outside
     /// the state directory is written and nothing installed.
-    #[arg(long, default_value = hostpolicy::DEFAULT_PATH)]
+    #[arg(long, default_value = HOST_POLICY)]
     host_policy: PathBuf,
     /// How often the Lease is renewed, e.g. `60s`.
     #[arg(long, default_value = "60s", value_parser = duration)]
@@ -80,6 +91,15 @@ struct Args {
     print_patches: bool,
 }
 
+#[cfg(unix)]
+const STATE_DIR: &str = "/var/lib/unyo-agent";
+#[cfg(windows)]
+const STATE_DIR: &str = r"C:\ProgramData\unyo-agent";
+#[cfg(unix)]
+const HOST_POLICY: &str = hostpolicy::DEFAULT_PATH;
+#[cfg(windows)]
+const HOST_POLICY: &str = r"C:\ProgramData\unyo-agent\agent.yaml";
+
 fn duration(s: &str) -> Result<Duration, String> {
     unyo_crds::common::parse_duration(s)
 }
@@ -94,11 +114,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if args.print_patches {
-        let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
-            .context("preparing apt for the host's root")?;
-        let host = ops::patch::scan(&apt);
-        println!("{}", serde_json::to_string_pretty(&host.scan)?);
-        return Ok(());
+        return print_patches(&args);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -111,43 +127,41 @@ async fn main() -> anyhow::Result<()> {
         subscriber.init();
     }
     tracing::info!(server = %args.server, namespace = %args.namespace, root = %args.root.display(), "starting unyo-agent");
+    let mut tasks = tokio::task::JoinSet::new();
+    let metrics = run(&args, &mut tasks).await?;
+    if let Some(addr) = args.metrics_addr {
+        tasks.spawn(async move {
+            if let Err(e) = metrics::serve(addr, metrics).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+    }
+    until_shutdown(tasks).await
+}
 
-    let host = facts::Collector::new(&args.root);
-    let host_stats = hoststats::HostStats::new(
-        &args.namespace,
-        &args.server,
-        Box::new(hoststats::Procfs::new(host.clone())),
-        hoststats::WebLogs::new(&args.access_log),
-    );
-    let mut metrics = metrics::Metrics::default();
-    metrics.register_host(host_stats.clone());
-    let metrics = Arc::new(metrics);
-    let reporter = report::Reporter::open(
-        args.state_dir.clone(),
-        &args.server,
-        &args.namespace,
-        metrics.clone(),
-    )
-    .with_context(|| format!("opening the state directory {}", args.state_dir.display()))?;
-    let policy = hostpolicy::HostPolicy::load(&args.host_policy, &args.state_dir, true)
-        .context("reading the host policy")?;
-    metrics.policy_load(true);
-    tracing::info!(policy = %policy.source, "host policy loaded");
-    let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
-    // Building the client reads the kubeconfig only; it needs no connection.
-    let (client, identity) = identity::connect(args.kubeconfig.as_deref(), &args.state_dir).await?;
-
-    let (assign_tx, assign_rx) =
-        tokio::sync::watch::channel(assign::kept::checks(&args.state_dir).load());
+#[cfg(unix)]
+fn print_patches(args: &Args) -> anyhow::Result<()> {
     let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
         .context("preparing apt for the host's root")?;
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(hostpolicy::reload_on_hangup(
-        args.host_policy.clone(),
-        args.state_dir.clone(),
-        policy_tx,
-        metrics.clone(),
-    ));
+    let host = ops::patch::scan(&apt);
+    println!("{}", serde_json::to_string_pretty(&host.scan)?);
+    Ok(())
+}
+
+#[cfg(windows)]
+fn print_patches(_: &Args) -> anyhow::Result<()> {
+    anyhow::bail!("--print-patches: the Windows agent does not scan for updates in this version")
+}
+
+/// The identity's renewal, the journal's writer and the Lease: what reports for every platform.
+async fn spawn_reporting(
+    args: &Args,
+    tasks: &mut tokio::task::JoinSet<()>,
+    reporter: &report::Reporter,
+    metrics: &Arc<metrics::Metrics>,
+) -> anyhow::Result<kube::Client> {
+    // Building the client reads the kubeconfig only; it needs no connection.
+    let (client, identity) = identity::connect(args.kubeconfig.as_deref(), &args.state_dir).await?;
     if let Some(id) = identity {
         tasks.spawn(identity::run_renewal(client.clone(), id));
     } else {
@@ -161,6 +175,93 @@ async fn main() -> anyhow::Result<()> {
         args.heartbeat,
         metrics.clone(),
     ));
+    Ok(client)
+}
+
+/// Collects the facts every `every` and hands them to the reporter (written when they change);
+/// `seen` sees each collection first.
+fn spawn_facts(
+    tasks: &mut tokio::task::JoinSet<()>,
+    host: facts::Collector,
+    reporter: report::Reporter,
+    every: Duration,
+    seen: impl Fn(&unyo_crds::server::ObservedFacts) + Send + 'static,
+) {
+    tasks.spawn(async move {
+        loop {
+            let h = host.clone();
+            match tokio::task::spawn_blocking(move || h.collect()).await {
+                Ok(f) => {
+                    seen(&f);
+                    let unknown = f.unknown.len();
+                    if reporter.facts(f).await {
+                        tracing::info!(unknown, "facts changed");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "collecting facts failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+fn open_reporter(args: &Args, metrics: &Arc<metrics::Metrics>) -> anyhow::Result<report::Reporter> {
+    report::Reporter::open(
+        args.state_dir.clone(),
+        &args.server,
+        &args.namespace,
+        metrics.clone(),
+    )
+    .with_context(|| format!("opening the state directory {}", args.state_dir.display()))
+}
+
+/// Windows: facts through WMI, the Lease and the journal; no checks or operations yet.
+#[cfg(windows)]
+async fn run(
+    args: &Args,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Arc<metrics::Metrics>> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let reporter = open_reporter(args, &metrics)?;
+    spawn_reporting(args, tasks, &reporter, &metrics).await?;
+    let host = facts::Collector::new(&args.root);
+    spawn_facts(tasks, host, reporter, args.facts_interval, |_| {});
+    Ok(metrics)
+}
+
+/// Linux: facts, checks, operations bounded by the host policy, the Lease and the journal.
+#[cfg(unix)]
+async fn run(
+    args: &Args,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Arc<metrics::Metrics>> {
+    let host = facts::Collector::new(&args.root);
+    let host_stats = hoststats::HostStats::new(
+        &args.namespace,
+        &args.server,
+        Box::new(hoststats::Procfs::new(host.clone())),
+        hoststats::WebLogs::new(&args.access_log),
+    );
+    let mut metrics = metrics::Metrics::default();
+    metrics.register_host(host_stats.clone());
+    let metrics = Arc::new(metrics);
+    let reporter = open_reporter(args, &metrics)?;
+    let policy = hostpolicy::HostPolicy::load(&args.host_policy, &args.state_dir, true)
+        .context("reading the host policy")?;
+    metrics.policy_load(true);
+    tracing::info!(policy = %policy.source, "host policy loaded");
+    let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
+    let (assign_tx, assign_rx) =
+        tokio::sync::watch::channel(assign::kept::checks(&args.state_dir).load());
+    let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
+        .context("preparing apt for the host's root")?;
+    tasks.spawn(hostpolicy::reload_on_hangup(
+        args.host_policy.clone(),
+        args.state_dir.clone(),
+        policy_tx,
+        metrics.clone(),
+    ));
+    let client = spawn_reporting(args, tasks, &reporter, &metrics).await?;
     let skipped_to = reporter.clone();
     let skip_metrics = metrics.clone();
     let scheduler = schedule::Scheduler::new(
@@ -187,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
         reporter: reporter.clone(),
         scheduler: scheduler.clone(),
     };
-    let operations = ops::start_all(host_ctx, apt, args.patch_interval, &mut tasks).await;
+    let operations = ops::start_all(host_ctx, apt, args.patch_interval, tasks).await;
     tasks.spawn(assign::run(
         client.clone(),
         args.namespace.clone(),
@@ -209,38 +310,25 @@ async fn main() -> anyhow::Result<()> {
         reporter.clone(),
         metrics.clone(),
     ));
-    let facts_reporter = reporter.clone();
-    let every = args.facts_interval;
-    tasks.spawn(async move {
-        loop {
-            let h = host.clone();
-            match tokio::task::spawn_blocking(move || h.collect()).await {
-                Ok(f) => {
-                    host_stats.set_services(&f.services);
-                    let unknown = f.unknown.len();
-                    if facts_reporter.facts(f).await {
-                        tracing::info!(unknown, "facts changed");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "collecting facts failed"),
-            }
-            tokio::time::sleep(every).await;
-        }
+    let stats = host_stats.clone();
+    spawn_facts(tasks, host, reporter, args.facts_interval, move |f| {
+        stats.set_services(&f.services)
     });
-    if let Some(addr) = args.metrics_addr {
-        let m = metrics.clone();
-        tasks.spawn(async move {
-            if let Err(e) = metrics::serve(addr, m).await {
-                tracing::error!(error = %e, "metrics server stopped");
-            }
-        });
-    }
+    Ok(metrics)
+}
 
+/// Runs until SIGTERM or Ctrl-C, or until a task ends (an error: every task runs forever).
+async fn until_shutdown(mut tasks: tokio::task::JoinSet<()>) -> anyhow::Result<()> {
+    #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    #[cfg(unix)]
+    let terminated = term.recv();
+    #[cfg(windows)]
+    let terminated = std::future::pending::<Option<()>>();
     let died = tokio::select! {
         _ = tokio::signal::ctrl_c() => false,
-        _ = term.recv() => false,
+        _ = terminated => false,
         ended = tasks.join_next() => {
             tracing::error!(result = ?ended.map(|r| r.map_err(|e| e.to_string())), "a task ended unexpectedly");
             true
@@ -249,7 +337,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down; unreported results stay in the journal");
     tasks.shutdown().await;
     if died {
-        // Non-zero, so that systemd restarts the agent whole.
+        // Non-zero, so that the service manager restarts the agent whole.
         anyhow::bail!("a task of the agent ended unexpectedly; exiting to be restarted");
     }
     Ok(())

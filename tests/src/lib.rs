@@ -9,6 +9,7 @@ pub mod apf;
 pub mod aptlab;
 pub mod postgres;
 pub mod prometheus;
+pub mod wine;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,24 +1,43 @@
-//! Host facts (the ledger items of requirement R1), read from the host's files beneath a root
-//! directory (`--root`, default `/`) so that one machine can stand in for several hosts in tests.
+//! Host facts (the ledger items of requirement R1). On Linux they are read from the host's files
+//! beneath a root directory (`--root`, default `/`) so that one machine can stand in for several
+//! hosts in tests, one module per source; on Windows through WMI (`windows.rs`).
 //!
 //! Each fact that cannot be read is reported in `unknown` with the reason; the others are still
 //! reported. Lists are sorted by name so that the content hash only changes with the content.
 
+#[cfg(unix)]
 mod attached;
+#[cfg(unix)]
 mod hardware;
-pub use hardware::{filesystems, steady_usage};
+#[cfg(unix)]
+pub use hardware::filesystems;
+#[cfg(unix)]
 mod network;
+#[cfg(unix)]
 mod os;
+#[cfg(unix)]
 mod packages;
+#[cfg(unix)]
 mod services;
+#[cfg(unix)]
 mod timesync;
+mod usage;
+#[cfg(windows)]
+mod windows;
+// The rows and their facts are compiled everywhere, so that Linux tests them on recorded rows.
+#[cfg_attr(unix, allow(dead_code))]
+mod wmi;
 
+#[cfg(unix)]
 pub use timesync::parse_chrony_tracking;
+pub use usage::steady_usage;
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use unyo_crds::server::{ObservedFacts, UnknownFact};
+use unyo_crds::server::ObservedFacts;
+#[cfg(unix)]
+use unyo_crds::server::UnknownFact;
 
 /// Reads the facts of the host beneath `root`.
 #[derive(Clone, Debug)]
@@ -58,7 +77,14 @@ impl Collector {
             .map_err(|e| format!("{path}: {e}"))
     }
 
+    /// Collects every fact through WMI. Blocking: run it on a blocking thread.
+    #[cfg(windows)]
+    pub fn collect(&self) -> ObservedFacts {
+        windows::collect()
+    }
+
     /// Collects every fact. Blocking: run it on a blocking thread.
+    #[cfg(unix)]
     pub fn collect(&self) -> ObservedFacts {
         let mut facts = ObservedFacts {
             agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),

@@ -1,0 +1,112 @@
+//! Facts of a Windows host through WMI (root\cimv2). Each class is queried once per collection;
+//! what cannot be read goes to `unknown` with the reason, as on Linux.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use unyo_crds::server::{ObservedFacts, TimeSync, UnknownFact};
+
+use super::wmi::{self as rows, QUERIES};
+
+/// The rows of `class`, by the query of [`QUERIES`].
+fn query<T: DeserializeOwned>(con: &::wmi::WMIConnection, class: &str) -> Result<Vec<T>, String> {
+    let q = QUERIES
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map(|(_, q)| *q)
+        .ok_or_else(|| format!("{class}: no query"))?;
+    con.raw_query(q).map_err(|e| format!("{class}: {e}"))
+}
+
+/// Every fact WMI gives; the others are unknown with the reason.
+pub fn collect() -> ObservedFacts {
+    let mut facts = ObservedFacts {
+        agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        ..Default::default()
+    };
+    let mut unknown: BTreeMap<String, String> = BTreeMap::new();
+    let con = match ::wmi::WMIConnection::new() {
+        Ok(c) => c,
+        Err(e) => {
+            facts.unknown = vec![UnknownFact {
+                fact: "wmi".into(),
+                reason: format!("connecting to WMI root\\cimv2: {e}"),
+            }];
+            return facts;
+        }
+    };
+    let mut note = |fact: &str, r: Result<(), String>| {
+        if let Err(reason) = r {
+            unknown.insert(fact.to_string(), reason);
+        }
+    };
+    let os: Vec<rows::OperatingSystem> = query(&con, "Win32_OperatingSystem").unwrap_or_default();
+    let cs: Result<Vec<rows::ComputerSystem>, String> = query(&con, "Win32_ComputerSystem");
+    let cs = cs.unwrap_or_default();
+    note(
+        "hostname",
+        rows::hostname(&cs, &os).map(|h| facts.hostname = Some(h)),
+    );
+    note("os", rows::os(&os).map(|o| facts.os = Some(o)));
+    note(
+        "bootTime",
+        rows::boot_time(&os).map(|t| facts.boot_time = Some(t)),
+    );
+    note(
+        "memoryBytes",
+        rows::memory_bytes(&cs).map(|m| facts.memory_bytes = Some(m)),
+    );
+    let bios = query(&con, "Win32_BIOS").unwrap_or_default();
+    note(
+        "hardware",
+        rows::identity(&cs, &bios).map(|h| facts.hardware = Some(h)),
+    );
+    note(
+        "cpu",
+        query(&con, "Win32_Processor")
+            .and_then(|p| rows::cpu(&p))
+            .map(|c| facts.cpu = Some(c)),
+    );
+    note(
+        "patches",
+        query(&con, "Win32_QuickFixEngineering").map(|r| facts.patches = rows::patches(&r)),
+    );
+    note(
+        "services",
+        query(&con, "Win32_Service").map(|r| facts.services = rows::services(&r)),
+    );
+    note(
+        "nics",
+        query(&con, "Win32_NetworkAdapterConfiguration").map(|r| facts.nics = rows::nics(&r)),
+    );
+    note(
+        "disks",
+        query(&con, "Win32_DiskDrive").map(|r| facts.disks = rows::disks(&r)),
+    );
+    note(
+        "filesystems",
+        query(&con, "Win32_LogicalDisk").map(|r| facts.filesystems = rows::filesystems(&r)),
+    );
+    for (fact, reason) in [
+        (
+            "packages",
+            "installed software (the registry's Uninstall keys) is not read by this agent version",
+        ),
+        (
+            "devices",
+            "attached devices are not listed by this agent version on Windows",
+        ),
+        (
+            "timeSync.synchronized",
+            "the Windows Time service (w32tm) is not read by this agent version",
+        ),
+    ] {
+        note(fact, Err(reason.to_string()));
+    }
+    facts.time_sync = Some(TimeSync::default());
+    facts.unknown = unknown
+        .into_iter()
+        .map(|(fact, reason)| UnknownFact { fact, reason })
+        .collect();
+    facts
+}

@@ -1,0 +1,182 @@
+//! The Windows agent, cross-compiled for x86_64-pc-windows-gnu and run under Wine 8 (a fresh
+//! prefix set to Windows Server 2008 R2): its facts come through Wine's real WMI provider, and
+//! what Wine does not provide is reported as unknown with the reason; then, as ad01 of the sample
+//! fleet, it reports into the real API server and the controller opens drift for the ledger's
+//! KB5044277 that the host lacks (and, the ledger being strict about patches, for Wine's one
+//! hotfix KB1234567 that the ledger does not declare). No Windows ran here: see docs/agent.md.
+
+// A test crate: a panic is how a failure is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use serde_json::Value;
+use unyo_crds::server::Server;
+use unyo_tests::wine::{Prefix, agent_exe};
+use unyo_tests::{Running, control_plane, repo_root, stdout_of, workspace_binary};
+
+#[test]
+fn facts_under_wine_come_from_wmi() {
+    let exe = agent_exe().unwrap();
+    let prefix = Prefix::new("facts").unwrap();
+    let out = stdout_of(prefix.command(&exe).arg("--print-facts")).unwrap();
+    let f: Value = serde_json::from_str(&out).unwrap();
+    let os = &f["os"];
+    assert_eq!(os["id"], "windows");
+    assert!(
+        os["name"]
+            .as_str()
+            .unwrap()
+            .contains("Windows Server 2008 R2"),
+        "{os}"
+    );
+    assert_eq!(os["architecture"], "x86_64");
+    assert!(f["hostname"].as_str().is_some_and(|h| !h.is_empty()));
+    assert!(f["cpu"]["cores"].as_u64().unwrap() >= 1);
+    assert!(f["cpu"]["threads"].as_u64().unwrap() >= f["cpu"]["cores"].as_u64().unwrap());
+    // Wine reports this machine's memory and network interfaces.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = meminfo
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reported = f["memoryBytes"].as_u64().unwrap();
+    assert!(
+        reported.abs_diff(kib * 1024) < kib * 1024 / 20,
+        "{reported} vs {kib} KiB"
+    );
+    let nics = f["nics"].as_array().unwrap();
+    assert!(
+        nics.iter()
+            .any(|n| n["mac"].as_str().is_some_and(|m| m.len() == 17)),
+        "{nics:?}"
+    );
+    assert!(f["disks"].as_array().is_some_and(|d| !d.is_empty()));
+    assert!(
+        f["filesystems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["mountPoint"] == "C:")
+    );
+    assert!(
+        f["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "RpcSs")
+    );
+    assert_eq!(f["patches"][0]["id"], "KB1234567", "Wine's one hotfix");
+    // What this agent does not read on Windows yet, with the reason.
+    let unknown: Vec<&str> = f["unknown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["fact"].as_str().unwrap())
+        .collect();
+    assert_eq!(unknown, ["devices", "packages", "timeSync.synchronized"]);
+    assert!(
+        f["unknown"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Uninstall")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
+    let cp = control_plane().unwrap();
+    let samples = repo_root().join("manifests/samples");
+    for f in ["namespace.yaml", "servers/ad01.yaml"] {
+        let file = samples.join(f);
+        cp.kubectl_ok(
+            &["apply", "--server-side", "-f", file.to_str().unwrap()],
+            None,
+        )
+        .unwrap();
+    }
+    let exe = agent_exe().unwrap();
+    let prefix = Prefix::new("ad01").unwrap();
+    let kubeconfig = prefix.dir.join("ad01.kubeconfig");
+    let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
+    stdout_of(
+        Command::new(unyo)
+            .args(["agent", "bootstrap", "ad01", "-n", "mie", "--out"])
+            .arg(&kubeconfig)
+            .env("KUBECONFIG", &cp.kubeconfig),
+    )
+    .unwrap();
+    let state = prefix.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut agent = prefix.command(&exe);
+    agent
+        .args([
+            "--server",
+            "ad01",
+            "-n",
+            "mie",
+            "--heartbeat",
+            "5s",
+            "--facts-interval",
+            "10s",
+        ])
+        .arg("--kubeconfig")
+        .arg(Prefix::windows_path(&kubeconfig))
+        .arg("--state-dir")
+        .arg(Prefix::windows_path(&state));
+    let mut agent = Running::spawn(agent, "wine-agent-ad01").unwrap();
+    let controller = workspace_binary("unyo-controller", "unyo-controller").unwrap();
+    let mut ctl = Command::new(controller);
+    ctl.arg("--kubeconfig")
+        .arg(cp.controller_kubeconfig().await.unwrap())
+        .args(["-n", "mie"]);
+    let _ctl = Running::spawn(ctl, "controller-ad01").unwrap();
+
+    let servers: Api<Server> = Api::namespaced(cp.client().await.unwrap(), "mie");
+    let start = Instant::now();
+    let (drift, record) = loop {
+        let s = servers.get("ad01").await.unwrap();
+        let st = s.status.clone().unwrap_or_default();
+        let paths: Vec<String> = st.drift.iter().map(|d| d.path.clone()).collect();
+        if paths.iter().any(|p| p == "patches[id=KB5044277]")
+            && let Some(record) = st.change_record
+        {
+            break (st.drift, record);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120) && agent.alive(),
+            "no KB drift on ad01 after {:?}: {paths:?}\nagent:\n{}",
+            start.elapsed(),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let kb = drift
+        .iter()
+        .find(|d| d.path == "patches[id=KB5044277]")
+        .unwrap();
+    assert_eq!(
+        (kb.expected.as_deref(), kb.observed.as_deref()),
+        (Some("KB5044277"), None)
+    );
+    let extra = drift
+        .iter()
+        .find(|d| d.path == "patches[id=KB1234567]")
+        .unwrap();
+    assert_eq!(extra.observed.as_deref(), Some("KB1234567"));
+    assert!(
+        drift.iter().any(|d| d.path == "os.name"),
+        "Server 2008 R2 is not the ledger's 2019"
+    );
+    assert!(record.starts_with("ad01-drift-"), "{record}");
+    let s = servers.get("ad01").await.unwrap();
+    let observed = s.status.unwrap().observed.unwrap();
+    assert_eq!(observed.os.unwrap().id.as_deref(), Some("windows"));
+}
