@@ -15,7 +15,7 @@ use kube::Api;
 use serde_json::Value;
 use unyo_crds::server::Server;
 use unyo_tests::wine::{Prefix, agent_exe};
-use unyo_tests::{Running, control_plane, repo_root, stdout_of, workspace_binary};
+use unyo_tests::{Running, control_plane, stdout_of, workspace_binary};
 
 #[test]
 fn facts_under_wine_come_from_wmi() {
@@ -59,20 +59,13 @@ fn facts_under_wine_come_from_wmi() {
         "{nics:?}"
     );
     assert!(f["disks"].as_array().is_some_and(|d| !d.is_empty()));
-    assert!(
-        f["filesystems"]
+    let has = |list: &str, key: &str, value: &str| {
+        f[list]
             .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["mountPoint"] == "C:")
-    );
-    assert!(
-        f["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["name"] == "RpcSs")
-    );
+            .is_some_and(|l| l.iter().any(|v| v[key] == value))
+    };
+    assert!(has("filesystems", "mountPoint", "C:"));
+    assert!(has("services", "name", "RpcSs"));
     assert_eq!(f["patches"][0]["id"], "KB1234567", "Wine's one hotfix");
     // What this agent does not read on Windows yet, with the reason.
     let unknown: Vec<&str> = f["unknown"]
@@ -93,15 +86,8 @@ fn facts_under_wine_come_from_wmi() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
     let cp = control_plane().unwrap();
-    let samples = repo_root().join("manifests/samples");
-    for f in ["namespace.yaml", "servers/ad01.yaml"] {
-        let file = samples.join(f);
-        cp.kubectl_ok(
-            &["apply", "--server-side", "-f", file.to_str().unwrap()],
-            None,
-        )
+    cp.apply_samples(&["namespace.yaml", "servers/ad01.yaml"])
         .unwrap();
-    }
     let exe = agent_exe().unwrap();
     let prefix = Prefix::new("ad01").unwrap();
     let kubeconfig = prefix.dir.join("ad01.kubeconfig");

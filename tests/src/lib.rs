@@ -119,6 +119,18 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Applies files of the sample fleet (`manifests/samples/<file>`), server-side.
+    pub fn apply_samples(&self, files: &[&str]) -> Result<()> {
+        for f in files {
+            let file = self.repo.join("manifests/samples").join(f);
+            self.kubectl_ok(
+                &["apply", "--server-side", "-f", &file.to_string_lossy()],
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
     /// A kubectl command against this control plane.
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(&self.kubectl);

@@ -111,15 +111,8 @@ fn path_with(dirs: &[&Path]) -> String {
 #[tokio::test]
 async fn install_on_a_host_as_the_readme_says() {
     let cp = control_plane().unwrap();
-    let samples = repo_root().join("manifests/samples");
-    for f in ["namespace.yaml", "servers/db01.yaml"] {
-        let file = samples.join(f);
-        cp.kubectl_ok(
-            &["apply", "--server-side", "-f", file.to_str().unwrap()],
-            None,
-        )
+    cp.apply_samples(&["namespace.yaml", "servers/db01.yaml"])
         .unwrap();
-    }
     let agent = workspace_binary("unyo-agent", "unyo-agent").unwrap();
     workspace_binary("unyo-cli", "unyo").unwrap();
     let controller = workspace_binary("unyo-controller", "unyo-controller").unwrap();
