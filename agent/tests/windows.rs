@@ -17,11 +17,31 @@ use unyo_crds::server::Server;
 use unyo_tests::wine::{Prefix, agent_exe};
 use unyo_tests::{Running, control_plane, stdout_of, workspace_binary};
 
+/// Installs "software" the way an installer registers it: an Uninstall key.
+fn register(prefix: &Prefix, key: &str, name: &str, version: &str) {
+    let path = format!(r"HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall\{key}");
+    for (value, data) in [("DisplayName", name), ("DisplayVersion", version)] {
+        stdout_of(
+            prefix
+                .command("reg")
+                .args(["add", &path, "/v", value, "/d", data, "/f"]),
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn facts_under_wine_come_from_wmi() {
     let exe = agent_exe().unwrap();
     let prefix = Prefix::new("facts").unwrap();
-    let out = stdout_of(prefix.command(&exe).arg("--print-facts")).unwrap();
+    register(&prefix, "7-Zip", "7-Zip 23.01 (x64)", "23.01");
+    let out = stdout_of(
+        prefix
+            .command(&exe)
+            .arg("--print-facts")
+            .env("TZ", "Asia/Tokyo"),
+    )
+    .unwrap();
     let f: Value = serde_json::from_str(&out).unwrap();
     let os = &f["os"];
     assert_eq!(os["id"], "windows");
@@ -74,13 +94,19 @@ fn facts_under_wine_come_from_wmi() {
         .iter()
         .map(|u| u["fact"].as_str().unwrap())
         .collect();
-    assert_eq!(unknown, ["devices", "packages", "timeSync.synchronized"]);
+    assert_eq!(unknown, ["devices", "timeSync.synchronized"]);
     assert!(
         f["unknown"][1]["reason"]
             .as_str()
             .unwrap()
-            .contains("Uninstall")
+            .contains("w32tm")
     );
+    // Installed software from the registry, the zone by its IANA name.
+    assert_eq!(
+        f["packages"],
+        serde_json::json!([{"name": "7-Zip 23.01 (x64)", "version": "23.01"}])
+    );
+    assert_eq!(f["timeSync"]["timeZone"], "Asia/Tokyo");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,6 +116,13 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
         .unwrap();
     let exe = agent_exe().unwrap();
     let prefix = Prefix::new("ad01").unwrap();
+    // The role the ledger declares, registered as Windows registers it.
+    register(
+        &prefix,
+        "ADDS",
+        "Active Directory Domain Services",
+        "10.0.17763",
+    );
     let kubeconfig = prefix.dir.join("ad01.kubeconfig");
     let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
     stdout_of(
@@ -161,8 +194,19 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
         drift.iter().any(|d| d.path == "os.name"),
         "Server 2008 R2 is not the ledger's 2019"
     );
+    assert!(
+        !drift.iter().any(|d| d.path.starts_with("software")),
+        "the declared software is installed: {drift:?}"
+    );
     assert!(record.starts_with("ad01-drift-"), "{record}");
     let s = servers.get("ad01").await.unwrap();
     let observed = s.status.unwrap().observed.unwrap();
-    assert_eq!(observed.os.unwrap().id.as_deref(), Some("windows"));
+    assert_eq!(observed.os.as_ref().unwrap().id.as_deref(), Some("windows"));
+    assert!(
+        observed
+            .installed()
+            .iter()
+            .any(|p| p.name == "Active Directory Domain Services"),
+        "the registered software is reported, so no software drift is a match"
+    );
 }

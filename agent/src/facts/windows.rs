@@ -1,5 +1,6 @@
-//! Facts of a Windows host through WMI (root\cimv2). Each class is queried once per collection;
-//! what cannot be read goes to `unknown` with the reason, as on Linux.
+//! Facts of a Windows host through WMI (root\cimv2) and the registry (installed software, time
+//! zone). Each class is queried once per collection; what cannot be read goes to `unknown` with
+//! the reason, as on Linux.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,47 @@ fn query<T: DeserializeOwned>(con: &::wmi::WMIConnection, class: &str) -> Result
     con.raw_query(q).map_err(|e| format!("{class}: {e}"))
 }
 
-/// Every fact WMI gives; the others are unknown with the reason.
+const UNINSTALL: &str = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
+
+/// The Uninstall entries of the 64-bit and the 32-bit (WOW6432Node) views of HKLM.
+fn uninstall_entries() -> Result<Vec<rows::UninstallEntry>, String> {
+    use winreg::RegKey;
+    use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_READ, KEY_WOW64_32KEY, KEY_WOW64_64KEY};
+    let hklm = RegKey::predef(HKEY_LOCAL_MACHINE);
+    let mut out = Vec::new();
+    for (view, architecture) in [(KEY_WOW64_64KEY, None), (KEY_WOW64_32KEY, Some("x86"))] {
+        let Ok(root) = hklm.open_subkey_with_flags(UNINSTALL, KEY_READ | view) else {
+            continue;
+        };
+        for name in root.enum_keys().flatten() {
+            let Ok(k) = root.open_subkey(&name) else {
+                continue;
+            };
+            out.push(rows::UninstallEntry {
+                display_name: k.get_value("DisplayName").ok(),
+                display_version: k.get_value("DisplayVersion").ok(),
+                system_component: k.get_value::<u32, _>("SystemComponent").ok(),
+                parent_key_name: k.get_value("ParentKeyName").ok(),
+                architecture: architecture.map(str::to_string),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The time zone: its IANA name where known, else the Windows name.
+fn time_zone() -> Result<String, String> {
+    let key = r"SYSTEM\CurrentControlSet\Control\TimeZoneInformation";
+    let tz = winreg::RegKey::predef(winreg::enums::HKEY_LOCAL_MACHINE)
+        .open_subkey(key)
+        .map_err(|e| format!("HKLM\\{key}: {e}"))?;
+    let name: String = tz
+        .get_value("TimeZoneKeyName")
+        .map_err(|e| format!("HKLM\\{key}\\TimeZoneKeyName: {e}"))?;
+    Ok(rows::iana_zone(&name).map(str::to_string).unwrap_or(name))
+}
+
+/// Every fact WMI and the registry give; the others are unknown with the reason.
 pub fn collect() -> ObservedFacts {
     let mut facts = ObservedFacts {
         agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
@@ -87,11 +128,17 @@ pub fn collect() -> ObservedFacts {
         "filesystems",
         query(&con, "Win32_LogicalDisk").map(|r| facts.filesystems = rows::filesystems(&r)),
     );
+    note(
+        "packages",
+        uninstall_entries().map(|e| facts.packages = rows::software(&e)),
+    );
+    let mut sync = TimeSync::default();
+    note(
+        "timeSync.timeZone",
+        time_zone().map(|z| sync.time_zone = Some(z)),
+    );
+    facts.time_sync = Some(sync);
     for (fact, reason) in [
-        (
-            "packages",
-            "installed software (the registry's Uninstall keys) is not read by this agent version",
-        ),
         (
             "devices",
             "attached devices are not listed by this agent version on Windows",
@@ -103,7 +150,6 @@ pub fn collect() -> ObservedFacts {
     ] {
         note(fact, Err(reason.to_string()));
     }
-    facts.time_sync = Some(TimeSync::default());
     facts.unknown = unknown
         .into_iter()
         .map(|(fact, reason)| UnknownFact { fact, reason })

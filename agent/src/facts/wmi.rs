@@ -1,11 +1,12 @@
-//! The WMI classes the Windows agent reads, as rows, and the facts they make. Platform-neutral so
-//! that the conversion is tested everywhere on recorded rows; the queries run in `windows.rs`.
+//! The WMI classes and registry entries the Windows agent reads, as rows, and the facts they make.
+//! Platform-neutral so that the conversion is tested everywhere on recorded rows; the queries run
+//! in `windows.rs`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use unyo_crds::server::{
     CpuLedger, ObservedDisk, ObservedFilesystem, ObservedHardware, ObservedNic, ObservedOs,
-    ObservedPatch, ObservedService,
+    ObservedPackage, ObservedPatch, ObservedService,
 };
 
 /// Each class with the query that reads it.
@@ -124,6 +125,62 @@ pub struct LogicalDisk {
     pub size: Option<u64>,
     pub free_space: Option<u64>,
     pub drive_type: Option<u32>,
+}
+
+/// One subkey of the registry's `...\CurrentVersion\Uninstall` (what Programs and Features lists).
+#[derive(Debug, Default, Clone)]
+pub struct UninstallEntry {
+    pub display_name: Option<String>,
+    pub display_version: Option<String>,
+    /// 1 for parts of Windows that Programs and Features hides.
+    pub system_component: Option<u32>,
+    /// Set on updates of another entry.
+    pub parent_key_name: Option<String>,
+    /// `x86` for the 32-bit view (WOW6432Node).
+    pub architecture: Option<String>,
+}
+
+/// Installed software as Programs and Features lists it: named entries that are neither system
+/// components nor updates, sorted, one per name and architecture.
+pub fn software(entries: &[UninstallEntry]) -> Vec<ObservedPackage> {
+    let mut out: Vec<ObservedPackage> = entries
+        .iter()
+        .filter(|e| e.system_component != Some(1) && e.parent_key_name.is_none())
+        .filter_map(|e| {
+            let name = e.display_name.as_deref()?.trim();
+            (!name.is_empty()).then(|| ObservedPackage {
+                name: name.to_string(),
+                version: e.display_version.clone().unwrap_or_default(),
+                architecture: e.architecture.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
+    out.dedup_by(|a, b| a.name == b.name && a.architecture == b.architecture);
+    out
+}
+
+/// The IANA name of a Windows time zone (the registry's TimeZoneKeyName), for the zones of
+/// CLDR's windowsZones table this fleet may meet; None for the others.
+pub fn iana_zone(windows: &str) -> Option<&'static str> {
+    const ZONES: [(&str, &str); 12] = [
+        ("Tokyo Standard Time", "Asia/Tokyo"),
+        ("UTC", "Etc/UTC"),
+        ("Greenwich Standard Time", "Atlantic/Reykjavik"),
+        ("GMT Standard Time", "Europe/London"),
+        ("Korea Standard Time", "Asia/Seoul"),
+        ("China Standard Time", "Asia/Shanghai"),
+        ("Taipei Standard Time", "Asia/Taipei"),
+        ("Singapore Standard Time", "Asia/Singapore"),
+        ("W. Europe Standard Time", "Europe/Berlin"),
+        ("Eastern Standard Time", "America/New_York"),
+        ("Central Standard Time", "America/Chicago"),
+        ("Pacific Standard Time", "America/Los_Angeles"),
+    ];
+    ZONES
+        .iter()
+        .find(|(w, _)| *w == windows.trim())
+        .map(|(_, iana)| *iana)
 }
 
 fn first<'a, T>(rows: &'a [T], class: &str) -> Result<&'a T, String> {
@@ -391,6 +448,47 @@ mod tests {
         assert!(f[0].used_bytes.unwrap() <= 82_252_800_000 - 1_617_391_616);
         let boot = boot_time(&rows("Win32_OperatingSystem")).unwrap();
         assert_eq!(boot.0.to_string(), "2026-11-30T13:52:31.004Z");
+    }
+
+    #[test]
+    fn software_as_programs_and_features_lists_it_and_zones_by_their_iana_name() {
+        let e = |name: &str, version: &str| UninstallEntry {
+            display_name: Some(name.into()),
+            display_version: Some(version.into()),
+            ..Default::default()
+        };
+        let entries = [
+            e("Active Directory Domain Services", "10.0.17763"),
+            UninstallEntry {
+                system_component: Some(1),
+                ..e("Microsoft Visual C++ 2019 X64 Minimum Runtime", "14.29")
+            },
+            UninstallEntry {
+                parent_key_name: Some("OfficeProfessional".into()),
+                ..e("Update for Office", "1")
+            },
+            UninstallEntry {
+                architecture: Some("x86".into()),
+                ..e("7-Zip", "23.01")
+            },
+            e("7-Zip", "23.01"),
+            UninstallEntry::default(),
+        ];
+        let s = software(&entries);
+        let names: Vec<_> = s
+            .iter()
+            .map(|p| (p.name.as_str(), p.architecture.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("7-Zip", None),
+                ("7-Zip", Some("x86")),
+                ("Active Directory Domain Services", None)
+            ]
+        );
+        assert_eq!(iana_zone("Tokyo Standard Time"), Some("Asia/Tokyo"));
+        assert_eq!(iana_zone("Mars Standard Time"), None);
     }
 
     #[test]
