@@ -27,6 +27,8 @@ mod ops;
 mod report;
 #[cfg(unix)]
 mod schedule;
+#[cfg(windows)]
+mod service;
 mod state;
 
 use std::path::PathBuf;
@@ -104,8 +106,12 @@ fn duration(s: &str) -> Result<Duration, String> {
     unyo_crds::common::parse_duration(s)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // On Windows, `unyo-agent service install|uninstall|run …` (service.rs).
+    #[cfg(windows)]
+    if let Some(done) = service::from_command_line() {
+        return done;
+    }
     let args = Args::parse();
     if args.print_facts {
         let mut f = facts::Collector::new(&args.root).collect();
@@ -116,16 +122,32 @@ async fn main() -> anyhow::Result<()> {
     if args.print_patches {
         return print_patches(&args);
     }
+    init_logging(&args, None)?;
+    tokio::runtime::Runtime::new()?.block_on(agent(args, std::future::pending()))
+}
+
+/// Logs to standard output, or to `file` (the Windows service has no console).
+fn init_logging(args: &Args, file: Option<std::fs::File>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let to_terminal = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    if args.log_format == "json" {
-        subscriber.json().init();
-    } else {
-        subscriber.init();
-    }
+        .with_ansi(to_terminal);
+    let result = match (file, args.log_format == "json") {
+        (Some(f), true) => subscriber
+            .json()
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        (Some(f), false) => subscriber.with_writer(std::sync::Mutex::new(f)).try_init(),
+        (None, true) => subscriber.json().try_init(),
+        (None, false) => subscriber.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("setting up the log: {e}"))
+}
+
+/// The agent, until it is told to stop (SIGTERM, Ctrl-C, `stop`) or a task ends.
+async fn agent(args: Args, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     tracing::info!(server = %args.server, namespace = %args.namespace, root = %args.root.display(), "starting unyo-agent");
     let mut tasks = tokio::task::JoinSet::new();
     let metrics = run(&args, &mut tasks).await?;
@@ -136,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    until_shutdown(tasks).await
+    until_shutdown(tasks, stop).await
 }
 
 #[cfg(unix)]
@@ -317,8 +339,12 @@ async fn run(
     Ok(metrics)
 }
 
-/// Runs until SIGTERM or Ctrl-C, or until a task ends (an error: every task runs forever).
-async fn until_shutdown(mut tasks: tokio::task::JoinSet<()>) -> anyhow::Result<()> {
+/// Runs until SIGTERM, Ctrl-C or `stop`, or until a task ends (an error: every task runs
+/// forever).
+async fn until_shutdown(
+    mut tasks: tokio::task::JoinSet<()>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -329,6 +355,7 @@ async fn until_shutdown(mut tasks: tokio::task::JoinSet<()>) -> anyhow::Result<(
     let died = tokio::select! {
         _ = tokio::signal::ctrl_c() => false,
         _ = terminated => false,
+        _ = stop => false,
         ended = tasks.join_next() => {
             tracing::error!(result = ?ended.map(|r| r.map_err(|e| e.to_string())), "a task ended unexpectedly");
             true

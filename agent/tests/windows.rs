@@ -1,7 +1,8 @@
 //! The Windows agent, cross-compiled for x86_64-pc-windows-gnu and run under Wine 8 (a fresh
 //! prefix set to Windows Server 2008 R2): its facts come through Wine's real WMI provider, and
-//! what Wine does not provide is reported as unknown with the reason; then, as ad01 of the sample
-//! fleet, it reports into the real API server and the controller opens drift for the ledger's
+//! what Wine does not provide is reported as unknown with the reason; then, installed and started
+//! as a Windows service (Wine's service control manager) as ad01 of the sample fleet, it reports
+//! into the real API server and the controller opens drift for the ledger's
 //! KB5044277 that the host lacks (and, the ledger being strict about patches, for Wine's one
 //! hotfix KB1234567 that the ledger does not declare). No Windows ran here: see docs/agent.md.
 
@@ -134,23 +135,34 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
     .unwrap();
     let state = prefix.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let mut agent = prefix.command(&exe);
-    agent
-        .args([
-            "--server",
-            "ad01",
-            "-n",
-            "mie",
-            "--heartbeat",
-            "5s",
-            "--facts-interval",
-            "10s",
-        ])
+    // Installed and started as a Windows service, as docs/agent.md says.
+    let mut install = prefix.command(&exe);
+    install
+        .args(["service", "install", "--server", "ad01", "-n", "mie"])
+        .args(["--heartbeat", "5s", "--facts-interval", "10s"])
         .arg("--kubeconfig")
         .arg(Prefix::windows_path(&kubeconfig))
         .arg("--state-dir")
         .arg(Prefix::windows_path(&state));
-    let mut agent = Running::spawn(agent, "wine-agent-ad01").unwrap();
+    assert!(
+        stdout_of(&mut install)
+            .unwrap()
+            .contains("installed the service unyo-agent")
+    );
+    let log = || std::fs::read_to_string(state.join("unyo-agent.log")).unwrap_or_default();
+    let started = prefix
+        .command("net")
+        .args(["start", "unyo-agent"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&started.stdout);
+    // Wine's service control manager starts automatic services as soon as it runs, so the
+    // service may be running before `net start` asks.
+    assert!(
+        said.contains("started successfully") || said.contains("already running"),
+        "{said}\nlog:\n{}",
+        log()
+    );
     let controller = workspace_binary("unyo-controller", "unyo-controller").unwrap();
     let mut ctl = Command::new(controller);
     ctl.arg("--kubeconfig")
@@ -170,10 +182,10 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
             break (st.drift, record);
         }
         assert!(
-            start.elapsed() < Duration::from_secs(120) && agent.alive(),
+            start.elapsed() < Duration::from_secs(120),
             "no KB drift on ad01 after {:?}: {paths:?}\nagent:\n{}",
             start.elapsed(),
-            agent.log()
+            log()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -209,4 +221,18 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
             .any(|p| p.name == "Active Directory Domain Services"),
         "the registered software is reported, so no software drift is a match"
     );
+    let running = stdout_of(prefix.command("sc").args(["query", "unyo-agent"])).unwrap();
+    assert!(running.contains("RUNNING"), "{running}");
+    // Stopped through the service control protocol, then removed.
+    let stopped = stdout_of(prefix.command("net").args(["stop", "unyo-agent"])).unwrap();
+    assert!(stopped.contains("stopped successfully"), "{stopped}");
+    assert!(log().contains("shutting down"), "{}", log());
+    let removed = stdout_of(prefix.command(&exe).args(["service", "uninstall"])).unwrap();
+    assert!(removed.contains("removed the service unyo-agent"));
+    let query = prefix
+        .command("sc")
+        .args(["query", "unyo-agent"])
+        .output()
+        .unwrap();
+    assert!(!query.status.success(), "the service is gone");
 }
