@@ -169,6 +169,9 @@ fn dry_run(cp: &ControlPlane, manifests: &str) {
             "apply",
             "--server-side",
             "--dry-run=server",
+            // The README test may have installed the release already (helm owns its fields):
+            // a dry run changes nothing, so it may take them over to validate every object.
+            "--force-conflicts",
             "--field-manager=helm-test",
             "-f",
             "-",
