@@ -22,7 +22,7 @@ debs="${XDG_CACHE_HOME:-$HOME/.cache}/unyo/debs"
 stage=$(mktemp -d "${TMPDIR:-/tmp}/unyo-image.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$out" "$debs"
-created=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+created=${epoch:-0}
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 
 # Debian package PKG at the version this machine's apt knows, unpacked into DIR.

@@ -19,7 +19,7 @@ strip --strip-unneeded "$stage/kubectl-unyo"
 printf 'unyo is licensed under the Apache License, Version 2.0\n(https://www.apache.org/licenses/LICENSE-2.0).\n' >"$stage/LICENSE"
 archive="kubectl-unyo_v${version}_linux_amd64.tar.gz"
 mkdir -p "$out"
-created=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+created=${epoch:-0}
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$created" -C "$stage" \
   -cf - kubectl-unyo LICENSE | gzip -9n >"$out/$archive"
 sha=$(sha256sum "$out/$archive" | cut -d' ' -f1)

@@ -25,7 +25,7 @@ install -m 0600 "$src/agent.yaml" "$stage/etc/unyo/agent.yaml"
 chmod 0700 "$stage/var/lib/unyo-agent"
 install -m 0644 "$src/copyright" "$doc/copyright"
 printf 'unyo-agent (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- unyo developers <dev@unyo.dev>  %s\n' \
-  "$version" "$version" "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
+  "$version" "$version" "$(date -R -d @"${epoch:-$(date +%s)}")" \
   | gzip -9n >"$doc/changelog.gz"
 for s in postinst prerm postrm; do install -m 0755 "$src/$s" "$stage/DEBIAN/$s"; done
 printf '/etc/default/unyo-agent\n/etc/unyo/agent.yaml\n' >"$stage/DEBIAN/conffiles"

@@ -3,7 +3,9 @@
 
 # release_args NAME DEFAULT_OUT "EXTRA FLAGS" ARGS...: sets $version (--version, default the
 # workspace's), $out (--out, default DEFAULT_OUT) and, for each flag listed in EXTRA FLAGS (e.g.
-# "--binary"), its value in ${flag[--binary]}. Any other flag is refused, naming NAME.
+# "--binary"), its value in ${flag[--binary]}. Any other flag is refused, naming NAME. Sets
+# $epoch too: the time the artifacts carry, $SOURCE_DATE_EPOCH or the last commit's (empty
+# outside a git checkout; each script says what it takes then).
 release_args() {
   local name=$1 extra=" $3 "
   out=$2
@@ -20,6 +22,7 @@ release_args() {
     shift 2 || { echo "$name: $1 needs a value" >&2; exit 2; }
   done
   [ -n "$version" ] || version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
+  epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || true)}
 }
 
 # release_binaries CARGO-ARGS...: prints the directory holding the binaries — $UNYO_BINARIES when

@@ -416,17 +416,37 @@ where
 /// A binary of this workspace, built first if needed (`cargo build -p package --bin bin`), for
 /// tests of one crate that run another crate's binary.
 pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    workspace_binary_for(package, bin, None)
+}
+
+/// [`workspace_binary`] for another target (`--target`), e.g. `x86_64-pc-windows-gnu`: the path
+/// of the file cargo writes, whose name has the target's suffix (`.exe`).
+pub fn workspace_binary_for(package: &str, bin: &str, target: Option<&str>) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "-q", "--locked", "-p", package, "--bin", bin])
+        .args(target.iter().flat_map(|t| ["--target", t]))
         .current_dir(repo_root())
         .status()
         .with_context(|| format!("building {bin}"))?;
     anyhow::ensure!(status.success(), "building {bin} failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    let dir = match target {
+        Some(t) => target_dir().join(t).join("debug"),
+        None => target_dir().join("debug"),
+    };
+    let windows = target.is_some_and(|t| t.contains("windows"));
+    Ok(dir.join(if windows {
+        format!("{bin}.exe")
+    } else {
+        bin.to_string()
+    }))
+}
+
+/// cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the repository.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    Ok(target.join("debug").join(bin))
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// A Go command built from one of the wrapper modules under hack/ (helm, kstatus, oci) by

@@ -5,37 +5,21 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 
-use crate::{repo_root, stdout_of};
+use crate::{repo_root, stdout_of, workspace_binary_for};
 
 /// Debian's 64-bit Wine loader.
 pub const WINE: &str = "/usr/lib/wine/wine64";
+/// Debian's 64-bit wineserver (`-k` stops the processes of one prefix).
+pub const WINESERVER: &str = "/usr/lib/wine/wineserver64";
 /// The Windows target the agent is built for.
 pub const TARGET: &str = "x86_64-pc-windows-gnu";
 
 /// `unyo-agent.exe`, built first if needed, with Wine's missing bcryptprimitives.dll beside it.
 pub fn agent_exe() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "--locked",
-            "-p",
-            "unyo-agent",
-            "--bin",
-            "unyo-agent",
-        ])
-        .args(["--target", TARGET])
-        .current_dir(repo_root())
-        .status()
-        .context("building unyo-agent.exe")?;
-    ensure!(status.success(), "building unyo-agent.exe failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let dir = target.join(TARGET).join("debug");
+    let exe = workspace_binary_for("unyo-agent", "unyo-agent", Some(TARGET))?;
+    let dir = exe.parent().context("the .exe has no directory")?;
     let src = repo_root().join("hack/wine");
     stdout_of(
         Command::new("x86_64-w64-mingw32-gcc")
@@ -45,7 +29,7 @@ pub fn agent_exe() -> Result<PathBuf> {
             .arg(src.join("bcryptprimitives.def"))
             .arg("-lbcrypt"),
     )?;
-    Ok(dir.join("unyo-agent.exe"))
+    Ok(exe)
 }
 
 /// A Wine prefix of a test's own.
@@ -83,7 +67,7 @@ impl Prefix {
 
 impl Drop for Prefix {
     fn drop(&mut self) {
-        let _ = Command::new("/usr/lib/wine/wineserver64")
+        let _ = Command::new(WINESERVER)
             .arg("-k")
             .env("WINEPREFIX", &self.dir)
             .status();

@@ -452,10 +452,7 @@ async fn install_on_a_cluster_as_the_readme_says() {
     .unwrap();
     assert!(out.contains("unyo-controller"), "{out}");
 
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    check_images(&target.join("images"));
+    check_images(&unyo_tests::target_dir().join("images"));
 
     let deployment: Value = serde_json::from_str(
         &cp.kubectl_ok(

@@ -52,7 +52,8 @@ impl Host {
         }
         let fake = dir.join("upper/usr/local/sbin/systemctl");
         std::fs::write(&fake, SYSTEMCTL).unwrap();
-        stdout_of(Command::new("chmod").arg("0755").arg(&fake)).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(&fake, mode).unwrap();
         Host { dir }
     }
 

@@ -35,9 +35,7 @@ pub use usage::steady_usage;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use unyo_crds::server::ObservedFacts;
-#[cfg(unix)]
-use unyo_crds::server::UnknownFact;
+use unyo_crds::server::{ObservedFacts, UnknownFact};
 
 /// Reads the facts of the host beneath `root`.
 #[derive(Clone, Debug)]
@@ -90,58 +88,66 @@ impl Collector {
             agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             ..Default::default()
         };
-        let mut unknown = Vec::new();
-        let mut note = |fact: &str, r: Result<(), String>| {
-            if let Err(reason) = r {
-                unknown.push(UnknownFact {
-                    fact: fact.to_string(),
-                    reason,
-                });
-            }
-        };
-        note(
+        let mut unknown = Unknown::default();
+        unknown.note(
             "hostname",
             os::hostname(self).map(|h| facts.hostname = Some(h)),
         );
-        note("os", os::os(self).map(|o| facts.os = Some(o)));
-        note("cpu", hardware::cpu(self).map(|c| facts.cpu = Some(c)));
-        note(
+        unknown.note("os", os::os(self).map(|o| facts.os = Some(o)));
+        unknown.note("cpu", hardware::cpu(self).map(|c| facts.cpu = Some(c)));
+        unknown.note(
             "memoryBytes",
             hardware::memory_bytes(self).map(|m| facts.memory_bytes = Some(m)),
         );
-        note(
+        unknown.note(
             "hardware",
             attached::identity(self).map(|h| facts.hardware = Some(h)),
         );
-        note("disks", hardware::disks(self).map(|d| facts.disks = d));
-        note(
+        unknown.note("disks", hardware::disks(self).map(|d| facts.disks = d));
+        unknown.note(
             "filesystems",
             hardware::filesystems(self).map(|f| facts.filesystems = f),
         );
-        note("nics", network::nics(self).map(|n| facts.nics = n));
-        note(
+        unknown.note("nics", network::nics(self).map(|n| facts.nics = n));
+        unknown.note(
             "packages",
             packages::packages(self).map(|p| facts.packages = p),
         );
-        note(
+        unknown.note(
             "devices",
             attached::devices(self).map(|d| facts.devices = Some(d)),
         );
-        note(
+        unknown.note(
             "services",
             services::services(self).map(|s| facts.services = s),
         );
         let (sync, sync_unknown) = timesync::time_sync(self);
         facts.time_sync = Some(sync);
         if let Some(reason) = sync_unknown {
-            note("timeSync.synchronized", Err(reason));
+            unknown.note("timeSync.synchronized", Err(reason));
         }
-        note(
+        unknown.note(
             "bootTime",
             hardware::boot_time(self).map(|t| facts.boot_time = Some(t)),
         );
-        facts.unknown = unknown;
+        facts.unknown = unknown.0;
         facts
+    }
+}
+
+/// Facts that could not be read, each with the reason, in the order they were tried.
+#[derive(Default)]
+struct Unknown(Vec<UnknownFact>);
+
+impl Unknown {
+    /// Records `fact` as unknown when reading it failed.
+    fn note(&mut self, fact: &str, read: Result<(), String>) {
+        if let Err(reason) = read {
+            self.0.push(UnknownFact {
+                fact: fact.to_string(),
+                reason,
+            });
+        }
     }
 }
 

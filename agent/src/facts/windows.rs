@@ -2,10 +2,8 @@
 //! zone). Each class is queried once per collection; what cannot be read goes to `unknown` with
 //! the reason, as on Linux.
 
-use std::collections::BTreeMap;
-
 use serde::de::DeserializeOwned;
-use unyo_crds::server::{ObservedFacts, TimeSync, UnknownFact};
+use unyo_crds::server::{ObservedFacts, TimeSync};
 
 use super::wmi::{self as rows, QUERIES};
 
@@ -65,75 +63,68 @@ pub fn collect() -> ObservedFacts {
         agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         ..Default::default()
     };
-    let mut unknown: BTreeMap<String, String> = BTreeMap::new();
+    let mut unknown = super::Unknown::default();
     let con = match ::wmi::WMIConnection::new() {
         Ok(c) => c,
         Err(e) => {
-            facts.unknown = vec![UnknownFact {
-                fact: "wmi".into(),
-                reason: format!("connecting to WMI root\\cimv2: {e}"),
-            }];
+            unknown.note("wmi", Err(format!("connecting to WMI root\\cimv2: {e}")));
+            facts.unknown = unknown.0;
             return facts;
-        }
-    };
-    let mut note = |fact: &str, r: Result<(), String>| {
-        if let Err(reason) = r {
-            unknown.insert(fact.to_string(), reason);
         }
     };
     let os: Vec<rows::OperatingSystem> = query(&con, "Win32_OperatingSystem").unwrap_or_default();
     let cs: Result<Vec<rows::ComputerSystem>, String> = query(&con, "Win32_ComputerSystem");
     let cs = cs.unwrap_or_default();
-    note(
+    unknown.note(
         "hostname",
         rows::hostname(&cs, &os).map(|h| facts.hostname = Some(h)),
     );
-    note("os", rows::os(&os).map(|o| facts.os = Some(o)));
-    note(
+    unknown.note("os", rows::os(&os).map(|o| facts.os = Some(o)));
+    unknown.note(
         "bootTime",
         rows::boot_time(&os).map(|t| facts.boot_time = Some(t)),
     );
-    note(
+    unknown.note(
         "memoryBytes",
         rows::memory_bytes(&cs).map(|m| facts.memory_bytes = Some(m)),
     );
     let bios = query(&con, "Win32_BIOS").unwrap_or_default();
-    note(
+    unknown.note(
         "hardware",
         rows::identity(&cs, &bios).map(|h| facts.hardware = Some(h)),
     );
-    note(
+    unknown.note(
         "cpu",
         query(&con, "Win32_Processor")
             .and_then(|p| rows::cpu(&p))
             .map(|c| facts.cpu = Some(c)),
     );
-    note(
+    unknown.note(
         "patches",
         query(&con, "Win32_QuickFixEngineering").map(|r| facts.patches = rows::patches(&r)),
     );
-    note(
+    unknown.note(
         "services",
         query(&con, "Win32_Service").map(|r| facts.services = rows::services(&r)),
     );
-    note(
+    unknown.note(
         "nics",
         query(&con, "Win32_NetworkAdapterConfiguration").map(|r| facts.nics = rows::nics(&r)),
     );
-    note(
+    unknown.note(
         "disks",
         query(&con, "Win32_DiskDrive").map(|r| facts.disks = rows::disks(&r)),
     );
-    note(
+    unknown.note(
         "filesystems",
         query(&con, "Win32_LogicalDisk").map(|r| facts.filesystems = rows::filesystems(&r)),
     );
-    note(
+    unknown.note(
         "packages",
         uninstall_entries().map(|e| facts.packages = rows::software(&e)),
     );
     let mut sync = TimeSync::default();
-    note(
+    unknown.note(
         "timeSync.timeZone",
         time_zone().map(|z| sync.time_zone = Some(z)),
     );
@@ -148,11 +139,8 @@ pub fn collect() -> ObservedFacts {
             "the Windows Time service (w32tm) is not read by this agent version",
         ),
     ] {
-        note(fact, Err(reason.to_string()));
+        unknown.note(fact, Err(reason.to_string()));
     }
-    facts.unknown = unknown
-        .into_iter()
-        .map(|(fact, reason)| UnknownFact { fact, reason })
-        .collect();
+    facts.unknown = unknown.0;
     facts
 }
