@@ -2,7 +2,10 @@
 //! transition, next business day, upcoming days off, the monthly report due this month and
 //! whether it was recorded as written, Ready) current.
 //!
-//! It is driven by the watch of OperationCalendars and by a requeue at the next instant the
+//! It also lists the Servers of its namespace whose hosts are set to another time zone.
+//!
+//! It is driven by the watch of OperationCalendars (and of the report records and Servers of
+//! their namespace) and by a requeue at the next instant the
 //! status can change (the next state transition or the next local midnight, whichever comes
 //! first); it writes the status with server-side apply only when it differs.
 
@@ -13,8 +16,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
+use unyo_crds::Server;
 use unyo_crds::calendar::{
-    ExtraHoliday, MonthlyReportState, OperationCalendar, OperationCalendarStatus,
+    ExtraHoliday, HostZone, MonthlyReportState, OperationCalendar, OperationCalendarStatus,
 };
 use unyo_crds::names::{self, reasons};
 use unyo_crds::workcalendar::WorkCalendar;
@@ -46,10 +50,31 @@ fn monthly_report(
     }
 }
 
-/// The status a calendar should have at `now`, and when to look again.
+/// The servers among `servers` whose host reports a time zone other than `zone` (hosts that
+/// report none are not listed), by name, and how many.
+pub fn other_zones(zone: &str, servers: &[Arc<Server>]) -> (Vec<HostZone>, Option<u32>) {
+    let mut out: Vec<HostZone> = servers
+        .iter()
+        .filter_map(|s| {
+            let observed = s.status.as_ref()?.observed.as_ref()?;
+            let host_zone = observed.time_sync.as_ref()?.time_zone.as_deref()?;
+            (host_zone != zone).then(|| HostZone {
+                server: s.name_any(),
+                time_zone: host_zone.to_string(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.server.cmp(&b.server));
+    let count = u32::try_from(out.len()).unwrap_or(u32::MAX);
+    (out, (count > 0).then_some(count))
+}
+
+/// The status a calendar should have at `now`, and when to look again: `reports` are the
+/// report records and `servers` the Servers of its namespace.
 pub fn desired_status(
     cal: &OperationCalendar,
     reports: &[Arc<ConfigMap>],
+    servers: &[Arc<Server>],
     now: Timestamp,
 ) -> (OperationCalendarStatus, Option<Timestamp>) {
     let generation = cal.meta().generation;
@@ -75,7 +100,11 @@ pub fn desired_status(
                 Some(n) if n < snap.next_midnight.timestamp() => n,
                 _ => snap.next_midnight.timestamp(),
             };
+            let (hosts_in_other_zones, hosts_in_other_zones_count) =
+                other_zones(&cal.spec.time_zone, servers);
             let status = OperationCalendarStatus {
+                hosts_in_other_zones,
+                hosts_in_other_zones_count,
                 state: Some(snap.state),
                 next_transition: next.map(Time),
                 next_business_day: snap.next_business_day.map(|d| d.to_string()),
@@ -110,7 +139,8 @@ async fn reconcile(cal: Arc<OperationCalendar>, ctx: Arc<Context>) -> Result<Act
     let now = ctx.clock.now();
     let ns = cal.namespace().unwrap_or_default();
     let reports = crate::stores::shared_in(&ctx.stores.reports, &ns);
-    let (mut status, wake) = desired_status(&cal, &reports, now);
+    let servers = crate::stores::shared_in(&ctx.stores.servers, &ns);
+    let (mut status, wake) = desired_status(&cal, &reports, &servers, now);
     unyo_crds::limits::Bounded::bound(&mut status);
     if cal.status.as_ref() != Some(&status) {
         ctx.apply_status(cal.as_ref(), &status).await?;
@@ -131,6 +161,10 @@ pub fn run(ctx: Arc<Context>, kinds: &Kinds) -> impl Future<Output = ()> + use<>
         .with_config(crate::context::config())
         .watches_shared_stream(
             kinds.reports.subscribe(),
+            crate::stores::namespace_trigger(&store),
+        )
+        .watches_shared_stream(
+            kinds.servers.subscribe(),
             crate::stores::namespace_trigger(&store),
         );
     crate::context::run_loop(controller, ctx, "OperationCalendar", reconcile)
@@ -173,7 +207,7 @@ mod tests {
     #[test]
     fn status_of_a_valid_calendar_wakes_at_the_next_change() {
         let now: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap(); // Tue 18:00 JST
-        let (status, wake) = desired_status(&calendar("Asia/Tokyo"), &[], now);
+        let (status, wake) = desired_status(&calendar("Asia/Tokyo"), &[], &[], now);
         assert_eq!(
             status.state,
             Some(unyo_crds::calendar::CalendarState::BusinessHours)
@@ -192,12 +226,13 @@ mod tests {
         let mut cal = calendar("Asia/Tokyo");
         cal.status = Some(status.clone());
         let later: Timestamp = "2026-11-24T09:30:00Z".parse().unwrap();
-        assert_eq!(desired_status(&cal, &[], later).0, status);
+        assert_eq!(desired_status(&cal, &[], &[], later).0, status);
     }
 
     #[test]
     fn invalid_calendar_is_not_ready_and_does_not_requeue() {
-        let (status, wake) = desired_status(&calendar("Mars/Olympus"), &[], Timestamp::UNIX_EPOCH);
+        let (status, wake) =
+            desired_status(&calendar("Mars/Olympus"), &[], &[], Timestamp::UNIX_EPOCH);
         assert_eq!(wake, None);
         assert_eq!(status.state, None);
         let ready = &status.conditions[0];
@@ -212,7 +247,7 @@ mod tests {
         // after 31 December. With Monday–Tuesday business days only: Jan 5, 6, 13, 19, 20, 26,
         // 27 (Monday 12 January is Coming of Age Day).
         let now: Timestamp = "2026-01-05T01:00:00Z".parse().unwrap();
-        let (status, _) = desired_status(&calendar("Asia/Tokyo"), &[], now);
+        let (status, _) = desired_status(&calendar("Asia/Tokyo"), &[], &[], now);
         let r = status.monthly_report.unwrap();
         assert_eq!(
             (
@@ -241,11 +276,50 @@ mod tests {
         let (status, _) = desired_status(
             &calendar("Asia/Tokyo"),
             &[Arc::new(other), Arc::new(record)],
+            &[],
             now,
         );
         assert_eq!(
             status.monthly_report.unwrap().written_at.as_deref(),
             Some("2026-01-06T00:00:00Z")
         );
+    }
+
+    #[test]
+    fn hosts_set_to_another_zone_are_listed() {
+        use unyo_crds::server::{ObservedFacts, ServerStatus, TimeSync};
+        let server = |name: &str, zone: Option<&str>| {
+            let mut s: Server = crate::stores::samples::sample("servers/db01.yaml");
+            s.metadata.name = Some(name.into());
+            s.status = Some(ServerStatus {
+                observed: Some(ObservedFacts {
+                    time_sync: Some(TimeSync {
+                        time_zone: zone.map(str::to_string),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            Arc::new(s)
+        };
+        let servers = [
+            server("web01", Some("Asia/Tokyo")),
+            server("ad01", Some("Pacific Standard Time")),
+            server("db01", Some("UTC")),
+            server("new01", None),
+        ];
+        let now = Timestamp::from_second(1_764_000_000).unwrap();
+        let (status, _) = desired_status(&calendar("Asia/Tokyo"), &[], &servers, now);
+        let listed: Vec<(&str, &str)> = status
+            .hosts_in_other_zones
+            .iter()
+            .map(|h| (h.server.as_str(), h.time_zone.as_str()))
+            .collect();
+        assert_eq!(listed, [("ad01", "Pacific Standard Time"), ("db01", "UTC")]);
+        assert_eq!(status.hosts_in_other_zones_count, Some(2));
+        let (all_tokyo, _) = desired_status(&calendar("Asia/Tokyo"), &[], &servers[..1], now);
+        assert!(all_tokyo.hosts_in_other_zones.is_empty());
+        assert_eq!(all_tokyo.hosts_in_other_zones_count, None);
     }
 }

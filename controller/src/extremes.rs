@@ -207,7 +207,7 @@ proptest! {
             }, now);
             let _ = crate::backup::decide(&plan, &servers, &calendars, now);
             let _ = crate::virusscan::decide(&scan, &servers, &calendars, now);
-            let _ = crate::calendar::desired_status(&calendar, &[], now);
+            let _ = crate::calendar::desired_status(&calendar, &[], &[], now);
             let _ = crate::policy::desired_status(&policy, &servers, now);
             let _ = crate::change::decide(&record, std::slice::from_ref(&server), now);
             let _ = crate::notifier::due(&incident, &[], std::slice::from_ref(&policy), now);

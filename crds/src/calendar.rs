@@ -58,6 +58,12 @@ use crate::common::*;
         description = "When the monthly report due this month was recorded as written"
     ),
     printcolumn(
+        name = "Other Zones",
+        type_ = "integer",
+        json_path = ".status.hostsInOtherZonesCount",
+        description = "Servers of the namespace whose clock is set to another time zone"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -239,6 +245,14 @@ pub struct OperationCalendarStatus {
     /// whether `unyo report monthly --record` has recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monthly_report: Option<MonthlyReportState>,
+    /// Servers of the namespace whose host reports a time zone other than this calendar's
+    /// (their local times — logs, the Windows task scheduler, cron — are not the calendar's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::LISTED_SERVERS))]
+    pub hosts_in_other_zones: Vec<HostZone>,
+    /// Number of those servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts_in_other_zones_count: Option<u32>,
     /// The metadata.generation the controller last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -246,6 +260,18 @@ pub struct OperationCalendarStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// A server whose host is set to another time zone than the calendar's.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostZone {
+    /// The Server.
+    #[schemars(length(max = 253))]
+    pub server: String,
+    /// The zone its host reports (an IANA name, or the Windows name where none is known).
+    #[schemars(length(max = 128))]
+    pub time_zone: String,
 }
 
 /// The monthly operations report (⑦) due in the current month.

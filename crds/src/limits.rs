@@ -280,6 +280,7 @@ impl Bounded for PatchBaselineStatus {
 impl Bounded for OperationCalendarStatus {
     fn bound(&mut self) {
         cut(&mut self.upcoming_holidays, UPCOMING_HOLIDAYS);
+        cut(&mut self.hosts_in_other_zones, LISTED_SERVERS);
         cut(&mut self.conditions, CONDITIONS);
     }
 }
