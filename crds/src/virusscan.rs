@@ -57,22 +57,25 @@ use crate::common::*;
     )
 )]
 #[x_kube(validation = Rule::new("has(self.schedule.at) ? self.schedule.days == 'AllDays' : self.schedule.cron.matches('^\\\\s*\\\\S+\\\\s+\\\\S+\\\\s+\\\\*\\\\s+\\\\*\\\\s+\\\\*\\\\s*$')").message("scans must run at least daily: use days: AllDays with at, or a cron whose day-of-month, month and day-of-week are all *").field_path(".schedule").reason(Reason::FieldValueInvalid))]
-#[x_kube(validation = Rule::new("!('Quarantine' in self.actions) || has(self.quarantineDir)").message("the Quarantine action needs quarantineDir").field_path(".quarantineDir").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("!('Quarantine' in self.actions) || has(self.quarantineDir) || self.engine == 'Defender'").message("the Quarantine action needs quarantineDir").field_path(".quarantineDir").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.engine == 'Defender' ? self.paths.all(p, p.matches(r'^[A-Za-z]:\\\\')) : self.paths.all(p, p.startsWith('/'))").message("paths are absolute paths of the engine's platform: /… for ClamAV, a drive path (C:\\…) for Defender").field_path(".paths").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.engine != 'Defender' || (!has(self.quarantineDir) && !has(self.signatures.sourceDirectory) && !has(self.signatures.mirrorUrl) && (!has(self.exclusions) || size(self.exclusions) == 0) && self.actions.all(a, a == 'Quarantine' || a == 'Notify'))").message("Defender updates its signatures from the host's configured sources, quarantines into its own store and takes exclusions from the host's settings: no quarantineDir, signatures.sourceDirectory, signatures.mirrorUrl or exclusions, and actions only Quarantine and Notify").field_path(".engine").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("!('Delete' in self.actions) || self.actions.all(a, a == 'Delete' || a == 'Notify' || self.actions.indexOf(a) < self.actions.indexOf('Delete'))").message("Delete removes the file, so Quarantine and Rename must come before it").field_path(".actions").reason(Reason::FieldValueInvalid))]
 #[serde(rename_all = "camelCase")]
 pub struct VirusScanScheduleSpec {
     /// Servers (in this namespace) the schedule applies to, by label.
     #[serde(default)]
     pub selector: LabelSelector,
-    /// Scan engine: ClamAV.
+    /// Scan engine: ClamAV (Linux hosts) or Defender (Microsoft Defender Antivirus on Windows
+    /// hosts).
     #[serde(default)]
     pub engine: ScanEngine,
     /// When scans run; at least daily (days: AllDays with `at`, or a daily cron).
     pub schedule: Schedule,
-    /// Absolute paths scanned.
+    /// Absolute paths scanned: `/…` with ClamAV, `C:\…` with Defender.
     #[schemars(
         length(min = 1, max = 100),
-        inner(length(min = 1, max = 1024), pattern(r"^/"))
+        inner(length(min = 1, max = 1024), pattern(r"^(/|[A-Za-z]:\\)"))
     )]
     pub paths: Vec<String>,
     /// Paths or patterns excluded from the scan.
@@ -112,8 +115,11 @@ fn default_actions() -> Vec<DetectionAction> {
 /// A scan engine.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum ScanEngine {
+    /// ClamAV, run by the agent (Linux).
     #[default]
     ClamAV,
+    /// Microsoft Defender Antivirus through MpCmdRun (Windows).
+    Defender,
 }
 
 /// An action on a detection.

@@ -350,6 +350,18 @@ fn scan_with(pointer: &str, value: Value) -> Value {
     obj("VirusScanSchedule", "v", with(scan_spec(), pointer, value))
 }
 
+/// A valid Defender schedule, `pointer` set to `value`.
+fn defender_with(pointer: &str, value: Value) -> Value {
+    let spec = json!({
+        "engine": "Defender",
+        "schedule": {"calendar": "ops", "at": "12:30"},
+        "paths": ["C:\\Users"],
+        "signatures": {"maxAge": "24h"},
+        "actions": ["Quarantine", "Notify"]
+    });
+    obj("VirusScanSchedule", "d", with(spec, pointer, value))
+}
+
 fn calendar_with(pointer: &str, value: Value) -> Value {
     obj(
         "OperationCalendar",
@@ -725,6 +737,31 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            what: "a drive path for ClamAV",
+            object: scan_with("/paths", json!(["C:\\Users"])),
+            expect: &["spec.paths", "a drive path (C:"],
+        },
+        Case {
+            what: "a Linux path for Defender",
+            object: defender_with("/paths", json!(["/srv"])),
+            expect: &["spec.paths", "/… for ClamAV"],
+        },
+        Case {
+            what: "a quarantine directory for Defender",
+            object: defender_with("/quarantineDir", json!("/var/lib/unyo/quarantine")),
+            expect: &["spec.engine", "quarantines into its own store"],
+        },
+        Case {
+            what: "a signature mirror for Defender",
+            object: defender_with("/signatures/mirrorUrl", json!("https://ops01/clamav")),
+            expect: &["spec.engine", "from the host's configured sources"],
+        },
+        Case {
+            what: "Delete by Defender",
+            object: defender_with("/actions", json!(["Delete", "Notify"])),
+            expect: &["spec.engine", "actions only Quarantine and Notify"],
+        },
+        Case {
             what: "delete before quarantine",
             object: scan_with("/actions", json!(["Delete", "Quarantine"])),
             expect: &["spec.actions", "Quarantine and Rename must come before it"],
@@ -823,6 +860,7 @@ async fn valid_bases_of_the_rejection_cases_are_accepted() -> Result<()> {
     for (i, mut object) in [
         obj("BackupPlan", "bp", backup_spec()),
         obj("VirusScanSchedule", "v", scan_spec()),
+        defender_with("/residentCheck", json!(true)),
         policy(json!({"name": "cpu", "kind": "Cpu", "warning": 80, "critical": 90, "for": "5m"})),
         obj("ChangeRecord", "c", planned_change()),
         obj("OperationCalendar", "o", calendar_spec()),
