@@ -45,6 +45,37 @@ pub fn severity_from_urgency(urgency: &str) -> Option<PatchSeverity> {
     }
 }
 
+/// The classification of a Windows update from its Windows Update classification category
+/// (`Security Updates`, `Critical Updates`, `Update Rollups`, `Feature Packs`, …): security
+/// updates are Security, new features (feature packs, upgrades, tools, drivers) Enhancement,
+/// every other fix (critical updates, rollups, updates, service packs, definition updates)
+/// Bugfix.
+pub fn classify_windows(category: &str) -> PatchClassification {
+    let c = category.to_ascii_lowercase();
+    if c.contains("security") {
+        PatchClassification::Security
+    } else if ["feature", "upgrade", "tool", "driver"]
+        .iter()
+        .any(|w| c.contains(w))
+    {
+        PatchClassification::Enhancement
+    } else {
+        PatchClassification::Bugfix
+    }
+}
+
+/// The severity of a Microsoft Security Response Center rating (`Critical`, `Important`,
+/// `Moderate`, `Low`); none for an empty or unknown one.
+pub fn severity_from_msrc(rating: &str) -> Option<PatchSeverity> {
+    match rating.trim().to_ascii_lowercase().as_str() {
+        "critical" => Some(PatchSeverity::Critical),
+        "important" => Some(PatchSeverity::Important),
+        "moderate" => Some(PatchSeverity::Moderate),
+        "low" => Some(PatchSeverity::Low),
+        _ => None,
+    }
+}
+
 /// Debian version order (epochs, `~`); versions that do not parse compare as text.
 pub fn version_cmp(a: &str, b: &str) -> Ordering {
     match (

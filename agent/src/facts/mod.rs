@@ -22,11 +22,13 @@ mod services;
 #[cfg(unix)]
 mod timesync;
 mod usage;
+#[cfg_attr(unix, allow(dead_code))]
+mod w32tm;
 #[cfg(windows)]
 mod windows;
 // The rows and their facts are compiled everywhere, so that Linux tests them on recorded rows.
 #[cfg_attr(unix, allow(dead_code))]
-mod wmi;
+pub mod wmi;
 
 #[cfg(unix)]
 pub use timesync::parse_chrony_tracking;

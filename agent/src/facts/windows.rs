@@ -45,6 +45,16 @@ fn uninstall_entries() -> Result<Vec<rows::UninstallEntry>, String> {
     Ok(out)
 }
 
+/// The Windows Time service's state, from `w32tm /query /status /verbose`.
+fn w32tm_status() -> Result<TimeSync, String> {
+    let out = std::process::Command::new("w32tm.exe")
+        .args(["/query", "/status", "/verbose"])
+        .output()
+        .map_err(|e| format!("w32tm.exe: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    super::w32tm::parse_status(&text)
+}
+
 /// The time zone: its IANA name where known, else the Windows name.
 fn time_zone() -> Result<String, String> {
     let key = r"SYSTEM\CurrentControlSet\Control\TimeZoneInformation";
@@ -55,6 +65,11 @@ fn time_zone() -> Result<String, String> {
         .get_value("TimeZoneKeyName")
         .map_err(|e| format!("HKLM\\{key}\\TimeZoneKeyName: {e}"))?;
     Ok(rows::iana_zone(&name).map(str::to_string).unwrap_or(name))
+}
+
+/// The rows of a query, or its error.
+fn rows_of<T>(rows: &Result<Vec<T>, String>) -> Result<&[T], String> {
+    rows.as_deref().map_err(Clone::clone)
 }
 
 /// Every fact WMI and the registry give; the others are unknown with the reason.
@@ -72,26 +87,38 @@ pub fn collect() -> ObservedFacts {
             return facts;
         }
     };
-    let os: Vec<rows::OperatingSystem> = query(&con, "Win32_OperatingSystem").unwrap_or_default();
+    // A failed query keeps WMI's own error for every fact read from it.
+    let os: Result<Vec<rows::OperatingSystem>, String> = query(&con, "Win32_OperatingSystem");
     let cs: Result<Vec<rows::ComputerSystem>, String> = query(&con, "Win32_ComputerSystem");
-    let cs = cs.unwrap_or_default();
+    let bios: Result<Vec<rows::Bios>, String> = query(&con, "Win32_BIOS");
+    let os_rows = os.as_deref().unwrap_or_default();
     unknown.note(
         "hostname",
-        rows::hostname(&cs, &os).map(|h| facts.hostname = Some(h)),
+        rows_of(&cs)
+            .and_then(|c| rows::hostname(c, os_rows))
+            .map(|h| facts.hostname = Some(h)),
     );
-    unknown.note("os", rows::os(&os).map(|o| facts.os = Some(o)));
+    unknown.note(
+        "os",
+        rows_of(&os).and_then(rows::os).map(|o| facts.os = Some(o)),
+    );
     unknown.note(
         "bootTime",
-        rows::boot_time(&os).map(|t| facts.boot_time = Some(t)),
+        rows_of(&os)
+            .and_then(rows::boot_time)
+            .map(|t| facts.boot_time = Some(t)),
     );
     unknown.note(
         "memoryBytes",
-        rows::memory_bytes(&cs).map(|m| facts.memory_bytes = Some(m)),
+        rows_of(&cs)
+            .and_then(rows::memory_bytes)
+            .map(|m| facts.memory_bytes = Some(m)),
     );
-    let bios = query(&con, "Win32_BIOS").unwrap_or_default();
     unknown.note(
         "hardware",
-        rows::identity(&cs, &bios).map(|h| facts.hardware = Some(h)),
+        rows_of(&cs)
+            .and_then(|c| rows::identity(c, bios.as_deref().unwrap_or_default()))
+            .map(|h| facts.hardware = Some(h)),
     );
     unknown.note(
         "cpu",
@@ -124,23 +151,16 @@ pub fn collect() -> ObservedFacts {
         uninstall_entries().map(|e| facts.packages = rows::software(&e)),
     );
     let mut sync = TimeSync::default();
+    unknown.note("timeSync.synchronized", w32tm_status().map(|t| sync = t));
     unknown.note(
         "timeSync.timeZone",
         time_zone().map(|z| sync.time_zone = Some(z)),
     );
     facts.time_sync = Some(sync);
-    for (fact, reason) in [
-        (
-            "devices",
-            "attached devices are not listed by this agent version on Windows",
-        ),
-        (
-            "timeSync.synchronized",
-            "the Windows Time service (w32tm) is not read by this agent version",
-        ),
-    ] {
-        unknown.note(fact, Err(reason.to_string()));
-    }
+    unknown.note(
+        "devices",
+        query(&con, "Win32_PnPEntity").map(|r| facts.devices = Some(rows::devices(&r))),
+    );
     facts.unknown = unknown.0;
     facts
 }

@@ -5,12 +5,12 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use unyo_crds::server::{
-    CpuLedger, ObservedDisk, ObservedFilesystem, ObservedHardware, ObservedNic, ObservedOs,
-    ObservedPackage, ObservedPatch, ObservedService,
+    CpuLedger, ObservedDevice, ObservedDisk, ObservedFilesystem, ObservedHardware, ObservedNic,
+    ObservedOs, ObservedPackage, ObservedPatch, ObservedService,
 };
 
 /// Each class with the query that reads it.
-pub const QUERIES: [(&str, &str); 9] = [
+pub const QUERIES: [(&str, &str); 10] = [
     (
         "Win32_OperatingSystem",
         "SELECT Caption, Version, BuildNumber, OSArchitecture, LastBootUpTime, CSName FROM Win32_OperatingSystem",
@@ -40,6 +40,10 @@ pub const QUERIES: [(&str, &str); 9] = [
     (
         "Win32_LogicalDisk",
         "SELECT DeviceID, FileSystem, Size, FreeSpace, DriveType FROM Win32_LogicalDisk",
+    ),
+    (
+        "Win32_PnPEntity",
+        "SELECT DeviceID, Manufacturer, Name FROM Win32_PnPEntity",
     ),
 ];
 
@@ -125,6 +129,15 @@ pub struct LogicalDisk {
     pub size: Option<u64>,
     pub free_space: Option<u64>,
     pub drive_type: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct PnPEntity {
+    #[serde(rename = "DeviceID")]
+    pub device_id: Option<String>,
+    pub manufacturer: Option<String>,
+    pub name: Option<String>,
 }
 
 /// One subkey of the registry's `...\CurrentVersion\Uninstall` (what Programs and Features lists).
@@ -370,19 +383,46 @@ pub fn filesystems(rows: &[LogicalDisk]) -> Vec<ObservedFilesystem> {
     out
 }
 
-/// `LastBootUpTime`, a CIM datetime `yyyymmddHHMMSS.ffffff±UUU` (offset in minutes).
+/// The USB devices among the Plug and Play entities (device ids `USB\…`), as on Linux without
+/// hubs and host controllers: `usb:<device id>`, maker and name.
+pub fn devices(rows: &[PnPEntity]) -> Vec<ObservedDevice> {
+    let mut out: Vec<ObservedDevice> = rows
+        .iter()
+        .filter_map(|r| {
+            let id = r.device_id.as_deref()?;
+            let usb = id.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("USB\\"));
+            let name = r.name.clone().unwrap_or_default();
+            let lower = name.to_ascii_lowercase();
+            let infrastructure = lower.contains("hub") || lower.contains("host controller");
+            (usb && !infrastructure).then(|| ObservedDevice {
+                name: format!("usb:{id}"),
+                vendor: r.manufacturer.clone().filter(|m| !m.starts_with('(')),
+                model: Some(name).filter(|n| !n.is_empty()),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// A CIM datetime `yyyymmddHHMMSS.ffffff±UUU` (offset in minutes), as WMI gives times.
+pub fn cim_datetime(raw: &str) -> Option<jiff::Timestamp> {
+    let (digits, offset) = raw.split_at_checked(21)?;
+    let stamp = jiff::civil::DateTime::strptime("%Y%m%d%H%M%S%.f", digits).ok()?;
+    let minutes: i32 = offset.parse().ok()?;
+    let zone = jiff::tz::Offset::from_seconds(minutes.checked_mul(60)?).ok()?;
+    zone.to_timestamp(stamp).ok()
+}
+
+/// `LastBootUpTime`, a CIM datetime.
 pub fn boot_time(rows: &[OperatingSystem]) -> Result<Time, String> {
     let raw = first(rows, "Win32_OperatingSystem")?
         .last_boot_up_time
         .clone()
         .ok_or("Win32_OperatingSystem: no LastBootUpTime")?;
-    let bad = || format!("Win32_OperatingSystem.LastBootUpTime {raw:?}: not a CIM datetime");
-    let (digits, offset) = raw.split_at_checked(21).ok_or_else(bad)?;
-    let stamp = jiff::civil::DateTime::strptime("%Y%m%d%H%M%S%.f", digits).map_err(|_| bad())?;
-    let minutes: i32 = offset.parse().map_err(|_| bad())?;
-    let zone = jiff::tz::Offset::from_seconds(minutes.checked_mul(60).ok_or_else(bad)?)
-        .map_err(|_| bad())?;
-    zone.to_timestamp(stamp).map(Time).map_err(|_| bad())
+    cim_datetime(&raw)
+        .map(Time)
+        .ok_or_else(|| format!("Win32_OperatingSystem.LastBootUpTime {raw:?}: not a CIM datetime"))
 }
 
 #[cfg(test)]
@@ -396,6 +436,60 @@ mod tests {
 
     fn rows<T: serde::de::DeserializeOwned>(class: &str) -> Vec<T> {
         serde_json::from_value(recorded()[class].clone()).unwrap()
+    }
+
+    #[test]
+    fn usb_devices_without_hubs_and_none_under_wine() {
+        // Wine lists no USB device (only its own buses): an empty list, not unknown.
+        assert!(devices(&rows("Win32_PnPEntity")).is_empty());
+        assert_eq!(rows::<PnPEntity>("Win32_PnPEntity").len(), 6);
+        let entity = |id: &str, maker: &str, name: &str| PnPEntity {
+            device_id: Some(id.into()),
+            manufacturer: Some(maker.into()),
+            name: Some(name.into()),
+        };
+        let listed = devices(&[
+            entity(
+                r"USB\ROOT_HUB30\4&1",
+                "(Standard USB HUBs)",
+                "USB Root Hub (USB 3.0)",
+            ),
+            entity(r"USB\VID_0529&PID_0001\5&2", "SafeNet", "Sentinel HL Key"),
+            entity(
+                r"PCI\VEN_8086&DEV_A36D\3&1",
+                "Intel",
+                "USB 3.1 eXtensible Host Controller",
+            ),
+            entity(
+                r"usb\VID_04B4&PID_6560\5&3",
+                "(Standard USB HUBs)",
+                "Generic USB Hub",
+            ),
+            entity(
+                r"USB\VID_0BDA&PID_0129\5&4",
+                "(Standard system devices)",
+                "USB Card Reader",
+            ),
+        ]);
+        let seen: Vec<(&str, Option<&str>, Option<&str>)> = listed
+            .iter()
+            .map(|d| (d.name.as_str(), d.vendor.as_deref(), d.model.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    r"usb:USB\VID_0529&PID_0001\5&2",
+                    Some("SafeNet"),
+                    Some("Sentinel HL Key")
+                ),
+                (
+                    r"usb:USB\VID_0BDA&PID_0129\5&4",
+                    None,
+                    Some("USB Card Reader")
+                ),
+            ]
+        );
     }
 
     #[test]
