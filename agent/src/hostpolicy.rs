@@ -262,6 +262,15 @@ impl HostPolicy {
     }
 }
 
+/// On Windows the file's protection is the ACL of its directory (`%ProgramData%\unyo-agent`, writable
+/// by Administrators and SYSTEM only, as Windows creates ProgramData's subdirectories); this
+/// version of the agent does not read ACLs. A read-only attribute is no protection either way.
+#[cfg(windows)]
+fn owner_ok(_meta: &std::fs::Metadata, _check: bool) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(unix)]
 fn owner_ok(meta: &std::fs::Metadata, check: bool) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     if !check {
@@ -538,6 +547,17 @@ impl HostPolicy {
             name,
             refusals: vec![],
         };
+        if spec.engine != crate::ops::scans::HOST_ENGINE {
+            j.refuse(
+                "spec.engine",
+                "platform",
+                format!(
+                    "{:?} does not run on this host: its scan engine is {:?}",
+                    spec.engine,
+                    crate::ops::scans::HOST_ENGINE
+                ),
+            );
+        }
         for (i, a) in spec.actions.iter().enumerate() {
             if *a != DetectionAction::Notify && !self.antivirus.actions.contains(a) {
                 j.refuse(
@@ -644,7 +664,9 @@ impl HostPolicy {
 }
 
 /// Reads the policy again on every SIGHUP; a file that cannot be used leaves the policy in
-/// force as it was (logged and counted).
+/// force as it was (logged and counted). (On Windows the policy is read when the service
+/// starts.)
+#[cfg(unix)]
 pub async fn reload_on_hangup(
     path: PathBuf,
     state_dir: PathBuf,

@@ -12,20 +12,16 @@
 // What runs on every platform: facts (one source per platform), the Lease, the reporter and its
 // journal, the identity, metrics. Checks, operations and the host policy that bounds them run on
 // Linux hosts; the Windows agent reports facts (docs/agent.md, "Windows").
-#[cfg(unix)]
 mod assign;
 mod checks;
 mod facts;
 mod heartbeat;
-#[cfg(unix)]
 mod hostpolicy;
 mod hoststats;
 mod identity;
 mod metrics;
-#[cfg(unix)]
 mod ops;
 mod report;
-#[cfg(unix)]
 mod schedule;
 #[cfg(windows)]
 mod service;
@@ -161,21 +157,14 @@ async fn agent(args: Args, stop: impl std::future::Future<Output = ()>) -> anyho
     until_shutdown(tasks, stop).await
 }
 
-#[cfg(unix)]
 fn print_patches(args: &Args) -> anyhow::Result<()> {
-    let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
-        .context("preparing apt for the host's root")?;
-    let host = ops::patch::scan(&apt);
+    let engines = ops::Engines::of_host(&args.root, &args.state_dir)
+        .context("preparing the patch source of the host")?;
+    let host = engines.patches.scan();
     println!("{}", serde_json::to_string_pretty(&host.scan)?);
     Ok(())
 }
 
-#[cfg(windows)]
-fn print_patches(_: &Args) -> anyhow::Result<()> {
-    anyhow::bail!("--print-patches: the Windows agent does not scan for updates in this version")
-}
-
-/// The identity's renewal, the journal's writer and the Lease: what reports for every platform.
 async fn spawn_reporting(
     args: &Args,
     tasks: &mut tokio::task::JoinSet<()>,
@@ -237,7 +226,8 @@ fn open_reporter(args: &Args, metrics: &Arc<metrics::Metrics>) -> anyhow::Result
     .with_context(|| format!("opening the state directory {}", args.state_dir.display()))
 }
 
-/// Windows: facts through WMI, the Lease and the journal; no checks or operations yet.
+/// Windows: facts through WMI, operations (Windows Update, Microsoft Defender) bounded by the
+/// host policy, the Lease and the journal; no checks yet.
 #[cfg(windows)]
 async fn run(
     args: &Args,
@@ -245,8 +235,8 @@ async fn run(
 ) -> anyhow::Result<Arc<metrics::Metrics>> {
     let metrics = Arc::new(metrics::Metrics::default());
     let reporter = open_reporter(args, &metrics)?;
-    spawn_reporting(args, tasks, &reporter, &metrics).await?;
     let host = facts::Collector::new(&args.root);
+    operate(args, tasks, &host, &reporter, &metrics).await?;
     spawn_facts(tasks, host, reporter, args.facts_interval, |_| {});
     Ok(metrics)
 }
@@ -268,6 +258,29 @@ async fn run(
     metrics.register_host(host_stats.clone());
     let metrics = Arc::new(metrics);
     let reporter = open_reporter(args, &metrics)?;
+    let assigned = operate(args, tasks, &host, &reporter, &metrics).await?;
+    tasks.spawn(checks::supervise(
+        assigned,
+        host.clone(),
+        reporter.clone(),
+        metrics.clone(),
+    ));
+    let stats = host_stats.clone();
+    spawn_facts(tasks, host, reporter, args.facts_interval, move |f| {
+        stats.set_services(&f.services)
+    });
+    Ok(metrics)
+}
+
+/// The host policy, the reporting, the scheduler, every operation of the platform and the
+/// assignment that feeds them; returns the checks assigned (run where the platform has them).
+async fn operate(
+    args: &Args,
+    tasks: &mut tokio::task::JoinSet<()>,
+    host: &facts::Collector,
+    reporter: &report::Reporter,
+    metrics: &Arc<metrics::Metrics>,
+) -> anyhow::Result<tokio::sync::watch::Receiver<Vec<checks::Assigned>>> {
     let policy = hostpolicy::HostPolicy::load(&args.host_policy, &args.state_dir, true)
         .context("reading the host policy")?;
     metrics.policy_load(true);
@@ -275,15 +288,59 @@ async fn run(
     let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy));
     let (assign_tx, assign_rx) =
         tokio::sync::watch::channel(assign::kept::checks(&args.state_dir).load());
-    let apt = ops::apt::Apt::new(&args.root, &args.state_dir)
-        .context("preparing apt for the host's root")?;
+    let engines = ops::Engines::of_host(&args.root, &args.state_dir)
+        .context("preparing the patch source of the host")?;
+    #[cfg(unix)]
     tasks.spawn(hostpolicy::reload_on_hangup(
         args.host_policy.clone(),
         args.state_dir.clone(),
         policy_tx,
         metrics.clone(),
     ));
-    let client = spawn_reporting(args, tasks, &reporter, &metrics).await?;
+    #[cfg(windows)]
+    tasks.spawn(async move {
+        // Read at start only on Windows: the sender lives as long as the agent.
+        let _kept = policy_tx;
+        std::future::pending::<()>().await
+    });
+    let client = spawn_reporting(args, tasks, reporter, metrics).await?;
+    let scheduler = start_scheduler(args, tasks, reporter, metrics);
+    // Every operation, started with the jobs and the status it kept from the last run; the
+    // assignment follows each the same way.
+    let host_ctx = ops::Host {
+        collector: host.clone(),
+        server: args.server.clone(),
+        state_dir: args.state_dir.clone(),
+        policy: policy_rx.clone(),
+        reporter: reporter.clone(),
+        scheduler,
+    };
+    let operations = ops::start_all(host_ctx, engines, args.patch_interval, tasks).await;
+    tasks.spawn(assign::run(
+        client,
+        args.namespace.clone(),
+        args.server.clone(),
+        args.state_dir.clone(),
+        assign::HostRules {
+            policy: policy_rx,
+            root: args.root.clone(),
+        },
+        assign::Work {
+            checks: assign_tx,
+            operations,
+        },
+        reporter.clone(),
+    ));
+    Ok(assign_rx)
+}
+
+/// The scheduler of runs, its skipped runs noted in the journal and counted.
+fn start_scheduler(
+    args: &Args,
+    tasks: &mut tokio::task::JoinSet<()>,
+    reporter: &report::Reporter,
+    metrics: &Arc<metrics::Metrics>,
+) -> schedule::Scheduler {
     let skipped_to = reporter.clone();
     let skip_metrics = metrics.clone();
     let scheduler = schedule::Scheduler::new(
@@ -300,43 +357,7 @@ async fn run(
         },
     );
     tasks.spawn(scheduler.clone().run());
-    // Every operation, started with the jobs and the status it kept from the last run; the
-    // assignment follows each the same way.
-    let host_ctx = ops::Host {
-        collector: host.clone(),
-        server: args.server.clone(),
-        state_dir: args.state_dir.clone(),
-        policy: policy_rx.clone(),
-        reporter: reporter.clone(),
-        scheduler: scheduler.clone(),
-    };
-    let operations = ops::start_all(host_ctx, apt, args.patch_interval, tasks).await;
-    tasks.spawn(assign::run(
-        client.clone(),
-        args.namespace.clone(),
-        args.server.clone(),
-        args.state_dir.clone(),
-        assign::HostRules {
-            policy: policy_rx.clone(),
-            root: args.root.clone(),
-        },
-        assign::Work {
-            checks: assign_tx,
-            operations,
-        },
-        reporter.clone(),
-    ));
-    tasks.spawn(checks::supervise(
-        assign_rx,
-        host.clone(),
-        reporter.clone(),
-        metrics.clone(),
-    ));
-    let stats = host_stats.clone();
-    spawn_facts(tasks, host, reporter, args.facts_interval, move |f| {
-        stats.set_services(&f.services)
-    });
-    Ok(metrics)
+    scheduler
 }
 
 /// Runs until SIGTERM, Ctrl-C or `stop`, or until a task ends (an error: every task runs

@@ -674,7 +674,7 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::BackupsSlot;
+    use crate::ops::backups::BackupsSlot;
     use unyo_crds::backup::HostBackup;
 
     fn reporter(dir: &std::path::Path) -> Reporter {

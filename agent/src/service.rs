@@ -152,6 +152,11 @@ fn serve() -> anyhow::Result<()> {
         .append(true)
         .open(args.state_dir.join("unyo-agent.log"))?;
     crate::init_logging(&args, Some(log))?;
+    // A service has no console: a panic's message goes to the log.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        tracing::error!(%at, "panic: {info}");
+    }));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut stop_tx = Some(stop_tx);
     let handle = service_control_handler::register(NAME, move |control| match control {

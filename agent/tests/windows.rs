@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use kube::Api;
 use serde_json::Value;
-use unyo_crds::server::Server;
+use unyo_crds::server::{Server, ServerStatus};
 use unyo_tests::wine::{Prefix, agent_exe};
-use unyo_tests::{Running, control_plane, stdout_of, workspace_binary};
+use unyo_tests::{ControlPlane, Running, control_plane, stdout_of, workspace_binary};
 
 /// Installs "software" the way an installer registers it: an Uninstall key.
 fn register(prefix: &Prefix, key: &str, name: &str, version: &str) {
@@ -88,20 +88,19 @@ fn facts_under_wine_come_from_wmi() {
     assert!(has("filesystems", "mountPoint", "C:"));
     assert!(has("services", "name", "RpcSs"));
     assert_eq!(f["patches"][0]["id"], "KB1234567", "Wine's one hotfix");
-    // What this agent does not read on Windows yet, with the reason.
+    // Wine has no w32tm: the clock's sync state is unknown, with the reason.
     let unknown: Vec<&str> = f["unknown"]
         .as_array()
         .unwrap()
         .iter()
         .map(|u| u["fact"].as_str().unwrap())
         .collect();
-    assert_eq!(unknown, ["devices", "timeSync.synchronized"]);
-    assert!(
-        f["unknown"][1]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("w32tm")
-    );
+    assert_eq!(unknown, ["timeSync.synchronized"]);
+    let why = f["unknown"][0]["reason"].as_str().unwrap();
+    assert!(why.starts_with("w32tm.exe: "), "{why}");
+    assert!(f["timeSync"].get("synchronized").is_none());
+    // Wine's Plug and Play entities include no USB device: listed, and empty.
+    assert_eq!(f["devices"], serde_json::json!([]));
     // Installed software from the registry, the zone by its IANA name.
     assert_eq!(
         f["packages"],
@@ -235,4 +234,133 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
         .output()
         .unwrap();
     assert!(!query.status.success(), "the service is gone");
+}
+
+/// The Server's status once `done` holds for it, within a minute.
+async fn status_when(
+    servers: &Api<Server>,
+    what: &str,
+    log: &dyn Fn() -> String,
+    done: impl Fn(&ServerStatus) -> bool,
+) -> ServerStatus {
+    let start = Instant::now();
+    loop {
+        let st = servers
+            .get("ad01")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        if done(&st) {
+            return st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: not after a minute\nstatus: {}\nagent:\n{}",
+            serde_json::to_string(&st.operations).unwrap(),
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The Windows operations follow their custom resources under Wine: the production
+/// PatchBaseline's scan goes to the Windows Update Agent, which Wine does not implement (the
+/// scan fails with WUA's error, nothing is installed); the Defender schedule runs on request and
+/// fails for want of MpCmdRun.exe, its status unread (Wine has no Defender). The ClamAV schedule
+/// does not select ad01, and nothing is refused.
+async fn operations_under_wine(cp: &ControlPlane, servers: &Api<Server>, log: &dyn Fn() -> String) {
+    let st = status_when(servers, "a Windows Update scan", log, |st| {
+        st.operations
+            .as_ref()
+            .is_some_and(|o| o.patch_scan.is_some())
+    })
+    .await;
+    let ops = st.operations.unwrap();
+    let scan = ops.patch_scan.unwrap();
+    assert!(!scan.succeeded);
+    let said = scan.message.unwrap_or_default();
+    assert!(
+        said.starts_with("Windows Update Agent: search:") && said.contains("0x80004001"),
+        "Wine's WUA search is not implemented: {said}"
+    );
+    let baselines: Vec<&str> = ops.patches.iter().map(|p| p.baseline.as_str()).collect();
+    assert_eq!(baselines, ["production"]);
+    assert!(ops.refusals.is_empty(), "{:?}", ops.refusals);
+    cp.kubectl_ok(
+        &[
+            "annotate",
+            "server",
+            "ad01",
+            "-n",
+            "mie",
+            "unyo.dev/scan-now=wine-1",
+        ],
+        None,
+    )
+    .unwrap();
+    let st = status_when(servers, "a Defender scan", log, |st| {
+        st.operations
+            .as_ref()
+            .and_then(|o| o.antivirus.as_ref())
+            .is_some_and(|a| a.last_scan.is_some())
+    })
+    .await;
+    let av = st.operations.unwrap().antivirus.unwrap();
+    let run = av.last_scan.unwrap();
+    assert_eq!(run.schedule, "daily-windows");
+    assert_eq!(run.result, unyo_crds::backup::RunResult::Failed);
+    let said = run.message.unwrap_or_default();
+    assert!(
+        said.contains("MpCmdRun.exe") && said.contains(r"ROOT\Microsoft\Windows\Defender"),
+        "no Defender under Wine, said with the reasons: {said}"
+    );
+    assert_eq!(av.engine_version, None);
+    assert_eq!(av.resident_running, None, "unknown, not claimed off or on");
+}
+
+/// The agent as a console process (`unyo-agent --server ad01 …`, as an operator runs it to try
+/// it) with a host policy that lets Defender quarantine: its operations follow the sample
+/// PatchBaseline and VirusScanSchedules (see `operations_under_wine`). Run in the foreground
+/// because, under Wine 8, the agent started as a service stops after its first reports (the
+/// process is gone while the service control manager still says RUNNING; docs/agent.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn ad01_operations_under_wine() {
+    let cp = control_plane().unwrap();
+    cp.apply_samples(&[
+        "namespace.yaml",
+        "servers/ad01.yaml",
+        "calendar.yaml",
+        "patch-baselines.yaml",
+        "virusscan.yaml",
+        "virusscan-windows.yaml",
+    ])
+    .unwrap();
+    let exe = agent_exe().unwrap();
+    let prefix = Prefix::new("ops").unwrap();
+    let kubeconfig = prefix.dir.join("ad01.kubeconfig");
+    let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
+    stdout_of(
+        Command::new(unyo)
+            .args(["agent", "bootstrap", "ad01", "-n", "mie", "--out"])
+            .arg(&kubeconfig)
+            .env("KUBECONFIG", &cp.kubeconfig),
+    )
+    .unwrap();
+    let state = prefix.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // The host lets Defender quarantine what it finds (the sample schedule's action).
+    let policy = prefix.dir.join("agent.yaml");
+    std::fs::write(&policy, "antivirus:\n  actions: [Quarantine]\n").unwrap();
+    let mut cmd = prefix.command(&exe);
+    cmd.args(["--server", "ad01", "-n", "mie", "--heartbeat", "2s"])
+        .arg("--kubeconfig")
+        .arg(Prefix::windows_path(&kubeconfig))
+        .arg("--state-dir")
+        .arg(Prefix::windows_path(&state))
+        .arg("--host-policy")
+        .arg(Prefix::windows_path(&policy));
+    let agent = Running::spawn(cmd, "agent-ad01-wine").unwrap();
+    let servers: Api<Server> = Api::namespaced(cp.client().await.unwrap(), "mie");
+    operations_under_wine(cp, &servers, &|| agent.log()).await;
 }

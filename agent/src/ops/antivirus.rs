@@ -562,6 +562,45 @@ pub fn host_status(outcome: &Outcome, db: &Path, resident: bool, host: &str) -> 
     }
 }
 
+/// ClamAV, with its signature database in the agent's state directory (`<state-dir>/clamav`).
+pub struct ClamAv {
+    /// The signature database.
+    pub db: PathBuf,
+}
+
+impl super::scans::Engine for ClamAv {
+    fn scan(
+        &self,
+        job: &super::scans::ScanJob,
+        host: &crate::facts::Collector,
+        server: &str,
+    ) -> HostAntivirus {
+        let signatures = &job.spec.signatures;
+        let (from, updated) = match (&signatures.source_directory, &signatures.mirror_url) {
+            (Some(src), _) => (src, update_from_directory(&host.path(src), &self.db)),
+            (None, Some(url)) => {
+                // The host policy allowed this mirror; a redirect could lead anywhere else.
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(120))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap_or_default();
+                let fetched = update_from_mirror(&client, url, &self.db);
+                (url, tokio::runtime::Handle::current().block_on(fetched))
+            }
+            (None, None) => (&job.name, Ok(0)),
+        };
+        match updated {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(source = %from, files = n, "signatures updated"),
+            Err(e) => tracing::warn!(source = %from, error = %e, "signature update failed"),
+        }
+        let outcome = scan(&job.name, &job.spec, &host.path("/"), &self.db);
+        let resident = !job.spec.resident_check || resident_running();
+        host_status(&outcome, &self.db, resident, server)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use jiff::Timestamp;
-use unyo_crds::patch::AvailableUpdate;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use unyo_crds::patch::{AvailableUpdate, PatchScan};
 use unyo_crds::patching::{classify, severity_from_urgency};
+
+use super::patch::HostPackages;
+use crate::report::now_seconds;
 
 /// apt of one host.
 #[derive(Clone, Debug)]
@@ -295,6 +299,67 @@ impl Apt {
             ));
         }
         Ok(format!("installed {target}"))
+    }
+}
+
+impl super::patch::Source for Apt {
+    /// `apt-get update`, the simulated upgrade, installed versions and reboot state.
+    fn scan(&self) -> HostPackages {
+        let mut scan = PatchScan {
+            scanned_at: Some(Time(now_seconds())),
+            ..Default::default()
+        };
+        let updated = self.update();
+        let listed = self.upgradable();
+        match (&updated, &listed) {
+            (Ok(()), Ok(_)) => scan.succeeded = true,
+            (Err(e), _) | (_, Err(e)) => scan.message = Some(e.clone()),
+        }
+        if let Ok(list) = listed {
+            scan.available = self.describe(list);
+        }
+        (scan.reboot_required, scan.reboot_packages) = self.reboot_required();
+        let installed = self.installed().unwrap_or_else(|e| {
+            scan.succeeded = false;
+            scan.message = Some(e);
+            BTreeMap::new()
+        });
+        HostPackages {
+            scan,
+            installed,
+            installed_at: self.install_times(),
+        }
+    }
+
+    fn reread(&self) -> HostPackages {
+        let mut h = HostPackages {
+            installed: self.installed().unwrap_or_default(),
+            installed_at: self.install_times(),
+            ..Default::default()
+        };
+        h.scan.available = self
+            .upgradable()
+            .map(|l| self.describe(l))
+            .unwrap_or_default();
+        (h.scan.reboot_required, h.scan.reboot_packages) = self.reboot_required();
+        h.scan.scanned_at = Some(Time(now_seconds()));
+        h.scan.succeeded = true;
+        h
+    }
+
+    fn install(&self, package: &str, version: &str, blocked: &[String]) -> Result<String, String> {
+        Apt::install(self, package, version, blocked)
+    }
+
+    fn reboot(&self) -> Result<String, String> {
+        if !self.is_live() {
+            return Err("a reboot is required; only the live host is rebooted".into());
+        }
+        Command::new("shutdown")
+            .args(["-r", "+1", "unyo: rebooting for installed patches"])
+            .status()
+            .map_err(|e| format!("shutdown -r: {e}"))?;
+        Ok("rebooting in 1 minute for the installed patches (reboot policy RebootIfNeeded)".into())
     }
 }
 

@@ -1,74 +1,54 @@
-//! Scheduled host operations at the fire times of their schedules on the named
-//! OperationCalendar, and on request: virus scans (VirusScanSchedule; the Server annotation
-//! `unyo.dev/scan-now=<anything new>`) and backups (BackupPlan rules; a full backup for
-//! `unyo.dev/backup-now=<reason>`, e.g. before and after a version-up).
+//! Host operations, each behind [`operation::Operation`]: virus scans (VirusScanSchedule; the
+//! Server annotation `unyo.dev/scan-now=<anything new>`), backups (BackupPlan rules; a full
+//! backup for `unyo.dev/backup-now=<reason>`), patches (PatchBaseline) — scheduled at the fire
+//! times of their schedules on the named OperationCalendar. The engines differ per platform
+//! (ClamAV, apt and restic on Linux; Microsoft Defender and the Windows Update Agent on
+//! Windows); each sits behind one interface of its operation.
 
+#[cfg(unix)]
 pub mod antivirus;
+#[cfg(unix)]
 pub mod apt;
+#[cfg(unix)]
 pub mod backup;
+#[cfg(unix)]
+pub mod backups;
+#[cfg(unix)]
 pub mod command;
+#[cfg(unix)]
 mod confined;
+#[cfg(any(windows, test))]
+pub mod defender;
 pub mod operation;
 pub mod patch;
+#[cfg(unix)]
 pub mod postgres;
+pub mod scans;
+#[cfg(any(windows, test))]
+pub mod wua;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use unyo_crds::calendar::OperationCalendarSpec;
-use unyo_crds::virusscan::VirusScanScheduleSpec;
-use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
-
 use unyo_crds::server::RequestState;
+use unyo_crds::workcalendar::{WorkCalendar, compile_schedule};
 
 use crate::facts::Collector;
 use crate::report::Reporter;
-use crate::schedule::{Job, Run, Scheduler};
+use crate::schedule::{Run, Scheduler};
 
+#[cfg(unix)]
+pub use scans::AntivirusSlot;
+#[cfg(unix)]
+use unyo_crds::names::annotations::BACKUP_NOW;
 /// The Server annotations that ask for a scan, a full backup or a restore now; a new value runs
 /// one. A restore is answered by a `RestoreSucceeded` or `RestoreFailed` Event naming the request
 /// id.
-pub use unyo_crds::names::annotations::{BACKUP_NOW, RESTORE, SCAN_NOW};
-
-/// A BackupPlan this host runs, with its calendar.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct BackupJob {
-    /// The BackupPlan.
-    pub name: String,
-    /// Its spec.
-    pub spec: unyo_crds::backup::BackupPlanSpec,
-    /// The OperationCalendar its rules name (the first rule's), when it exists.
-    pub calendars: Vec<(String, OperationCalendarSpec)>,
-}
-
-fn next_rule_fire(
-    job: &BackupJob,
-    schedule: &unyo_crds::common::Schedule,
-    after: Timestamp,
-) -> Result<Option<Timestamp>, String> {
-    let calendar = job
-        .calendars
-        .iter()
-        .find(|(n, _)| *n == schedule.calendar)
-        .map(|(_, c)| c);
-    first_fire(
-        &format!("BackupPlan {}", job.name),
-        calendar,
-        schedule,
-        "spec.rules.schedule",
-        after,
-    )
-}
-
-/// The lane of a plan's runs: one per primary repository, so that two plans writing one
-/// repository never run at the same time.
-pub fn backup_lane(job: &BackupJob) -> String {
-    format!("backup:{}", job.spec.repositories.primary.location)
-}
+pub use unyo_crds::names::annotations::{RESTORE, SCAN_NOW};
 
 /// A run of the scheduler from an async block.
 fn run_of<F, Fut>(f: F) -> Run
@@ -77,253 +57,6 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     Arc::new(move |_due| Box::pin(f()))
-}
-
-/// The scheduled jobs of one BackupPlan: its rules, its test restore, its protected snapshot.
-fn backup_jobs(job: &BackupJob, host: &Collector, reporter: &Reporter) -> Vec<Job> {
-    let verify = job
-        .spec
-        .verification
-        .as_ref()
-        .and_then(|v| v.test_restore.clone());
-    let protect = job
-        .spec
-        .protected_snapshot
-        .as_ref()
-        .map(|p| p.schedule.clone());
-    let rules = job.spec.rules.iter().enumerate().map(|(r, rule)| {
-        (
-            format!("rule/{}", rule.name),
-            rule.schedule.clone(),
-            Some(r),
-        )
-    });
-    let extra = [("verify", verify), ("protect", protect)]
-        .into_iter()
-        .filter_map(|(k, s)| Some((k.to_string(), s?, None)));
-    let journals = postgres::sources(&job.spec)
-        .map(|(source, pg)| journal_job(job, source, pg, host, reporter));
-    rules
-        .chain(extra)
-        .map(|(what, schedule, rule)| {
-            let (j, h, r) = (Arc::new(job.clone()), host.clone(), reporter.clone());
-            let kind = what.clone();
-            let run = run_of(move || {
-                let (j, h, r, kind) = (j.clone(), h.clone(), r.clone(), kind.clone());
-                async move {
-                    match kind.as_str() {
-                        "verify" => verify_one(&j, &h, &r).await,
-                        "protect" => protect_one(&j, &h, &r).await,
-                        _ => {
-                            let _ = backup_one(&j, rule, &h, &r).await;
-                        }
-                    }
-                }
-            });
-            let sched_job = job.clone();
-            Job {
-                key: format!("backup/{}/{what}", job.name),
-                lane: backup_lane(job),
-                missed: schedule.missed_runs.unwrap_or_default(),
-                next_after: Arc::new(move |t| next_rule_fire(&sched_job, &schedule, t)),
-                run,
-            }
-        })
-        .chain(journals)
-        .collect()
-}
-
-/// The job that ships a PostgreSQL source's archived WAL every `shipEvery` (default 1m).
-fn journal_job(
-    job: &BackupJob,
-    source: &unyo_crds::backup::BackupSource,
-    pg: &unyo_crds::backup::PostgresSource,
-    host: &Collector,
-    reporter: &Reporter,
-) -> Job {
-    let every = pg
-        .ship_every
-        .as_deref()
-        .and_then(unyo_crds::common::signed_duration)
-        .filter(|d| d.is_positive())
-        .unwrap_or(jiff::SignedDuration::from_mins(1));
-    let (j, h, r, name) = (
-        Arc::new(job.clone()),
-        host.clone(),
-        reporter.clone(),
-        source.name.clone(),
-    );
-    Job {
-        key: format!("backup/{}/journal/{}", job.name, source.name),
-        lane: backup_lane(job),
-        missed: unyo_crds::common::MissedRuns::RunOnce,
-        next_after: Arc::new(move |t| Ok(t.checked_add(every).ok())),
-        run: run_of(move || {
-            let (j, h, r, name) = (j.clone(), h.clone(), r.clone(), name.clone());
-            async move { ship_one(&j, &name, &h, &r).await }
-        }),
-    }
-}
-
-/// Ships one source's journal and records the shipment.
-async fn ship_one(job: &BackupJob, source: &str, host: &Collector, reporter: &Reporter) {
-    use unyo_crds::backup::{JournalShipment, RunResult};
-    let mut state = backup_state(reporter, &job.name).await;
-    let (j, h, s) = (job.clone(), host.clone(), source.to_string());
-    let done = tokio::task::spawn_blocking(move || {
-        backup::ship_journal(&j.name, &j.spec, &s, &h.path("/"))
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
-    let before = state.journals.iter().find(|x| x.source == source).cloned();
-    let before_key = before
-        .as_ref()
-        .map(|b| (b.result, b.last_segment.clone(), b.shipped_at.clone()));
-    let mut entry = JournalShipment {
-        source: source.to_string(),
-        result: RunResult::Succeeded,
-        at: now.clone(),
-        shipped_at: before.as_ref().and_then(|b| b.shipped_at.clone()),
-        last_segment: before.and_then(|b| b.last_segment),
-        message: None,
-    };
-    match done {
-        Ok(Some(shipped)) => {
-            entry.shipped_at = Some(now);
-            entry.last_segment = shipped.last.clone().or(entry.last_segment);
-            entry.message = Some(format!(
-                "shipped {} file(s) as snapshot {}",
-                shipped.files, shipped.made.snapshot
-            ));
-            tracing::info!(plan = %job.name, source, files = shipped.files, "WAL shipped");
-        }
-        Ok(None) => entry.message = Some("no new WAL in the spool".into()),
-        Err(e) => {
-            entry.result = RunResult::Failed;
-            entry.message = Some(e.clone());
-            reporter
-                .note(
-                    "JournalNotShipped",
-                    &format!("{}/{source}: {e}", job.name),
-                    true,
-                )
-                .await;
-        }
-    }
-    let changed = before_key
-        != Some((
-            entry.result,
-            entry.last_segment.clone(),
-            entry.shipped_at.clone(),
-        ));
-    state.journals.retain(|x| x.source != source);
-    state.journals.push(entry);
-    if changed {
-        record_backup(reporter, state, None).await;
-    }
-}
-
-/// Keeps the scheduler's backup jobs those of the plans this host runs, and runs a full backup
-/// of every plan that allows it, and restores, on request — each on its plan's lane.
-pub async fn run_backups(
-    mut jobs: watch::Receiver<Vec<BackupJob>>,
-    mut backup_now: watch::Receiver<Option<String>>,
-    mut restore: watch::Receiver<Option<String>>,
-    policy: watch::Receiver<std::sync::Arc<crate::hostpolicy::HostPolicy>>,
-    host: Collector,
-    reporter: Reporter,
-    scheduler: Scheduler,
-) {
-    loop {
-        let current = jobs.borrow_and_update().clone();
-        let scheduled = current
-            .iter()
-            .flat_map(|j| backup_jobs(j, &host, &reporter));
-        scheduler.set("backups", scheduled.collect());
-        tokio::select! {
-            changed = jobs.changed() => if changed.is_err() { break },
-            changed = restore.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let asked = restore.borrow_and_update().clone();
-                if let Some(request) = asked {
-                    let latest = jobs.borrow().clone();
-                    let rules = policy.borrow().clone();
-                    let lane = parse_restore(&request)
-                        .ok()
-                        .and_then(|r| latest.iter().find(|j| j.name == r.plan))
-                        .map_or("backup:requests".to_string(), backup_lane);
-                    let (h, r) = (host.clone(), reporter.clone());
-                    scheduler.submit(&lane, "restore", run_of(move || {
-                        let (latest, request, rules, h, r) =
-                            (latest.clone(), request.clone(), rules.clone(), h.clone(), r.clone());
-                        async move { restore_one(&latest, &request, &rules, &h, &r).await }
-                    }));
-                }
-            }
-            changed = backup_now.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let asked = backup_now.borrow_and_update().clone();
-                if let Some(reason) = asked {
-                    tracing::info!(%reason, "full backup requested");
-                    let latest = jobs.borrow().clone();
-                    let (h, r, s) = (host.clone(), reporter.clone(), scheduler.clone());
-                    tokio::spawn(async move { full_backup_now(&latest, &reason, &h, &r, &s).await });
-                }
-            }
-        }
-    }
-}
-
-/// A restore request: `<plan>:<generation>:<id>:<target>`, the generation a number (1 = newest)
-/// or `verified` (the newest whose last verification succeeded).
-/// With a generation of the form `@<unix microseconds>[@<source>]`, a PostgreSQL source is restored
-/// to that time.
-struct RestoreRequest<'a> {
-    plan: &'a str,
-    generation: Option<usize>,
-    to_time: Option<(Timestamp, Option<&'a str>)>,
-    id: &'a str,
-    target: &'a str,
-}
-
-fn parse_restore(request: &str) -> Result<RestoreRequest<'_>, String> {
-    let mut parts = request.splitn(4, ':');
-    let (Some(plan), Some(generation), Some(id), Some(target)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!(
-            "request {request:?}: expected <plan>:<generation>:<id>:<target>"
-        ));
-    };
-    let bad = |n: &str| {
-        format!(
-            "request {id}: generation {n:?} is neither a number, \"verified\" nor @<unix microseconds>"
-        )
-    };
-    let (generation, to_time) = match generation {
-        "verified" => (None, None),
-        at if at.starts_with('@') => {
-            let mut parts = at[1..].splitn(2, '@');
-            let micros = parts.next().and_then(|s| s.parse::<i64>().ok());
-            let time = micros
-                .and_then(|s| Timestamp::from_microsecond(s).ok())
-                .ok_or_else(|| bad(at))?;
-            (None, Some((time, parts.next())))
-        }
-        n => (Some(n.parse().map_err(|_| bad(n))?), None),
-    };
-    Ok(RestoreRequest {
-        plan,
-        generation,
-        to_time,
-        id,
-        target,
-    })
 }
 
 async fn answer(
@@ -342,284 +75,6 @@ async fn answer(
     reporter.request(annotation, value, state, message).await;
     reporter.note(reason, message, warning).await;
 }
-
-async fn restore_one(
-    jobs: &[BackupJob],
-    request: &str,
-    policy: &crate::hostpolicy::HostPolicy,
-    host: &Collector,
-    reporter: &Reporter,
-) {
-    let r = match parse_restore(request) {
-        Ok(r) => r,
-        Err(e) => return answer(reporter, RESTORE, request, RequestState::Refused, &e).await,
-    };
-    if let Some(refusal) = policy.judge_restore(&host.path("/"), r.target) {
-        let message = format!(
-            "request {}: refused by host policy rule {}: {}",
-            r.id, refusal.rule, refusal.message
-        );
-        return answer(reporter, RESTORE, request, RequestState::Refused, &message).await;
-    }
-    let Some(job) = jobs.iter().find(|j| j.name == r.plan).cloned() else {
-        let message = format!(
-            "request {}: no BackupPlan {} selects this server (or the host policy refused it)",
-            r.id, r.plan
-        );
-        return answer(reporter, RESTORE, request, RequestState::Failed, &message).await;
-    };
-    reporter
-        .request(
-            RESTORE,
-            request,
-            RequestState::Running,
-            &format!("request {}: restoring", r.id),
-        )
-        .await;
-    let (host, target, generation) = (host.clone(), r.target.to_string(), r.generation);
-    let verified = backup_state(reporter, &job.name).await.verified;
-    let to_time = r.to_time.map(|(t, s)| (t, s.map(String::from)));
-    let done = tokio::task::spawn_blocking(move || {
-        let root = host.path("/");
-        match &to_time {
-            Some((at, source)) => postgres::restore_to_time(&postgres::ToTime {
-                plan: &job.name,
-                spec: &job.spec,
-                root: &root,
-                source: source.as_deref(),
-                at: *at,
-                target: &target,
-            }),
-            None => backup::restore_generation(
-                &job.name, &job.spec, &root, generation, &verified, &target,
-            ),
-        }
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
-    match done {
-        Ok(m) => {
-            answer(
-                reporter,
-                RESTORE,
-                request,
-                RequestState::Succeeded,
-                &format!("request {}: {m}", r.id),
-            )
-            .await
-        }
-        Err(e) => {
-            answer(
-                reporter,
-                RESTORE,
-                request,
-                RequestState::Failed,
-                &format!("request {}: {e}", r.id),
-            )
-            .await
-        }
-    }
-}
-
-/// A full backup of every plan that allows one on request, each on its plan's lane; answered
-/// in the Server's status once all have run.
-async fn full_backup_now(
-    jobs: &[BackupJob],
-    reason: &str,
-    host: &Collector,
-    reporter: &Reporter,
-    scheduler: &Scheduler,
-) {
-    let plans: Vec<&BackupJob> = jobs.iter().filter(|j| j.spec.full_on_request).collect();
-    if plans.is_empty() {
-        let m = "no BackupPlan selecting this server takes a full backup on request";
-        return answer(reporter, BACKUP_NOW, reason, RequestState::Failed, m).await;
-    }
-    reporter
-        .request(BACKUP_NOW, reason, RequestState::Running, "backing up")
-        .await;
-    let mut results = Vec::new();
-    for job in &plans {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
-        let (j, h, r) = (Arc::new((*job).clone()), host.clone(), reporter.clone());
-        scheduler.submit(
-            &backup_lane(job),
-            "backup-now",
-            run_of(move || {
-                let (j, h, r, tx) = (j.clone(), h.clone(), r.clone(), tx.clone());
-                async move {
-                    let done = backup_one(&j, None, &h, &r).await;
-                    if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
-                        let _ = tx.send(done);
-                    }
-                }
-            }),
-        );
-        results.push((job.name.as_str(), rx));
-    }
-    let mut failed = Vec::new();
-    for (name, rx) in results {
-        let done = rx
-            .await
-            .unwrap_or_else(|_| Err("the run was dropped".into()));
-        if let Err(why) = done {
-            failed.push(format!("{name}: {why}"));
-        }
-    }
-    let names: Vec<&str> = plans.iter().map(|j| j.name.as_str()).collect();
-    if failed.is_empty() {
-        let m = format!("full backup of {} succeeded", names.join(", "));
-        answer(reporter, BACKUP_NOW, reason, RequestState::Succeeded, &m).await;
-    } else {
-        let m = format!("full backup failed for {}", failed.join("; "));
-        answer(reporter, BACKUP_NOW, reason, RequestState::Failed, &m).await;
-    }
-}
-
-async fn protect_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
-    let (job, host) = (job.clone(), host.clone());
-    let done = tokio::task::spawn_blocking(move || {
-        let root = host.path("/");
-        let date = Timestamp::now().strftime("%Y-%m-%d").to_string();
-        let taken = backup::take_protected(&job.name, &job.spec, &root, &date);
-        let keep = job
-            .spec
-            .protected_snapshot
-            .as_ref()
-            .and_then(|p| unyo_crds::common::signed_duration(&p.keep_for))
-            .unwrap_or(jiff::SignedDuration::from_hours(24 * 30));
-        let expired = backup::expire_protected(&job.name, &job.spec, &root, keep, Timestamp::now());
-        (job.name, taken, expired)
-    })
-    .await;
-    match done {
-        Ok((plan, taken, expired)) => {
-            match taken {
-                Ok((true, m)) => {
-                    reporter
-                        .note("SnapshotProtected", &format!("{plan}: {m}"), false)
-                        .await
-                }
-                Ok((false, m)) => {
-                    reporter
-                        .note("SnapshotNotProtected", &format!("{plan}: {m}"), true)
-                        .await
-                }
-                Err(e) => {
-                    reporter
-                        .note("SnapshotNotProtected", &format!("{plan}: {e}"), true)
-                        .await
-                }
-            }
-            match expired {
-                Ok(ids) if !ids.is_empty() => {
-                    reporter
-                        .note(
-                            "ProtectedSnapshotsExpired",
-                            &format!("{plan}: unlocked and forgot {}", ids.join(", ")),
-                            false,
-                        )
-                        .await
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    reporter
-                        .note("ProtectedSnapshotsExpired", &format!("{plan}: {e}"), true)
-                        .await
-                }
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "the protected snapshot task failed"),
-    }
-}
-
-async fn verify_one(job: &BackupJob, host: &Collector, reporter: &Reporter) {
-    let mut state = backup_state(reporter, &job.name).await;
-    let (job, host) = (job.clone(), host.clone());
-    let done = tokio::task::spawn_blocking(move || {
-        backup::test_restore(&job.name, &job.spec, &host.path("/"), &mut state);
-        state
-    })
-    .await;
-    match done {
-        Ok(state) => {
-            if let Some(v) = &state.last_verification {
-                tracing::info!(plan = %state.plan, result = ?v.result, message = v.message.as_deref().unwrap_or(""), "test restore finished");
-            }
-            record_backup(reporter, state, None).await;
-        }
-        Err(e) => tracing::error!(error = %e, "the test restore task failed"),
-    }
-}
-
-/// Runs a rule (or, with None, a full backup on request); whether it succeeded, or why not.
-async fn backup_one(
-    job: &BackupJob,
-    rule: Option<usize>,
-    host: &Collector,
-    reporter: &Reporter,
-) -> Result<(), String> {
-    let mut state = backup_state(reporter, &job.name).await;
-    let (name, kind) = rule
-        .and_then(|r| job.spec.rules.get(r))
-        .map(|r| (r.name.as_str(), r.backup_type))
-        .unwrap_or(("on-request", unyo_crds::backup::BackupType::Full));
-    backup_starts(reporter, &job.name, name, kind);
-    let (job, host) = (job.clone(), host.clone());
-    let done = tokio::task::spawn_blocking(move || {
-        let rule = rule.and_then(|r| job.spec.rules.get(r));
-        backup::run_rule(&job.name, &job.spec, rule, &host.path("/"), &mut state);
-        state
-    })
-    .await;
-    match done {
-        Ok(state) => {
-            let last = [&state.last_full, &state.last_differential]
-                .into_iter()
-                .flatten()
-                .max_by_key(|r| r.started_at.0)
-                .cloned();
-            if let Some(run) = &last {
-                tracing::info!(plan = %state.plan, rule = %run.rule, kind = ?run.backup_type, result = ?run.result, message = run.message.as_deref().unwrap_or(""), "backup finished");
-            }
-            let outcome = match &last {
-                Some(r) if r.result == unyo_crds::backup::RunResult::Succeeded => Ok(()),
-                Some(r) => Err(r.message.clone().unwrap_or_else(|| "failed".into())),
-                None => Err("no run was recorded".into()),
-            };
-            record_backup(reporter, state, last).await;
-            outcome
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the backup task failed");
-            Err("the backup task failed".into())
-        }
-    }
-}
-
-/// A VirusScanSchedule this host runs, with its calendar.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct ScanJob {
-    /// The VirusScanSchedule.
-    pub name: String,
-    /// Its spec.
-    pub spec: VirusScanScheduleSpec,
-    /// The OperationCalendar its schedule names, when it exists.
-    pub calendar: Option<OperationCalendarSpec>,
-}
-
-/// The next fire time of a job after `after`.
-pub fn next_fire(job: &ScanJob, after: Timestamp) -> Result<Option<Timestamp>, String> {
-    first_fire(
-        &format!("VirusScanSchedule {}", job.name),
-        job.calendar.as_ref(),
-        &job.spec.schedule,
-        "spec.schedule",
-        after,
-    )
-}
-
 /// The first fire time after `after` of `schedule` (the field `field` of `owner`) on
 /// `calendar`, which must exist.
 fn first_fire(
@@ -644,158 +99,6 @@ fn first_fire(
     }
 }
 
-/// The lane of virus scans (one signature database, one scanner at a time).
-const SCAN_LANE: &str = "antivirus";
-
-/// Keeps the scheduler's scan jobs those of the schedules this host runs, and runs every scan
-/// on request, on the scan lane.
-pub async fn run_scans(
-    mut jobs: watch::Receiver<Vec<ScanJob>>,
-    mut scan_now: watch::Receiver<Option<String>>,
-    scanner: Scanner,
-    scheduler: Scheduler,
-) {
-    loop {
-        let current = jobs.borrow_and_update().clone();
-        let scheduled = current.iter().map(|job| {
-            let (j, s) = (Arc::new(job.clone()), scanner.clone());
-            let sched_job = job.clone();
-            Job {
-                key: format!("scan/{}", job.name),
-                lane: SCAN_LANE.into(),
-                missed: job.spec.schedule.missed_runs.unwrap_or_default(),
-                next_after: Arc::new(move |t| next_fire(&sched_job, t)),
-                run: run_of(move || {
-                    let (j, s) = (j.clone(), s.clone());
-                    async move {
-                        let _ = run_one(&j, &s).await;
-                    }
-                }),
-            }
-        });
-        scheduler.set("scans", scheduled.collect());
-        tokio::select! {
-            changed = jobs.changed() => if changed.is_err() { break },
-            changed = scan_now.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let asked = scan_now.borrow_and_update().clone();
-                if let Some(reason) = asked {
-                    tracing::info!(%reason, "scan requested");
-                    // The jobs as they are now: the request may come with a new schedule.
-                    let latest = jobs.borrow().clone();
-                    let s = scanner.clone();
-                    scheduler.submit(SCAN_LANE, "scan-now", run_of(move || {
-                        let (latest, reason, s) = (latest.clone(), reason.clone(), s.clone());
-                        async move { scan_all_now(&latest, &reason, &s).await }
-                    }));
-                }
-            }
-        }
-    }
-}
-
-/// What a scan needs of the host: its root, the signature database, the Server's name and
-/// the reporter.
-#[derive(Clone)]
-pub struct Scanner {
-    /// The host.
-    pub host: Collector,
-    /// The signature database (`<state-dir>/clamav`).
-    pub db: PathBuf,
-    /// The Server.
-    pub server: String,
-    /// Where results go.
-    pub reporter: Reporter,
-}
-
-/// Every scan now, answered in the Server's status.
-async fn scan_all_now(jobs: &[ScanJob], reason: &str, s: &Scanner) {
-    let reporter = &s.reporter;
-    reporter
-        .request(SCAN_NOW, reason, RequestState::Running, "scanning")
-        .await;
-    let mut said = Vec::new();
-    for job in jobs {
-        said.push(run_one(job, s).await);
-    }
-    let failed = said.iter().any(|(ok, _)| !ok);
-    let state = if failed {
-        RequestState::Failed
-    } else {
-        RequestState::Succeeded
-    };
-    let text: Vec<String> = said.into_iter().map(|(_, m)| m).collect();
-    answer(reporter, SCAN_NOW, reason, state, &text.join("; ")).await;
-}
-
-/// Runs one scan; whether it ran, and what it found, in a sentence.
-async fn run_one(job: &ScanJob, s: &Scanner) -> (bool, String) {
-    let (host, db, server, reporter) = (&s.host, s.db.as_path(), s.server.as_str(), &s.reporter);
-    if job.spec.signatures.source_directory.is_none()
-        && let Some(url) = &job.spec.signatures.mirror_url
-    {
-        // The host policy allowed this mirror; a redirect could lead anywhere else.
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        match antivirus::update_from_mirror(&client, url, db).await {
-            Ok(n) if n > 0 => tracing::info!(%url, files = n, "signatures updated from the mirror"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(%url, error = %e, "signature update from the mirror failed"),
-        }
-    }
-    let (job, host, db, server) = (
-        job.clone(),
-        host.clone(),
-        db.to_path_buf(),
-        server.to_string(),
-    );
-    let name = job.name.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        if let Some(src) = &job.spec.signatures.source_directory {
-            match antivirus::update_from_directory(&host.path(src), &db) {
-                Ok(n) if n > 0 => tracing::info!(source = %src, files = n, "signatures updated"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "signature update failed"),
-            }
-        }
-        let root = host.path("/");
-        let outcome = antivirus::scan(&job.name, &job.spec, &root, &db);
-        let resident = !job.spec.resident_check || antivirus::resident_running();
-        antivirus::host_status(&outcome, &db, resident, &server)
-    })
-    .await;
-    match done {
-        Ok(status) => {
-            let mut said = (false, format!("{name}: no scan result"));
-            if let Some(run) = &status.last_scan {
-                tracing::info!(
-                    schedule = %name,
-                    files = run.files_scanned,
-                    detections = run.detections,
-                    result = ?run.result,
-                    "scan finished"
-                );
-                let ok = run.result == unyo_crds::backup::RunResult::Succeeded;
-                said = (
-                    ok,
-                    format!("{name}: {}", run.message.clone().unwrap_or_default()),
-                );
-            }
-            record_scan(reporter, status, &name).await;
-            said
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the scan task failed");
-            (false, format!("{name}: the scan task failed"))
-        }
-    }
-}
-
 /// What every operation needs of the host.
 #[derive(Clone)]
 pub struct Host {
@@ -813,329 +116,69 @@ pub struct Host {
     pub scheduler: Scheduler,
 }
 
+/// The engines of this platform: the virus scanner and the patch source.
+#[derive(Clone)]
+pub struct Engines {
+    /// ClamAV on Linux, Microsoft Defender on Windows.
+    pub scanner: Arc<dyn scans::Engine>,
+    /// apt on Linux, the Windows Update Agent on Windows.
+    pub patches: Arc<dyn patch::Source>,
+}
+
+impl Engines {
+    /// ClamAV with its database in the state directory, and apt beneath the host's root.
+    #[cfg(unix)]
+    pub fn of_host(root: &std::path::Path, state_dir: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Engines {
+            scanner: Arc::new(antivirus::ClamAv {
+                db: state_dir.join("clamav"),
+            }),
+            patches: Arc::new(apt::Apt::new(root, state_dir)?),
+        })
+    }
+
+    /// Microsoft Defender and the Windows Update Agent of this host.
+    #[cfg(windows)]
+    pub fn of_host(_root: &std::path::Path, _state_dir: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Engines {
+            scanner: Arc::new(defender::Defender::installed()),
+            patches: Arc::new(wua::WindowsUpdate),
+        })
+    }
+}
+
 /// Starts every operation of the agent — adding one is a module implementing
 /// [`operation::Operation`] and a line here — and returns how the assignment follows each.
 pub async fn start_all(
     h: Host,
-    apt: apt::Apt,
+    engines: Engines,
     patch_interval: Duration,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Vec<Box<dyn crate::assign::Followed>> {
     use crate::assign::start;
     let (dir, reporter) = (h.state_dir.clone(), h.reporter.clone());
-    let scans = Scans {
-        scanner: Scanner {
+    let scans = scans::Scans {
+        scanner: scans::Scanner {
             host: h.collector.clone(),
-            db: dir.join("clamav"),
+            engine: engines.scanner,
             server: h.server.clone(),
             reporter: reporter.clone(),
         },
         scheduler: h.scheduler.clone(),
     };
-    let backups = Backups {
-        policy: h.policy.clone(),
-        host: h.collector.clone(),
-        reporter: reporter.clone(),
-        scheduler: h.scheduler.clone(),
-    };
     let patches = patch::Patches {
-        apt,
+        source: engines.patches,
         state_dir: dir.clone(),
         reporter: reporter.clone(),
         scheduler: h.scheduler.clone(),
         interval: patch_interval,
     };
-    vec![
+    #[cfg_attr(windows, allow(unused_mut))]
+    let mut started = vec![
         start(scans, &dir, &reporter, tasks).await,
-        start(backups, &dir, &reporter, tasks).await,
         start(patches, &dir, &reporter, tasks).await,
-    ]
-}
-
-/// This host's backup state per plan: its part of `status.operations.backups`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(transparent)]
-pub struct BackupsSlot(pub Vec<unyo_crds::backup::HostBackup>);
-
-impl crate::report::Slot for BackupsSlot {
-    const FILE: &'static str = "host-backups";
-    fn fill(&self, into: &mut unyo_crds::server::OperationResults) {
-        into.backups = self.0.clone();
-    }
-}
-
-/// The run under way, kept so that a stop of the agent during it is reported as an
-/// interruption (its `message` holds the plan meanwhile).
-const RUNNING: &str = "backup-running";
-
-/// The backup state of this host under `plan` (kept across restarts).
-async fn backup_state(reporter: &Reporter, plan: &str) -> unyo_crds::backup::HostBackup {
-    let slot = reporter.slot::<BackupsSlot>().await;
-    slot.0
-        .into_iter()
-        .find(|b| b.plan == plan)
-        .unwrap_or(unyo_crds::backup::HostBackup {
-            plan: plan.to_string(),
-            ..Default::default()
-        })
-}
-
-/// Notes that a backup of `plan` starts (kept until [`record_backup`] records its end).
-fn backup_starts(reporter: &Reporter, plan: &str, rule: &str, kind: unyo_crds::backup::BackupType) {
-    let run = unyo_crds::backup::BackupRun {
-        rule: rule.to_string(),
-        backup_type: kind,
-        result: unyo_crds::backup::RunResult::Interrupted,
-        started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            crate::report::now_seconds(),
-        ),
-        finished_at: None,
-        snapshot: None,
-        copied: None,
-        bytes_added: None,
-        message: Some(plan.to_string()),
-    };
-    reporter.kept(RUNNING).keep(&Some(run));
-}
-
-/// Records a plan's backup state, and a `BackupFailed` Event when `last` failed.
-async fn record_backup(
-    reporter: &Reporter,
-    state: unyo_crds::backup::HostBackup,
-    last: Option<unyo_crds::backup::BackupRun>,
-) {
-    let failed = last.filter(|r| r.result == unyo_crds::backup::RunResult::Failed);
-    let notes: Vec<crate::report::JournalEntry> = failed
-        .map(|run| crate::report::JournalEntry {
-            policy: state.plan.clone(),
-            check: format!("backup:{}", run.rule),
-            state: unyo_crds::server::CheckState::Critical,
-            since: run.started_at.0,
-            value: None,
-            message: run.message.clone().unwrap_or_default(),
-            reason: Some("BackupFailed".into()),
-        })
-        .into_iter()
-        .collect();
-    reporter
-        .update::<BackupsSlot>(|slot| {
-            put_plan(slot, state);
-            notes
-        })
-        .await;
-    reporter
-        .kept::<Option<unyo_crds::backup::BackupRun>>(RUNNING)
-        .keep(&None);
-}
-
-fn put_plan(slot: &mut BackupsSlot, state: unyo_crds::backup::HostBackup) {
-    slot.0.retain(|b| b.plan != state.plan);
-    slot.0.push(state);
-    slot.0.sort_by(|a, b| a.plan.cmp(&b.plan));
-}
-
-/// A backup an earlier run of the agent left under way is reported as interrupted (and not run
-/// again by itself).
-async fn recover_interrupted(reporter: &Reporter) {
-    use unyo_crds::backup::{BackupType, RunResult};
-    let running = reporter.kept::<Option<unyo_crds::backup::BackupRun>>(RUNNING);
-    let Some((plan, mut run)) = running.load().and_then(|r| Some((r.message.clone()?, r))) else {
-        return;
-    };
-    tracing::warn!(%plan, rule = %run.rule, "a backup was interrupted by the agent's stop; reported as Interrupted");
-    run.result = RunResult::Interrupted;
-    run.finished_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        crate::report::now_seconds(),
-    ));
-    run.message = Some("interrupted: the agent stopped during this run".into());
-    let mut state = backup_state(reporter, &plan).await;
-    match run.backup_type {
-        BackupType::Full => state.last_full = Some(run),
-        BackupType::Differential => state.last_differential = Some(run),
-    }
-    reporter
-        .update::<BackupsSlot>(|slot| {
-            put_plan(slot, state);
-            vec![]
-        })
-        .await;
-    running.keep(&None);
-}
-
-/// This host's antivirus state: its part of `status.operations.antivirus`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(transparent)]
-pub struct AntivirusSlot(pub Option<unyo_crds::virusscan::HostAntivirus>);
-
-impl crate::report::Slot for AntivirusSlot {
-    const FILE: &'static str = "antivirus";
-    fn fill(&self, into: &mut unyo_crds::server::OperationResults) {
-        into.antivirus = self.0.clone();
-    }
-}
-
-/// Records the antivirus state after a scan, and an Event for each detection.
-async fn record_scan(
-    reporter: &Reporter,
-    status: unyo_crds::virusscan::HostAntivirus,
-    schedule: &str,
-) {
-    let notes = status
-        .detections
-        .iter()
-        .map(|d| crate::report::JournalEntry {
-            policy: schedule.to_string(),
-            check: format!("virus:{}", d.path),
-            state: unyo_crds::server::CheckState::Critical,
-            since: d.at.0,
-            value: None,
-            message: format!("{} in {} ({})", d.signature, d.path, d.actions.join("; ")),
-            reason: Some("VirusDetected".into()),
-        })
-        .collect();
-    reporter
-        .update::<AntivirusSlot>(|slot| {
-            slot.0 = Some(status);
-            notes
-        })
-        .await;
-}
-
-/// Virus scans: the VirusScanSchedules that select this host.
-pub struct Scans {
-    /// What a scan needs of the host.
-    pub scanner: Scanner,
-    /// Where its runs are queued.
-    pub scheduler: Scheduler,
-}
-
-impl operation::Operation for Scans {
-    type Resource = unyo_crds::VirusScanSchedule;
-    type Job = ScanJob;
-    type Slot = AntivirusSlot;
-    const NAME: &'static str = "scans";
-    const REQUESTS: &'static [&'static str] = &[SCAN_NOW];
-
-    fn jobs(
-        server: &unyo_crds::Server,
-        all: &[Self::Resource],
-        calendars: &[unyo_crds::OperationCalendar],
-    ) -> Vec<ScanJob> {
-        use kube::ResourceExt;
-        unyo_crds::selection::virus_scan_schedules_for(server, all)
-            .into_iter()
-            .map(|s| ScanJob {
-                name: s.name_any(),
-                spec: s.spec.clone(),
-                calendar: calendars
-                    .iter()
-                    .find(|c| c.name_any() == s.spec.schedule.calendar)
-                    .map(|c| c.spec.clone()),
-            })
-            .collect()
-    }
-
-    fn admit(
-        policy: &crate::hostpolicy::HostPolicy,
-        root: &std::path::Path,
-        mut job: ScanJob,
-    ) -> Result<ScanJob, Vec<unyo_crds::server::Refusal>> {
-        let refused = policy.judge_scan(&job.name, &job.spec, root);
-        if !refused.is_empty() {
-            return Err(refused);
-        }
-        job.spec
-            .quarantine_dir
-            .get_or_insert_with(|| policy.default_quarantine());
-        Ok(job)
-    }
-
-    fn run(
-        self,
-        jobs: watch::Receiver<Vec<ScanJob>>,
-        mut requests: operation::Requests,
-    ) -> futures::future::BoxFuture<'static, ()> {
-        let scan_now = operation::request(&mut requests, SCAN_NOW);
-        Box::pin(run_scans(jobs, scan_now, self.scanner, self.scheduler))
-    }
-}
-
-/// Backups: the BackupPlans that select this host.
-pub struct Backups {
-    /// The host policy in force (restores are judged when asked).
-    pub policy: watch::Receiver<Arc<crate::hostpolicy::HostPolicy>>,
-    /// The host.
-    pub host: Collector,
-    /// Where results go.
-    pub reporter: Reporter,
-    /// Where its runs are queued.
-    pub scheduler: Scheduler,
-}
-
-impl operation::Operation for Backups {
-    type Resource = unyo_crds::BackupPlan;
-    type Job = BackupJob;
-    type Slot = BackupsSlot;
-    const NAME: &'static str = "backups";
-    const REQUESTS: &'static [&'static str] = &[BACKUP_NOW, RESTORE];
-
-    fn jobs(
-        server: &unyo_crds::Server,
-        all: &[Self::Resource],
-        calendars: &[unyo_crds::OperationCalendar],
-    ) -> Vec<BackupJob> {
-        use kube::ResourceExt;
-        unyo_crds::selection::backup_plans_for(server, all)
-            .into_iter()
-            .map(|p| BackupJob {
-                name: p.name_any(),
-                spec: p.spec.clone(),
-                calendars: calendars
-                    .iter()
-                    .filter(|c| {
-                        p.spec
-                            .rules
-                            .iter()
-                            .any(|r| r.schedule.calendar == c.name_any())
-                    })
-                    .map(|c| (c.name_any(), c.spec.clone()))
-                    .collect(),
-            })
-            .collect()
-    }
-
-    fn admit(
-        policy: &crate::hostpolicy::HostPolicy,
-        root: &std::path::Path,
-        job: BackupJob,
-    ) -> Result<BackupJob, Vec<unyo_crds::server::Refusal>> {
-        let refused = policy.judge_backup(&job.name, &job.spec, root);
-        if refused.is_empty() {
-            Ok(job)
-        } else {
-            Err(refused)
-        }
-    }
-
-    fn run(
-        self,
-        jobs: watch::Receiver<Vec<BackupJob>>,
-        mut requests: operation::Requests,
-    ) -> futures::future::BoxFuture<'static, ()> {
-        let backup_now = operation::request(&mut requests, BACKUP_NOW);
-        let restore = operation::request(&mut requests, RESTORE);
-        Box::pin(async move {
-            recover_interrupted(&self.reporter).await;
-            run_backups(
-                jobs,
-                backup_now,
-                restore,
-                self.policy,
-                self.host,
-                self.reporter,
-                self.scheduler,
-            )
-            .await
-        })
-    }
+    ];
+    #[cfg(unix)]
+    started.push(start(backups::backups(&h), &dir, &reporter, tasks).await);
+    started
 }

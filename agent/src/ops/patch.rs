@@ -1,13 +1,15 @@
 //! Patches: the host's available updates (a scan, which never changes the host), the state of
 //! each patch under every PatchBaseline selecting the server, and — for a baseline with
 //! operation Install, only while its maintenance window is open and only after a clean scan —
-//! the install of the approved missing patches with apt, one version at a time.
+//! the install of the approved missing patches, one version at a time, through the host's
+//! [`Source`]: apt on Linux, the Windows Update Agent on Windows.
 //!
 //! What is approved is the controller's judgement, read from the baseline's
 //! `status.candidates` (judgement Apply): it alone sees the staging servers' evidence.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -21,11 +23,27 @@ use unyo_crds::patch::{
 };
 use unyo_crds::patching::{check_window, counts, is_rejected, version_cmp};
 
-use super::apt::Apt;
-use crate::report::{Reporter, now_seconds};
+use crate::report::Reporter;
 
 /// The Server annotation that asks for a patch scan now; a new value runs one.
 pub use unyo_crds::names::annotations::PATCH_SCAN_NOW;
+
+/// Where this host's patches come from and how they go in: apt on Linux, the Windows Update
+/// Agent on Windows. Every method blocks (the agent calls them on blocking threads).
+pub trait Source: Send + Sync + 'static {
+    /// A scan: refreshes what the sources offer, then lists the available updates, what is
+    /// installed (with install times) and whether a reboot is pending. Never changes what is
+    /// installed; a failure is in `scan.succeeded` and `scan.message`.
+    fn scan(&self) -> HostPackages;
+    /// What is installed and on offer now, without refreshing the sources (after installs).
+    fn reread(&self) -> HostPackages;
+    /// Installs `package` at `version` (never one of `blocked`, each `package=version`); a
+    /// sentence on what was done, or the source's error.
+    fn install(&self, package: &str, version: &str, blocked: &[String]) -> Result<String, String>;
+    /// Asks the host to restart for installed patches (in about a minute); what it did, or
+    /// why it did not.
+    fn reboot(&self) -> Result<String, String>;
+}
 
 /// A PatchBaseline selecting this host, with what the controller approved and its window's
 /// calendar.
@@ -114,25 +132,15 @@ pub fn evaluate(
     let mut out = Vec::new();
     for package in packages {
         let versions = approved.get(package).cloned().unwrap_or_default();
+        let offered = available.get(package);
         let Some(installed) = host.installed.get(package) else {
-            if let Some(c) = versions
-                .iter()
-                .max_by(|a, b| version_cmp(&a.version, &b.version))
-            {
-                let mut p = host_patch(package, &c.version, PatchState::NotApplicable, Some(c));
-                p.message = Some("the package is not installed on this host".into());
-                // An install that failed or was cut short can leave the package not (fully)
-                // installed: that is the failure, not "not applicable".
-                failed(&mut p, failures);
-                out.push(p);
-            }
+            out.extend(not_installed(job, package, &versions, offered, failures));
             continue;
         };
         let newer = versions
             .iter()
             .filter(|c| version_cmp(&c.version, installed).is_gt())
             .max_by(|a, b| version_cmp(&a.version, &b.version));
-        let offered = available.get(package);
         if let Some(c) = newer {
             let mut p = host_patch(package, &c.version, PatchState::Missing, Some(c));
             if !failed(&mut p, failures)
@@ -177,6 +185,44 @@ pub fn evaluate(
 
 /// Whether the rejected list names exactly this version (a name-only entry rejects updates, not
 /// what is installed).
+/// The state of a package the host does not have. A Windows update is offered while it is
+/// not installed: approved, it is Missing; rejected, Rejected. An approved Debian package the
+/// host lacks is NotApplicable (apt only offers upgrades of installed packages). An install
+/// that failed or was cut short can leave the package not (fully) installed: that is the
+/// failure, not "not applicable".
+fn not_installed(
+    job: &PatchJob,
+    package: &str,
+    versions: &[&PatchCandidate],
+    offered: Option<&&AvailableUpdate>,
+    failures: &BTreeMap<String, Failure>,
+) -> Option<HostPatch> {
+    let approved = versions
+        .iter()
+        .max_by(|a, b| version_cmp(&a.version, &b.version));
+    let mut p = match (approved, offered) {
+        (Some(c), Some(u)) if version_cmp(&u.version, &c.version).is_ge() => {
+            host_patch(package, &c.version, PatchState::Missing, Some(c))
+        }
+        (Some(c), _) => {
+            let mut p = host_patch(package, &c.version, PatchState::NotApplicable, Some(c));
+            p.message = Some("the package is not installed on this host".into());
+            p
+        }
+        (None, Some(u)) if is_rejected(&job.spec, package, &u.version) => {
+            let mut p = host_patch(package, &u.version, PatchState::Rejected, None);
+            p.classification = Some(u.classification);
+            p.severity = u.severity;
+            p.released_at = u.released_at.clone();
+            p.message = Some("rejected by the baseline; not installed".into());
+            p
+        }
+        (None, _) => return None,
+    };
+    failed(&mut p, failures);
+    Some(p)
+}
+
 fn is_rejected_version(spec: &PatchBaselineSpec, package: &str, version: &str) -> bool {
     spec.rejected_patches
         .iter()
@@ -236,37 +282,6 @@ pub fn install_gate(
     }
 }
 
-/// Runs a scan: `apt-get update`, the simulated upgrade, installed versions and reboot state.
-pub fn scan(apt: &Apt) -> HostPackages {
-    let mut scan = PatchScan {
-        scanned_at: Some(Time(now_seconds())),
-        ..Default::default()
-    };
-    let updated = apt.update();
-    let listed = apt.upgradable();
-    match (&updated, &listed) {
-        (Ok(()), Ok(_)) => scan.succeeded = true,
-        (Err(e), _) | (_, Err(e)) => scan.message = Some(e.clone()),
-    }
-    if let Ok(list) = listed {
-        scan.available = apt.describe(list);
-    }
-    (scan.reboot_required, scan.reboot_packages) = apt.reboot_required();
-    let installed = match apt.installed() {
-        Ok(i) => i,
-        Err(e) => {
-            scan.succeeded = false;
-            scan.message = Some(e);
-            BTreeMap::new()
-        }
-    };
-    HostPackages {
-        scan,
-        installed,
-        installed_at: apt.install_times(),
-    }
-}
-
 fn state_of(
     job: &PatchJob,
     host: &HostPackages,
@@ -310,7 +325,7 @@ pub async fn run_patches(
     mut jobs: watch::Receiver<Vec<PatchJob>>,
     mut scan_now: watch::Receiver<Option<String>>,
     mut scan_due: watch::Receiver<u64>,
-    apt: Apt,
+    source: Arc<dyn Source>,
     state_dir: PathBuf,
     reporter: Reporter,
 ) {
@@ -329,8 +344,8 @@ pub async fn run_patches(
             continue;
         }
         if host.is_none() {
-            let a = apt.clone();
-            host = tokio::task::spawn_blocking(move || scan(&a)).await.ok();
+            let s = source.clone();
+            host = tokio::task::spawn_blocking(move || s.scan()).await.ok();
             if let Some(h) = &host {
                 tracing::info!(
                     available = h.scan.available.len(),
@@ -367,7 +382,7 @@ pub async fn run_patches(
                         open,
                         (&mut failures, &kept),
                         &mut attempted,
-                        &apt,
+                        &source,
                         &reporter,
                     )
                     .await;
@@ -380,8 +395,8 @@ pub async fn run_patches(
             states.push(state_of(job, &h, patches, message));
         }
         if changed_host {
-            let rescanned = reread(&apt).await;
-            reboot_if_asked(&current, &rescanned, &apt, &reporter).await;
+            let rescanned = reread(&source).await;
+            reboot_if_asked(&current, &rescanned, &source, &reporter).await;
             host = Some(rescanned);
             continue;
         }
@@ -418,7 +433,7 @@ async fn install_approved(
         &crate::state::Kept<BTreeMap<String, Failure>>,
     ),
     attempted: &mut std::collections::BTreeSet<(String, String, String, Timestamp)>,
-    apt: &Apt,
+    source: &Arc<dyn Source>,
     reporter: &Reporter,
 ) -> bool {
     let todo = patches.iter().filter(|p| match p.state {
@@ -443,13 +458,13 @@ async fn install_approved(
             p.package.clone(),
             Failure {
                 version: p.version.clone(),
-                message: "interrupted: the agent stopped during this install (dpkg may need `dpkg --configure -a`)".into(),
+                message: "interrupted: the agent stopped during this install (on Linux, dpkg may need `dpkg --configure -a`)".into(),
                 window: open,
             },
         );
         kept.keep(failures);
         let (a, pkg, ver, bl) = (
-            apt.clone(),
+            source.clone(),
             p.package.clone(),
             p.version.clone(),
             blocked.clone(),
@@ -482,56 +497,35 @@ async fn install_approved(
     tried
 }
 
-/// What installs changed, read again without fetching the lists again.
-async fn reread(apt: &Apt) -> HostPackages {
-    let a = apt.clone();
-    let mut h = tokio::task::spawn_blocking(move || {
-        let mut h = HostPackages {
-            installed: a.installed().unwrap_or_default(),
-            installed_at: a.install_times(),
-            ..Default::default()
-        };
-        h.scan.available = a.upgradable().map(|l| a.describe(l)).unwrap_or_default();
-        (h.scan.reboot_required, h.scan.reboot_packages) = a.reboot_required();
-        h
-    })
-    .await
-    .unwrap_or_default();
-    h.scan.scanned_at = Some(Time(now_seconds()));
-    h.scan.succeeded = true;
-    h
+async fn reread(source: &Arc<dyn Source>) -> HostPackages {
+    let s = source.clone();
+    tokio::task::spawn_blocking(move || s.reread())
+        .await
+        .unwrap_or_default()
 }
 
 /// With reboot policy RebootIfNeeded a host that waits for a reboot after installs is rebooted
 /// (the live host only; a host beneath another root is only reported).
-async fn reboot_if_asked(jobs: &[PatchJob], host: &HostPackages, apt: &Apt, reporter: &Reporter) {
+async fn reboot_if_asked(
+    jobs: &[PatchJob],
+    host: &HostPackages,
+    source: &Arc<dyn Source>,
+    reporter: &Reporter,
+) {
     let wanted = jobs
         .iter()
         .any(|j| j.spec.reboot == RebootPolicy::RebootIfNeeded);
     if !wanted || !host.scan.reboot_required {
         return;
     }
-    if !apt.is_live() {
-        reporter
-            .note(
-                "RebootRequired",
-                "a reboot is required; only the live host is rebooted",
-                true,
-            )
-            .await;
-        return;
+    let s = source.clone();
+    let done = tokio::task::spawn_blocking(move || s.reboot())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match done {
+        Ok(what) => reporter.note("RebootScheduled", &what, true).await,
+        Err(why) => reporter.note("RebootRequired", &why, true).await,
     }
-    reporter
-        .note(
-            "RebootScheduled",
-            "rebooting in 1 minute for the installed patches (reboot policy RebootIfNeeded)",
-            true,
-        )
-        .await;
-    let _ = tokio::process::Command::new("shutdown")
-        .args(["-r", "+1", "unyo: rebooting for installed patches"])
-        .status()
-        .await;
 }
 
 /// The approved candidates of a baseline's status.
@@ -584,8 +578,8 @@ async fn record_patches(
 
 /// Patches: the PatchBaselines that select this host.
 pub struct Patches {
-    /// apt beneath the host's root.
-    pub apt: Apt,
+    /// apt beneath the host's root, or the Windows Update Agent.
+    pub source: Arc<dyn Source>,
     /// The state directory (failures kept per baseline).
     pub state_dir: PathBuf,
     /// Where results go.
@@ -656,7 +650,7 @@ impl crate::ops::operation::Operation for Patches {
             jobs,
             scan_now,
             due_rx,
-            self.apt,
+            self.source,
             self.state_dir,
             self.reporter,
         ))
@@ -666,6 +660,7 @@ impl crate::ops::operation::Operation for Patches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::apt::Apt;
     use unyo_crds::patch::{PatchClassification, PatchSeverity};
     use unyo_tests::aptlab::{self, Archive, Deb};
 
@@ -784,7 +779,7 @@ mod tests {
         let machine_before = dpkg_status_of_this_machine();
         let (lab, root, _) = lab("install");
         let apt = Apt::new(&root, &lab.join("state")).unwrap();
-        let host = scan(&apt);
+        let host = Source::scan(&apt);
         assert!(host.scan.succeeded, "{:?}", host.scan.message);
         let by = |p: &str| host.scan.available.iter().find(|u| u.package == p).unwrap();
         assert_eq!(host.scan.available.len(), 5, "{:?}", host.scan.available);
@@ -853,7 +848,7 @@ mod tests {
         );
         apt.install("kern", "2.0", &blocked).unwrap();
 
-        let after = scan(&apt);
+        let after = Source::scan(&apt);
         assert!(after.scan.reboot_required);
         assert_eq!(after.scan.reboot_packages, vec!["kern".to_string()]);
         let failures: BTreeMap<String, Failure> = [(
@@ -909,7 +904,7 @@ mod tests {
         sources.push("deb [trusted=yes] http://127.0.0.1:9/debian bookworm main".into());
         aptlab::host_root(&root, &sources, &[]).unwrap();
         let apt = Apt::new(&root, &lab.join("state")).unwrap();
-        let host = scan(&apt);
+        let host = Source::scan(&apt);
         assert!(!host.scan.succeeded);
         let msg = host.scan.message.clone().unwrap();
         assert!(msg.contains("127.0.0.1:9"), "{msg}");
