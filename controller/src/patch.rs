@@ -711,6 +711,55 @@ mod tests {
     }
 
     #[test]
+    fn windows_updates_are_judged_by_kb_like_packages() {
+        let now: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        let b = baseline(
+            "prod",
+            "production",
+            json!({"approvalRules": [{"classification": "Security", "severities": ["Critical", "Important"], "approveAfterDays": 3}],
+                   "rejectedPatches": ["KB5044099"]}),
+        );
+        // As the Windows agent reports a WUA search: KB, WUA revision, no installed version.
+        let kb = |id: &str, severity: &str, class: &str| {
+            json!({"package": id, "installedVersion": "", "version": "1", "classification": class,
+                   "severity": severity, "releasedAt": "2026-11-10T17:00:00Z",
+                   "archive": "WSUS/Security Updates"})
+        };
+        let ad01 = Arc::new(server(
+            "ad01",
+            "production",
+            json!({"patchScan": {"succeeded": true, "available": [
+                kb("KB5044277", "Important", "Security"),
+                kb("KB5044099", "Important", "Security"),
+                kb("KB5043050", "Low", "Security"),
+                kb("KB890830", "Unspecified", "Bugfix")]}}),
+        ));
+        let d = decide(&inputs(&b, &[ad01], std::slice::from_ref(&b)), now);
+        let st = d.status.unwrap();
+        let judged: Vec<(&str, &str, Judgement)> = st
+            .candidates
+            .iter()
+            .map(|c| (c.package.as_str(), c.version.as_str(), c.judgement))
+            .collect();
+        assert_eq!(
+            judged,
+            [
+                ("KB5043050", "1", Judgement::Hold),
+                ("KB5044099", "1", Judgement::Hold),
+                ("KB5044277", "1", Judgement::Apply),
+                ("KB890830", "1", Judgement::Hold),
+            ]
+        );
+        let cu = &st.candidates[2];
+        assert_eq!(cu.needed_by, ["ad01"]);
+        assert!(
+            st.candidates[1].reason.contains("rejected"),
+            "{}",
+            st.candidates[1].reason
+        );
+    }
+
+    #[test]
     fn decide_holds_everything_when_the_staging_baseline_is_missing() {
         let now: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
         let b = baseline(
