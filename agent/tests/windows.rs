@@ -18,6 +18,22 @@ use unyo_crds::server::{Server, ServerStatus};
 use unyo_tests::wine::{Prefix, agent_exe};
 use unyo_tests::{ControlPlane, Running, control_plane, stdout_of, workspace_binary};
 
+/// ad01's kubeconfig from `unyo agent bootstrap`, and its state directory, in `prefix`.
+fn bootstrap_ad01(cp: &ControlPlane, prefix: &Prefix) -> (std::path::PathBuf, std::path::PathBuf) {
+    let kubeconfig = prefix.dir.join("ad01.kubeconfig");
+    let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
+    stdout_of(
+        Command::new(unyo)
+            .args(["agent", "bootstrap", "ad01", "-n", "mie", "--out"])
+            .arg(&kubeconfig)
+            .env("KUBECONFIG", &cp.kubeconfig),
+    )
+    .unwrap();
+    let state = prefix.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    (kubeconfig, state)
+}
+
 /// Installs "software" the way an installer registers it: an Uninstall key.
 fn register(prefix: &Prefix, key: &str, name: &str, version: &str) {
     let path = format!(r"HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall\{key}");
@@ -123,17 +139,7 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
         "Active Directory Domain Services",
         "10.0.17763",
     );
-    let kubeconfig = prefix.dir.join("ad01.kubeconfig");
-    let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
-    stdout_of(
-        Command::new(unyo)
-            .args(["agent", "bootstrap", "ad01", "-n", "mie", "--out"])
-            .arg(&kubeconfig)
-            .env("KUBECONFIG", &cp.kubeconfig),
-    )
-    .unwrap();
-    let state = prefix.dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (kubeconfig, state) = bootstrap_ad01(cp, &prefix);
     // Installed and started as a Windows service, as docs/agent.md says.
     let mut install = prefix.command(&exe);
     install
@@ -338,17 +344,7 @@ async fn ad01_operations_under_wine() {
     .unwrap();
     let exe = agent_exe().unwrap();
     let prefix = Prefix::new("ops").unwrap();
-    let kubeconfig = prefix.dir.join("ad01.kubeconfig");
-    let unyo = workspace_binary("unyo-cli", "unyo").unwrap();
-    stdout_of(
-        Command::new(unyo)
-            .args(["agent", "bootstrap", "ad01", "-n", "mie", "--out"])
-            .arg(&kubeconfig)
-            .env("KUBECONFIG", &cp.kubeconfig),
-    )
-    .unwrap();
-    let state = prefix.dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (kubeconfig, state) = bootstrap_ad01(cp, &prefix);
     // The host lets Defender quarantine what it finds (the sample schedule's action).
     let policy = prefix.dir.join("agent.yaml");
     std::fs::write(&policy, "antivirus:\n  actions: [Quarantine]\n").unwrap();
