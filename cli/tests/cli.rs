@@ -33,7 +33,7 @@ fn samples_pass_check() {
     let stdout = text(&out);
     assert!(stdout.contains("Server/db01: ok"), "{stdout}");
     assert!(
-        stdout.contains("19 valid, 0 invalid, 2 skipped"),
+        stdout.contains("20 valid, 0 invalid, 2 skipped"),
         "{stdout}"
     );
 }
