@@ -4,7 +4,10 @@
 //! as a Windows service (Wine's service control manager) as ad01 of the sample fleet, it reports
 //! into the real API server and the controller opens drift for the ledger's
 //! KB5044277 that the host lacks (and, the ledger being strict about patches, for Wine's one
-//! hotfix KB1234567 that the ledger does not declare). No Windows ran here: see docs/agent.md.
+//! hotfix KB1234567 that the ledger does not declare); its operations follow the sample
+//! PatchBaselines and VirusScanSchedules (Wine's WUA answers "not implemented", Wine has no
+//! Defender: both reported with the reason) and it keeps its Lease fresh. No Windows ran here:
+//! see docs/agent.md.
 
 // A test crate: a panic is how a failure is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -128,8 +131,15 @@ fn facts_under_wine_come_from_wmi() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
     let cp = control_plane().unwrap();
-    cp.apply_samples(&["namespace.yaml", "servers/ad01.yaml"])
-        .unwrap();
+    cp.apply_samples(&[
+        "namespace.yaml",
+        "servers/ad01.yaml",
+        "calendar.yaml",
+        "patch-baselines.yaml",
+        "virusscan.yaml",
+        "virusscan-windows.yaml",
+    ])
+    .unwrap();
     let exe = agent_exe().unwrap();
     let prefix = Prefix::new("ad01").unwrap();
     // The role the ledger declares, registered as Windows registers it.
@@ -140,6 +150,9 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
         "10.0.17763",
     );
     let (kubeconfig, state) = bootstrap_ad01(cp, &prefix);
+    // The host lets Defender quarantine what it finds (the sample schedule's action).
+    let policy = prefix.dir.join("agent.yaml");
+    std::fs::write(&policy, "antivirus:\n  actions: [Quarantine]\n").unwrap();
     // Installed and started as a Windows service, as docs/agent.md says.
     let mut install = prefix.command(&exe);
     install
@@ -148,26 +161,37 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
         .arg("--kubeconfig")
         .arg(Prefix::windows_path(&kubeconfig))
         .arg("--state-dir")
-        .arg(Prefix::windows_path(&state));
+        .arg(Prefix::windows_path(&state))
+        .arg("--host-policy")
+        .arg(Prefix::windows_path(&policy));
     assert!(
         stdout_of(&mut install)
             .unwrap()
             .contains("installed the service unyo-agent")
     );
     let log = || std::fs::read_to_string(state.join("unyo-agent.log")).unwrap_or_default();
-    let started = prefix
-        .command("net")
-        .args(["start", "unyo-agent"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&started.stdout);
+    // Under Wine a service process lives only as long as the process that started it (a Wine
+    // artefact: on Windows a service is independent of who started it), so `net start` runs
+    // in a command shell that stays until the test ends.
+    let mut starter = prefix.command("cmd");
+    starter.args(["/c", "net start unyo-agent & ping -n 3600 127.0.0.1 >NUL"]);
+    let starter = Running::spawn(starter, "net-start-ad01").unwrap();
+    let begun = Instant::now();
+    let said = loop {
+        let said = starter.log();
+        if said.contains("started successfully") || said.contains("already running") {
+            break said;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(60),
+            "{said}\nlog:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     // Wine's service control manager starts automatic services as soon as it runs, so the
     // service may be running before `net start` asks.
-    assert!(
-        said.contains("started successfully") || said.contains("already running"),
-        "{said}\nlog:\n{}",
-        log()
-    );
+    assert!(!said.contains("error"), "{said}");
     let controller = workspace_binary("unyo-controller", "unyo-controller").unwrap();
     let mut ctl = Command::new(controller);
     ctl.arg("--kubeconfig")
@@ -226,6 +250,23 @@ async fn ad01_under_wine_reports_and_a_missing_kb_is_drift() {
             .any(|p| p.name == "Active Directory Domain Services"),
         "the registered software is reported, so no software drift is a match"
     );
+    operations_under_wine(cp, &servers, &log).await;
+    // The service keeps its Lease fresh (5 s beats) all along.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cp.client().await.unwrap(), "mie");
+    let renewed = leases
+        .get("unyo-agent-ad01")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .renew_time;
+    let age = jiff::Timestamp::now().duration_since(renewed.unwrap().0);
+    assert!(
+        age < jiff::SignedDuration::from_secs(15),
+        "last renewal {age:?} ago\n{}",
+        log()
+    );
     let running = stdout_of(prefix.command("sc").args(["query", "unyo-agent"])).unwrap();
     assert!(running.contains("RUNNING"), "{running}");
     // Stopped through the service control protocol, then removed.
@@ -270,7 +311,7 @@ async fn status_when(
     }
 }
 
-/// The Windows operations follow their custom resources under Wine: the production
+/// The Windows operations follow their custom resources under Wine (the agent run as a service): the production
 /// PatchBaseline's scan goes to the Windows Update Agent, which Wine does not implement (the
 /// scan fails with WUA's error, nothing is installed); the Defender schedule runs on request and
 /// fails for want of MpCmdRun.exe, its status unread (Wine has no Defender). The ClamAV schedule
@@ -323,40 +364,4 @@ async fn operations_under_wine(cp: &ControlPlane, servers: &Api<Server>, log: &d
     );
     assert_eq!(av.engine_version, None);
     assert_eq!(av.resident_running, None, "unknown, not claimed off or on");
-}
-
-/// The agent as a console process (`unyo-agent --server ad01 …`, as an operator runs it to try
-/// it) with a host policy that lets Defender quarantine: its operations follow the sample
-/// PatchBaseline and VirusScanSchedules (see `operations_under_wine`). Run in the foreground
-/// because, under Wine 8, the agent started as a service stops after its first reports (the
-/// process is gone while the service control manager still says RUNNING; docs/agent.md).
-#[tokio::test(flavor = "multi_thread")]
-async fn ad01_operations_under_wine() {
-    let cp = control_plane().unwrap();
-    cp.apply_samples(&[
-        "namespace.yaml",
-        "servers/ad01.yaml",
-        "calendar.yaml",
-        "patch-baselines.yaml",
-        "virusscan.yaml",
-        "virusscan-windows.yaml",
-    ])
-    .unwrap();
-    let exe = agent_exe().unwrap();
-    let prefix = Prefix::new("ops").unwrap();
-    let (kubeconfig, state) = bootstrap_ad01(cp, &prefix);
-    // The host lets Defender quarantine what it finds (the sample schedule's action).
-    let policy = prefix.dir.join("agent.yaml");
-    std::fs::write(&policy, "antivirus:\n  actions: [Quarantine]\n").unwrap();
-    let mut cmd = prefix.command(&exe);
-    cmd.args(["--server", "ad01", "-n", "mie", "--heartbeat", "2s"])
-        .arg("--kubeconfig")
-        .arg(Prefix::windows_path(&kubeconfig))
-        .arg("--state-dir")
-        .arg(Prefix::windows_path(&state))
-        .arg("--host-policy")
-        .arg(Prefix::windows_path(&policy));
-    let agent = Running::spawn(cmd, "agent-ad01-wine").unwrap();
-    let servers: Api<Server> = Api::namespaced(cp.client().await.unwrap(), "mie");
-    operations_under_wine(cp, &servers, &|| agent.log()).await;
 }
