@@ -17,7 +17,7 @@ use unyo_crds::backup::BackupPlanSpec;
 use unyo_crds::monitoring::CheckKind;
 use unyo_crds::patch::{PatchOperation, RebootPolicy};
 use unyo_crds::server::Refusal;
-use unyo_crds::virusscan::{DetectionAction, VirusScanScheduleSpec};
+use unyo_crds::virusscan::{DetectionAction, ScanEngine, VirusScanScheduleSpec};
 
 use crate::checks::Assigned;
 use crate::ops::patch::PatchJob;
@@ -289,6 +289,13 @@ fn owner_ok(meta: &std::fs::Metadata, check: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `p` is a plain absolute Windows drive path (`C:\…`), as it may be handed to
+/// `MpCmdRun.exe`: no quotes, wildcards, redirections or control characters.
+pub fn drive_path(p: &str) -> bool {
+    matches!(p.as_bytes(), [d, b':', b'\\', ..] if d.is_ascii_alphabetic())
+        && !p.chars().any(|c| c.is_control() || "\"*?<>|".contains(c))
+}
+
 /// `p` as a normal absolute path (`.` and repeated `/` dropped), or None when it is relative or
 /// has a `..` component.
 pub fn normal(p: &str) -> Option<PathBuf> {
@@ -547,6 +554,17 @@ impl HostPolicy {
             name,
             refusals: vec![],
         };
+        if spec.engine == ScanEngine::Defender {
+            for (i, p) in spec.paths.iter().enumerate() {
+                if !drive_path(p) {
+                    j.refuse(
+                        format!("spec.paths[{i}]"),
+                        "platform",
+                        format!("{p:?} is not a drive path (C:\\…) without quotes, wildcards or control characters"),
+                    );
+                }
+            }
+        }
         if spec.engine != crate::ops::scans::HOST_ENGINE {
             j.refuse(
                 "spec.engine",

@@ -5,13 +5,14 @@
 //! (what to check), one task per check, and the writer that delivers the journal of results to
 //! the API server with backoff.
 
-// The Windows agent reports facts only so far: the types that checks and the journal share are
+// The Windows agent runs no checks or backups yet: the types they share with the rest are
 // compiled there but not all used.
 #![cfg_attr(windows, allow(dead_code))]
 
 // What runs on every platform: facts (one source per platform), the Lease, the reporter and its
-// journal, the identity, metrics. Checks, operations and the host policy that bounds them run on
-// Linux hosts; the Windows agent reports facts (docs/agent.md, "Windows").
+// journal, the identity, metrics, the host policy, the scheduler and the operations (each engine
+// behind its interface in ops). Checks, backups and the operating statistics run on Linux hosts
+// only (docs/agent.md, "Windows").
 mod assign;
 mod checks;
 mod facts;
@@ -165,6 +166,7 @@ fn print_patches(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The identity's renewal, the journal's writer and the Lease: what reports for every platform.
 async fn spawn_reporting(
     args: &Args,
     tasks: &mut tokio::task::JoinSet<()>,

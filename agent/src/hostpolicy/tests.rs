@@ -270,3 +270,34 @@ fn install_and_reboot_need_the_host_to_allow_them() {
     policy.patches.reboot = true;
     assert!(policy.judge_patches(&job).is_empty());
 }
+
+#[test]
+fn defender_paths_must_be_plain_drive_paths_and_engines_their_platform() {
+    let policy = sample_policy();
+    let mut scan: VirusScanSchedule = sample("virusscan-windows.yaml", "VirusScanSchedule");
+    scan.spec.paths = vec![
+        r"C:\Users".into(),
+        r#"C:\x" -DisableRemediation"#.into(),
+        "-Scan".into(),
+        r"D:\*".into(),
+        "C:\\a\nb".into(),
+        "/srv".into(),
+    ];
+    let r = policy.judge_scan("daily-windows", &scan.spec, Path::new("/"));
+    let fields: Vec<&str> = r.iter().map(|x| x.field.as_str()).collect();
+    // On Linux the Defender engine itself is refused too (the platform's engine is ClamAV).
+    let mut expect = vec![
+        "spec.paths[1]",
+        "spec.paths[2]",
+        "spec.paths[3]",
+        "spec.paths[4]",
+        "spec.paths[5]",
+    ];
+    if cfg!(unix) {
+        expect.push("spec.engine");
+    }
+    assert_eq!(fields, expect, "{r:?}");
+    assert!(drive_path(r"C:\Users\Public"));
+    assert!(!drive_path("C:"));
+    assert!(!drive_path(""));
+}

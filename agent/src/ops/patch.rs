@@ -150,12 +150,7 @@ pub fn evaluate(
             }
             out.push(p);
         } else if let Some(u) = offered.filter(|u| is_rejected(&job.spec, package, &u.version)) {
-            let mut p = host_patch(package, &u.version, PatchState::Rejected, None);
-            p.classification = Some(u.classification);
-            p.severity = u.severity;
-            p.released_at = u.released_at.clone();
-            p.message = Some("rejected by the baseline; not installed".into());
-            out.push(p);
+            out.push(rejected_offer(package, u));
         } else if let Some(c) = versions
             .iter()
             .filter(|c| version_cmp(&c.version, installed).is_le())
@@ -210,17 +205,22 @@ fn not_installed(
             p
         }
         (None, Some(u)) if is_rejected(&job.spec, package, &u.version) => {
-            let mut p = host_patch(package, &u.version, PatchState::Rejected, None);
-            p.classification = Some(u.classification);
-            p.severity = u.severity;
-            p.released_at = u.released_at.clone();
-            p.message = Some("rejected by the baseline; not installed".into());
-            p
+            return Some(rejected_offer(package, u));
         }
         (None, _) => return None,
     };
     failed(&mut p, failures);
     Some(p)
+}
+
+/// An update on offer that the baseline rejects: reported, never installed.
+fn rejected_offer(package: &str, u: &AvailableUpdate) -> HostPatch {
+    let mut p = host_patch(package, &u.version, PatchState::Rejected, None);
+    p.classification = Some(u.classification);
+    p.severity = u.severity;
+    p.released_at = u.released_at.clone();
+    p.message = Some("rejected by the baseline; not installed".into());
+    p
 }
 
 fn is_rejected_version(spec: &PatchBaselineSpec, package: &str, version: &str) -> bool {
